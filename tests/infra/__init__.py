@@ -1,0 +1,80 @@
+"""Helpers that find and start the real servers the tests use (DESIGN.md §4).
+
+Binaries come from the cache filled by ``tests/infra/build-components.sh``. When one is missing the
+test is skipped locally with the reason, and fails under CI (``CI=true``): CI never skips silently.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO / "tests" / "infra" / "build-components.sh"
+
+
+def bin_cache() -> Path:
+    override = os.environ.get("PROVGATE_BIN_CACHE")
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "provgate" / "bin"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def missing(what: str) -> None:
+    """Fail in CI, skip with the reason elsewhere."""
+    msg = f"{what} (run {BUILD_SCRIPT.relative_to(REPO)})"
+    if in_ci():
+        pytest.fail(f"required component missing in CI: {msg}", pytrace=False)
+    pytest.skip(msg)
+
+
+def require_binary(name: str) -> Path:
+    """Path of a component built by build-components.sh (or on PATH)."""
+    candidate = bin_cache() / name
+    if candidate.exists() and os.access(candidate, os.X_OK):
+        return candidate.resolve()
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    missing(f"{name} not found in {bin_cache()}")
+    raise AssertionError("unreachable")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
