@@ -1,0 +1,527 @@
+"""Signing and verification keys: PEM keys, certificates and cosign's encrypted key files.
+
+Supported algorithms (anything else is refused when the key is loaded, never at verification time):
+
+* ECDSA P-256/SHA-256, P-384/SHA-384, P-521/SHA-512, ASN.1 DER signatures. Verification of P-384 and
+  P-521 also accepts SHA-256, because Tekton Chains' x509 signer and cosign hash with SHA-256 whatever
+  the curve.
+* Ed25519 (pure).
+* RSA >= 2048 bits: signs PKCS#1 v1.5/SHA-256; verifies PKCS#1 v1.5 or PSS (SHA-256, any salt length).
+
+A key's ``keyid`` is the OpenSSH SHA-256 fingerprint ``SHA256:<unpadded base64>``, as Tekton Chains puts in
+DSSE envelopes (``ssh.FingerprintSHA256``) and as sigstore-go accepts. It is a hint for humans and for
+ordering verification attempts, never a trust decision.
+
+cosign's encrypted key (``ENCRYPTED SIGSTORE PRIVATE KEY``, formerly ``ENCRYPTED COSIGN PRIVATE KEY``) is a
+PEM block whose body is JSON: scrypt parameters and salt, a NaCl secretbox nonce, and the secretbox of the
+PKCS#8 DER private key under ``scrypt(password)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import hashlib
+import json
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import nacl.exceptions
+import nacl.secret
+import nacl.utils
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from attestation.errors import KeyLoadError, WrongPasswordError
+from attestation.limits import MAX_KEY_FILE_BYTES, MAX_PASSWORD_BYTES, load_json
+
+PublicKeyType = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
+PrivateKeyType = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
+
+COSIGN_PEM_LABEL = "ENCRYPTED SIGSTORE PRIVATE KEY"
+COSIGN_LEGACY_PEM_LABEL = "ENCRYPTED COSIGN PRIVATE KEY"
+_COSIGN_LABELS = frozenset({COSIGN_PEM_LABEL, COSIGN_LEGACY_PEM_LABEL})
+# Labels whose keys need a password: cosign's, PKCS#8 encrypted, and OpenSSL "traditional" encrypted PEM.
+_PKCS8_ENCRYPTED_LABEL = "ENCRYPTED PRIVATE KEY"
+_PRIVATE_LABELS = frozenset({"PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY", _PKCS8_ENCRYPTED_LABEL})
+_PUBLIC_LABELS = frozenset({"PUBLIC KEY", "RSA PUBLIC KEY"})
+_CERT_LABELS = frozenset({"CERTIFICATE"})
+
+# go-securesystemslib "Standard" parameters, what cosign writes today.
+COSIGN_SCRYPT_N = 65536
+COSIGN_SCRYPT_R = 8
+COSIGN_SCRYPT_P = 1
+_SALT_BYTES = 32
+# Decryption bounds: cosign has written N = 2^15 and 2^16; allow up to 2^17 with r = 8 (128 MiB of scrypt
+# memory) and nothing that could be used to make us allocate more.
+_MAX_SCRYPT_MEMORY = 128 * 1024 * 1024 * 2
+_MIN_RSA_BITS = 2048
+
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN ([A-Z0-9 ]{1,64})-----\r?\n(.*?)-----END \1-----",
+    re.DOTALL,
+)
+
+_CURVE_HASHES: dict[str, tuple[type[hashes.HashAlgorithm], ...]] = {
+    "secp256r1": (hashes.SHA256,),
+    "secp384r1": (hashes.SHA384, hashes.SHA256),
+    "secp521r1": (hashes.SHA512, hashes.SHA256),
+}
+_CURVE_NAMES = {"secp256r1": "p256", "secp384r1": "p384", "secp521r1": "p521"}
+
+
+def _check_public_key(key: Any, source: str) -> PublicKeyType:
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name not in _CURVE_HASHES:
+            raise KeyLoadError(
+                f"{source}: unsupported elliptic curve {key.curve.name} (use P-256, P-384 or P-521)"
+            )
+        return key
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return key
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < _MIN_RSA_BITS:
+            raise KeyLoadError(
+                f"{source}: RSA key of {key.key_size} bits is too weak (minimum {_MIN_RSA_BITS})"
+            )
+        return key
+    raise KeyLoadError(
+        f"{source}: unsupported key type {type(key).__name__} (use ECDSA P-256/P-384/P-521, Ed25519 or RSA)"
+    )
+
+
+def ssh_fingerprint(key: PublicKeyType) -> str:
+    """``SHA256:<unpadded std base64 of sha256(SSH wire-format public key)>`` (ssh.FingerprintSHA256)."""
+    openssh = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    blob = base64.b64decode(openssh.split(b" ")[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode("ascii").rstrip("=")
+
+
+class PublicKey:
+    """A verification key, parsed once; :meth:`verify` never parses and never raises for a bad signature."""
+
+    __slots__ = ("_hashes", "_key", "algorithm", "keyid", "source", "spki_der")
+
+    def __init__(self, key: PublicKeyType, *, source: str = "public key") -> None:
+        self._key = _check_public_key(key, source)
+        self.source = source
+        self.spki_der: bytes = key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self.keyid: str = ssh_fingerprint(self._key)
+        self._hashes: tuple[hashes.HashAlgorithm, ...] = ()
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            self._hashes = tuple(h() for h in _CURVE_HASHES[key.curve.name])
+            self.algorithm: str = f"ecdsa-{_CURVE_NAMES[key.curve.name]}-{self._hashes[0].name}"
+        elif isinstance(key, ed25519.Ed25519PublicKey):
+            self.algorithm = "ed25519"
+        else:
+            self.algorithm = f"rsa-{key.key_size}-pkcs1v15-sha256"
+
+    @property
+    def crypto_key(self) -> PublicKeyType:
+        """The underlying ``cryptography`` key object."""
+        return self._key
+
+    def verify(self, signature: bytes, data: bytes) -> bool:
+        """True when ``signature`` is a valid signature of ``data`` by this key."""
+        key = self._key
+        try:
+            if isinstance(key, ec.EllipticCurvePublicKey):
+                for algorithm in self._hashes:
+                    try:
+                        key.verify(signature, data, ec.ECDSA(algorithm))
+                        return True
+                    except InvalidSignature:
+                        continue
+                return False
+            if isinstance(key, ed25519.Ed25519PublicKey):
+                key.verify(signature, data)
+                return True
+            try:
+                key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+                return True
+            except InvalidSignature:
+                pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO)
+                key.verify(signature, data, pss, hashes.SHA256())
+                return True
+        except (InvalidSignature, ValueError):
+            return False
+
+    def to_pem(self) -> bytes:
+        """SubjectPublicKeyInfo PEM, the format of ``cosign.pub``."""
+        return self._key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PublicKey) and other.spki_der == self.spki_der
+
+    def __hash__(self) -> int:
+        return hash(self.spki_der)
+
+    def __repr__(self) -> str:
+        return f"PublicKey({self.algorithm}, keyid={self.keyid!r}, source={self.source!r})"
+
+
+@runtime_checkable
+class Signer(Protocol):
+    """Anything that signs bytes: a key in memory, a SPIRE SVID, a KMS."""
+
+    keyid: str
+    public_key: PublicKey
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+class PrivateKeySigner:
+    """Signs with a private key held in memory."""
+
+    __slots__ = ("_key", "keyid", "public_key")
+
+    def __init__(self, key: PrivateKeyType, *, source: str = "private key") -> None:
+        if not isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey):
+            raise KeyLoadError(
+                f"{source}: unsupported key type {type(key).__name__} "
+                "(use ECDSA P-256/P-384/P-521, Ed25519 or RSA)"
+            )
+        self.public_key = PublicKey(key.public_key(), source=source)
+        self._key = key
+        self.keyid: str = self.public_key.keyid
+
+    @property
+    def crypto_key(self) -> PrivateKeyType:
+        return self._key
+
+    def sign(self, data: bytes) -> bytes:
+        key = self._key
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            return key.sign(data, ec.ECDSA(_CURVE_HASHES[key.curve.name][0]()))
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            return key.sign(data)
+        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+
+    def __repr__(self) -> str:
+        return f"PrivateKeySigner({self.public_key.algorithm}, keyid={self.keyid!r})"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# PEM parsing
+
+
+def _pem_blocks(data: bytes, source: str) -> list[tuple[str, bytes]]:
+    """(label, whole PEM block) for each block in ``data``."""
+    if len(data) > MAX_KEY_FILE_BYTES:
+        raise KeyLoadError(
+            f"{source} is too large for a key file: {len(data)} bytes, limit {MAX_KEY_FILE_BYTES}"
+        )
+    return [(m.group(1).decode("ascii"), m.group(0)) for m in _PEM_BLOCK.finditer(data)]
+
+
+def _pem_body(block: bytes, source: str) -> bytes:
+    lines = block.splitlines()[1:-1]
+    if any(b":" in line for line in lines):
+        raise KeyLoadError(f"{source}: unexpected PEM headers in a cosign key")
+    try:
+        return base64.b64decode(b"".join(line.strip() for line in lines), validate=True)
+    except ValueError:
+        raise KeyLoadError(f"{source}: PEM body is not valid base64") from None
+
+
+def _single_block(data: bytes, source: str, kind: str) -> tuple[str, bytes]:
+    blocks = _pem_blocks(data, source)
+    if not blocks:
+        raise KeyLoadError(f"{source}: no PEM block found (expected a {kind})")
+    if len(blocks) > 1:
+        labels = ", ".join(label for label, _ in blocks)
+        raise KeyLoadError(
+            f"{source}: holds {len(blocks)} PEM blocks ({labels}); expected exactly one {kind}"
+        )
+    return blocks[0]
+
+
+def load_public_key(data: bytes, *, source: str) -> PublicKey:
+    """A public key from PEM: SubjectPublicKeyInfo (``cosign.pub``), PKCS#1 RSA, or a certificate (its key).
+
+    The file must hold exactly one PEM block, so a chain or bundle is never silently reduced to one key.
+    """
+    label, block = _single_block(data, source, "public key or certificate")
+    try:
+        if label in _PUBLIC_LABELS:
+            key: Any = serialization.load_pem_public_key(block)
+        elif label in _CERT_LABELS:
+            key = x509.load_pem_x509_certificate(block).public_key()
+        elif label in _PRIVATE_LABELS or label in _COSIGN_LABELS:
+            raise KeyLoadError(f"{source}: holds a private key ({label}); give the public key")
+        else:
+            raise KeyLoadError(f"{source}: PEM block {label!r} is not a public key or certificate")
+    except (ValueError, UnsupportedAlgorithm) as err:
+        raise KeyLoadError(f"{source}: unreadable {label}: {_one_line(err)}") from None
+    return PublicKey(key, source=source)
+
+
+def is_encrypted_private_key(data: bytes) -> bool:
+    """True when the (first) private key PEM block in ``data`` needs a password."""
+    for label, block in _PEM_BLOCK.findall(data[: MAX_KEY_FILE_BYTES + 1]):
+        name = label.decode("ascii")
+        if name in _COSIGN_LABELS or name == _PKCS8_ENCRYPTED_LABEL:
+            return True
+        if name in _PRIVATE_LABELS:
+            return b"Proc-Type: 4,ENCRYPTED" in block
+    return False
+
+
+def load_private_key(data: bytes, *, source: str, password: bytes | None = None) -> PrivateKeySigner:
+    """A signer from PEM: PKCS#8 (``x509.pem`` of Chains), SEC1 EC, PKCS#1 RSA, password-protected PKCS#8,
+    or a cosign encrypted key. ``password`` is only used for encrypted keys."""
+    label, block = _single_block(data, source, "private key")
+    if label in _COSIGN_LABELS:
+        if password is None:
+            raise KeyLoadError(f"{source}: the cosign key is encrypted and no password was given")
+        key: Any = decrypt_cosign_private_key(block, password, source=source)
+    elif label in _PRIVATE_LABELS:
+        encrypted = label == _PKCS8_ENCRYPTED_LABEL or b"Proc-Type: 4,ENCRYPTED" in block
+        if encrypted and password is None:
+            raise KeyLoadError(f"{source}: the private key is encrypted and no password was given")
+        try:
+            key = serialization.load_pem_private_key(block, password=password if encrypted else None)
+        except ValueError as err:
+            msg = str(err).lower()
+            if encrypted and ("password" in msg or "decrypt" in msg):
+                raise WrongPasswordError(f"wrong password for {source}: decryption failed") from None
+            raise KeyLoadError(f"{source}: unreadable {label}: {_one_line(err)}") from None
+        except (TypeError, UnsupportedAlgorithm) as err:
+            raise KeyLoadError(f"{source}: unreadable {label}: {_one_line(err)}") from None
+    elif label in _PUBLIC_LABELS or label in _CERT_LABELS:
+        raise KeyLoadError(f"{source}: holds a {label.lower()}, not a private key")
+    else:
+        raise KeyLoadError(f"{source}: PEM block {label!r} is not a supported private key")
+    return PrivateKeySigner(key, source=source)
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+# ----------------------------------------------------------------------------------------------------------
+# cosign encrypted keys
+
+
+def _b64field(obj: Any, path: str, source: str) -> bytes:
+    if not isinstance(obj, str):
+        raise KeyLoadError(f"{source}: cosign key field {path} is missing or not a string")
+    try:
+        return base64.b64decode(obj, validate=True)
+    except ValueError:
+        raise KeyLoadError(f"{source}: cosign key field {path} is not valid base64") from None
+
+
+def _field(obj: Any, key: str, path: str, source: str) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise KeyLoadError(f"{source}: cosign key has no field {path}")
+    return obj[key]
+
+
+def _scrypt_params(params: Any, source: str) -> tuple[int, int, int]:
+    values = []
+    for name in ("N", "r", "p"):
+        v = _field(params, name, f"kdf.params.{name}", source)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise KeyLoadError(f"{source}: cosign key field kdf.params.{name} is not a positive integer")
+        values.append(v)
+    n, r, p = values
+    if n < 2 or n & (n - 1) or 128 * n * r * p > _MAX_SCRYPT_MEMORY or p > 16:
+        raise KeyLoadError(f"{source}: cosign key has unsupported scrypt parameters N={n} r={r} p={p}")
+    return n, r, p
+
+
+def _scrypt(password: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return Scrypt(salt=salt, length=nacl.secret.SecretBox.KEY_SIZE, n=n, r=r, p=p).derive(password)
+
+
+def decrypt_cosign_private_key(pem: bytes, password: bytes, *, source: str = "cosign key") -> PrivateKeyType:
+    """Decrypt a cosign ``ENCRYPTED SIGSTORE PRIVATE KEY`` PEM block to a private key object."""
+    label, block = _single_block(pem, source, "cosign private key")
+    if label not in _COSIGN_LABELS:
+        raise KeyLoadError(f"{source}: PEM block {label!r} is not a cosign encrypted key")
+    if len(password) > MAX_PASSWORD_BYTES:
+        raise KeyLoadError(f"{source}: password is longer than {MAX_PASSWORD_BYTES} bytes")
+    body = _pem_body(block, source)
+    try:
+        doc = load_json(body, max_bytes=MAX_KEY_FILE_BYTES, what=f"{source} (cosign key JSON)")
+    except KeyLoadError:
+        raise
+    except Exception as err:  # InputError/LimitExceeded from the loader, re-labelled for key files
+        raise KeyLoadError(str(err)) from None
+    kdf = _field(doc, "kdf", "kdf", source)
+    if _field(kdf, "name", "kdf.name", source) != "scrypt":
+        raise KeyLoadError(f"{source}: cosign key uses unsupported kdf {kdf.get('name')!r} (expected scrypt)")
+    n, r, p = _scrypt_params(_field(kdf, "params", "kdf.params", source), source)
+    salt = _b64field(_field(kdf, "salt", "kdf.salt", source), "kdf.salt", source)
+    cipher = _field(doc, "cipher", "cipher", source)
+    if _field(cipher, "name", "cipher.name", source) != "nacl/secretbox":
+        raise KeyLoadError(
+            f"{source}: cosign key uses unsupported cipher {cipher.get('name')!r} (expected nacl/secretbox)"
+        )
+    nonce = _b64field(_field(cipher, "nonce", "cipher.nonce", source), "cipher.nonce", source)
+    if len(nonce) != nacl.secret.SecretBox.NONCE_SIZE:
+        raise KeyLoadError(f"{source}: cosign key nonce must be {nacl.secret.SecretBox.NONCE_SIZE} bytes")
+    ciphertext = _b64field(_field(doc, "ciphertext", "ciphertext", source), "ciphertext", source)
+    box = nacl.secret.SecretBox(_scrypt(password, salt, n, r, p))
+    try:
+        plaintext = box.decrypt(ciphertext, nonce)
+    except nacl.exceptions.CryptoError:
+        raise WrongPasswordError(f"wrong password for {source}: decryption failed") from None
+    try:
+        return serialization.load_der_private_key(plaintext, password=None)  # type: ignore[return-value]
+    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
+        raise KeyLoadError(
+            f"{source}: decrypted cosign key is not a PKCS#8 private key: {_one_line(err)}"
+        ) from None
+
+
+def _pem_encode(label: str, der: bytes) -> bytes:
+    b64 = base64.b64encode(der).decode("ascii")
+    lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
+    return (f"-----BEGIN {label}-----\n" + "\n".join(lines) + f"\n-----END {label}-----\n").encode("ascii")
+
+
+def encrypt_cosign_private_key(
+    key: PrivateKeyType | PrivateKeySigner,
+    password: bytes,
+    *,
+    scrypt_n: int = COSIGN_SCRYPT_N,
+) -> bytes:
+    """``ENCRYPTED SIGSTORE PRIVATE KEY`` PEM readable by cosign (``scrypt_n`` must stay 32768 or 65536 for
+    cosign to accept it; smaller values are for tests only)."""
+    if isinstance(key, PrivateKeySigner):
+        key = key.crypto_key
+    der = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    salt = os.urandom(_SALT_BYTES)
+    nonce = nacl.utils.random(nacl.secret.SecretBox.NONCE_SIZE)
+    box = nacl.secret.SecretBox(_scrypt(password, salt, scrypt_n, COSIGN_SCRYPT_R, COSIGN_SCRYPT_P))
+    sealed = box.encrypt(der, nonce).ciphertext  # MAC || ciphertext, as Go's secretbox.Seal
+
+    def b64(b: bytes) -> str:
+        return base64.b64encode(b).decode("ascii")
+
+    # Field order of go-securesystemslib's encrypted.go structs, so files look like cosign's.
+    document = {
+        "kdf": {
+            "name": "scrypt",
+            "params": {"N": scrypt_n, "r": COSIGN_SCRYPT_R, "p": COSIGN_SCRYPT_P},
+            "salt": b64(salt),
+        },
+        "cipher": {"name": "nacl/secretbox", "nonce": b64(nonce)},
+        "ciphertext": b64(sealed),
+    }
+    body = json.dumps(document, separators=(",", ":")).encode("ascii")
+    return _pem_encode(COSIGN_PEM_LABEL, body)
+
+
+def generate_cosign_key_pair(password: bytes) -> tuple[bytes, bytes]:
+    """A new ECDSA P-256 key pair like ``cosign generate-key-pair``: (encrypted private PEM, public PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return encrypt_cosign_private_key(key, password), public
+
+
+def write_key_pair(prefix: str, password: bytes, *, overwrite: bool = False) -> tuple[Path, Path]:
+    """Write ``<prefix>.key`` (mode 0600) and ``<prefix>.pub``; never replace existing files unless told."""
+    key_path, pub_path = Path(f"{prefix}.key"), Path(f"{prefix}.pub")
+    if not overwrite:
+        for path in (key_path, pub_path):
+            if path.exists():
+                raise KeyLoadError(f"{path} already exists; refusing to overwrite it")
+    private_pem, public_pem = generate_cosign_key_pair(password)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    try:
+        fd = os.open(key_path, flags, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(private_pem)
+        fd = os.open(pub_path, flags, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(public_pem)
+    except FileExistsError as err:
+        raise KeyLoadError(f"{err.filename} already exists; refusing to overwrite it") from None
+    except OSError as err:
+        raise KeyLoadError(f"cannot write key pair {prefix}: {err.strerror} ({err.filename})") from None
+    return key_path, pub_path
+
+
+# ----------------------------------------------------------------------------------------------------------
+# files and passwords
+
+
+def read_key_file(path: str | os.PathLike[str], *, what: str = "key file") -> bytes:
+    """Read a key/certificate file, bounded by :data:`MAX_KEY_FILE_BYTES`."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_KEY_FILE_BYTES + 1)
+    except OSError as err:
+        raise KeyLoadError(f"cannot read {what} {os.fspath(path)}: {err.strerror}") from None
+    if len(data) > MAX_KEY_FILE_BYTES:
+        raise KeyLoadError(f"{what} {os.fspath(path)} is larger than {MAX_KEY_FILE_BYTES} bytes")
+    return data
+
+
+def _strip_one_newline(data: bytes) -> bytes:
+    if data.endswith(b"\r\n"):
+        return data[:-2]
+    if data.endswith(b"\n"):
+        return data[:-1]
+    return data
+
+
+def key_password(
+    source: str,
+    *,
+    password_file: str | os.PathLike[str] | None = None,
+    prompt: bool = True,
+    _getpass: Callable[[str], str] = getpass.getpass,
+) -> bytes:
+    """The password for an encrypted key: ``--password-file`` when given, else ``COSIGN_PASSWORD`` (an
+    empty value is a valid password, as in cosign), else a prompt when stdin is a terminal."""
+    if password_file is not None:
+        data = read_key_file(password_file, what="password file")
+        return _strip_one_newline(data)
+    env = os.environ.get("COSIGN_PASSWORD")
+    if env is not None:
+        return env.encode("utf-8")
+    if prompt and sys.stdin is not None and sys.stdin.isatty():
+        return _getpass(f"Enter password for private key {source}: ").encode("utf-8")
+    raise KeyLoadError(
+        f"{source} is encrypted: set COSIGN_PASSWORD or pass --password-file (no terminal to prompt on)"
+    )
+
+
+def load_private_key_file(
+    path: str | os.PathLike[str],
+    *,
+    password_file: str | os.PathLike[str] | None = None,
+    prompt: bool = True,
+) -> PrivateKeySigner:
+    """Load a private key file; a password is asked for only when the key is encrypted."""
+    source = os.fspath(path)
+    data = read_key_file(path)
+    password = None
+    if is_encrypted_private_key(data):
+        password = key_password(source, password_file=password_file, prompt=prompt)
+    return load_private_key(data, source=source, password=password)
+
+
+def load_public_key_file(path: str | os.PathLike[str]) -> PublicKey:
+    """Load a public key or certificate PEM file."""
+    return load_public_key(read_key_file(path), source=os.fspath(path))
