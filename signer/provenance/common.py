@@ -1,0 +1,139 @@
+"""Pieces of a run's provenance that several formats share: times, parameters, environment, sources.
+
+Each mirrors one Chains helper (``formats/slsa/attest``, ``internal/material``) so the formats agree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+
+from attestation.errors import InputError
+from signer.run import Run
+from signer.typehints import Artifact
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+CHAINS_PREFIX = "chains.tekton.dev/"
+REPRODUCIBLE_LABEL = "chains.tekton.dev/reproducible"
+OCI_SCHEME = "oci://"
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+_TIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+)
+
+
+def rfc3339(value: str | None) -> str | None:
+    """A Kubernetes time as Go marshals ``time.Time.UTC()``: RFC 3339, ``Z``, fraction without
+    trailing zeros (nanosecond precision kept)."""
+    if value is None:
+        return None
+    m = _TIME.fullmatch(value)
+    if not m:
+        raise InputError(f"time {value!r} is not RFC 3339")
+    y, mo, d, h, mi, s, frac, z, sign, oh, om = m.groups()
+    try:
+        dt = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), tzinfo=UTC)
+    except ValueError:
+        raise InputError(f"time {value!r} is not a valid date") from None
+    if not z:
+        offset = timedelta(hours=int(oh), minutes=int(om))
+        dt = dt - offset if sign == "+" else dt + offset
+    out = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    frac = (frac or "")[:9].rstrip("0")
+    return f"{out}.{frac}Z" if frac else f"{out}Z"
+
+
+def invocation_parameters(params: Sequence[Mapping], param_specs: Sequence[Mapping]) -> dict:
+    """ParamSpec defaults, overridden by the run's params (Chains ``attest.Invocation``)."""
+    out: dict = {}
+    for spec in param_specs:
+        if "default" in spec and spec["default"] is not None:
+            out[spec["name"]] = spec["default"]
+    for p in params:
+        out[p["name"]] = p.get("value", "")
+    return out
+
+
+def environment(labels: Mapping[str, str], annotations: Mapping[str, str]) -> dict | None:
+    """``{"labels", "annotations"}`` without kubectl's last-applied copy and Chains' own annotations;
+    each only when non-empty, ``None`` when both are empty."""
+    env: dict = {}
+    kept = {k: v for k, v in annotations.items() if k != LAST_APPLIED and not k.startswith(CHAINS_PREFIX)}
+    if kept:
+        env["annotations"] = kept
+    if labels:
+        env["labels"] = dict(labels)
+    return env or None
+
+
+def config_source(run: Run) -> dict:
+    """``status.provenance.refSource`` as SLSA v0.2 ``configSource`` (empty fields omitted)."""
+    src = run.ref_source or {}
+    out: dict = {}
+    if src.get("uri"):
+        out["uri"] = src["uri"]
+    if src.get("digest"):
+        out["digest"] = dict(src["digest"])
+    if src.get("entryPoint"):
+        out["entryPoint"] = src["entryPoint"]
+    return out
+
+
+def invocation(run: Run) -> dict:
+    """SLSA v0.2 ``invocation`` of a run (top level, and per task of a PipelineRun)."""
+    inv: dict = {
+        "configSource": config_source(run),
+        "parameters": invocation_parameters(run.params, run.param_specs),
+    }
+    env = environment(run.labels, run.annotations)
+    if env is not None:
+        inv["environment"] = env
+    return inv
+
+
+def reproducible(run: Run) -> bool:
+    return run.labels.get(REPRODUCIBLE_LABEL) == "true"
+
+
+def image_material(image_id: str, *, where: str) -> Artifact:
+    """A step/sidecar ``imageID`` (``[docker-pullable://]repo@alg:hex``) as ``oci://repo`` material.
+
+    Chains fails the whole payload when an imageID does not split into exactly one ``@`` and one ``:``;
+    so do we (fail closed).
+    """
+    parts = image_id.split("@")
+    if len(parts) != 2 or len(parts[1].split(":")) != 2:
+        raise InputError(f"{where}: imageID {image_id!r} is not <repository>@<algorithm>:<hex>")
+    alg, hexpart = parts[1].split(":")
+    return Artifact(OCI_SCHEME + parts[0].removeprefix("docker-pullable://"), {alg: hexpart})
+
+
+def step_image_materials(run: Run) -> list[Artifact]:
+    """Materials of a TaskRun's step images then sidecar images, in status order."""
+    out = []
+    for key in ("steps", "sidecars"):
+        for i, state in enumerate(run.status.get(key) or []):
+            where = f"{run.source}: {run.display} status.{key}[{i}]"
+            out.append(image_material(state.get("imageID") or "", where=where))
+    return out
+
+
+def ref_source_artifact(run: Run) -> Artifact | None:
+    src = run.ref_source
+    if src is None:
+        return None
+    return Artifact(src.get("uri", ""), dict(src.get("digest") or {}))
+
+
+def condition_status(run: Run) -> str:
+    """tkn's status word from ``conditions[0].status``: Succeeded / Failed / Running, else ``""``."""
+    conditions = run.status.get("conditions") or []
+    if not conditions:
+        return ""
+    return {"True": "Succeeded", "False": "Failed", "Unknown": "Running"}.get(conditions[0].get("status"), "")
+
+
+def dedupe(lines: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(lines))

@@ -1,0 +1,408 @@
+"""Tekton Chains type hints: which run results name artifacts, and how they are validated.
+
+The rules follow Chains (``pkg/artifacts/signable.go``, ``structured.go``, ``formats/slsa/extract``)
+because a verifier compares our subjects with what Chains would have produced. A malformed hint is
+never fatal and never a subject: it is skipped and a human-readable line is appended to ``warnings``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from attestation.reference import InvalidReference, parse
+from signer.run import Result, Run, taskruns_for_pipeline_task
+
+IMAGE_URL = "IMAGE_URL"
+IMAGE_DIGEST = "IMAGE_DIGEST"
+IMAGES = "IMAGES"
+ARTIFACT_URI = "ARTIFACT_URI"
+ARTIFACT_DIGEST = "ARTIFACT_DIGEST"
+ARTIFACT_OUTPUTS = "ARTIFACT_OUTPUTS"
+ARTIFACT_INPUTS = "ARTIFACT_INPUTS"
+GIT_URL = "CHAINS-GIT_URL"
+GIT_COMMIT = "CHAINS-GIT_COMMIT"
+IS_BUILD_ARTIFACT = "isBuildArtifact"
+
+# go-digest validates these (hex length = 2 x hash size, lowercase); Chains adds sha1 by regexp.
+_GO_DIGEST_HEX = {"sha256": 64, "sha384": 96, "sha512": 128}
+_SHA1 = re.compile(r"[a-f0-9]{40}")
+_LOWER_HEX = re.compile(r"[a-f0-9]+")
+_MAX_SHOWN = 120
+
+
+@dataclass(frozen=True)
+class Artifact:
+    uri: str
+    digest: dict[str, str]
+
+
+@dataclass(frozen=True)
+class OCIImage:
+    name: str  # ggcr Repository.Name(), e.g. index.docker.io/library/busybox
+    digest: str  # sha256:<hex>
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.digest}"
+
+    def artifact(self) -> Artifact:
+        return Artifact(self.name, {"sha256": self.digest.removeprefix("sha256:")})
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "...'"
+
+
+def _warn(warnings: list[str], where: str, message: str) -> None:
+    warnings.append(f"{where}{message}" if not where else f"{where}: {message}")
+
+
+def parse_digest(value: str) -> tuple[str, str]:
+    """Chains' ``ParseDigest``: ``<alg>:<hex>`` with exactly one ``:``; alg lower-cased and trimmed,
+    hex trimmed; sha256/384/512 checked as go-digest does, sha1 as 40 lowercase hex; others rejected."""
+    if not isinstance(value, str):
+        raise ValueError(f"digest {_show(value)} is not a string")
+    parts = value.split(":")
+    if len(parts) != 2:
+        raise ValueError(f"digest {_show(value)} is not in the format <algorithm>:<hex>")
+    alg = parts[0].strip().lower()
+    hexpart = parts[1].strip()
+    if alg in _GO_DIGEST_HEX:
+        if len(hexpart) != _GO_DIGEST_HEX[alg]:
+            raise ValueError(f"digest {_show(value)}: {alg} needs {_GO_DIGEST_HEX[alg]} hex characters")
+        if not _LOWER_HEX.fullmatch(hexpart):
+            raise ValueError(f"digest {_show(value)}: {alg} must be lowercase hex")
+    elif alg == "sha1":
+        if not _SHA1.fullmatch(hexpart):
+            raise ValueError(f"digest {_show(value)}: sha1 must be 40 lowercase hex characters")
+    else:
+        raise ValueError(f"digest {_show(value)}: unsupported algorithm {alg!r}")
+    return alg, hexpart
+
+
+def _raw_split(digest: str) -> dict[str, str]:
+    # Subjects built from ARTIFACT_URI/ARTIFACT_OUTPUTS keep the digest as written (Chains splits the
+    # raw string after ParseDigest accepted it), unlike materials, which use ParseDigest's output.
+    alg, hexpart = digest.split(":")
+    return {alg: hexpart}
+
+
+def _pairs(results: Sequence[Result], uri_suffix: str, digest_suffix: str, warnings: list[str],
+           where: str) -> list[tuple[str, str, str]]:
+    """``<prefix><uri_suffix>`` + ``<prefix><digest_suffix>`` grouped by prefix: (prefix, uri, digest).
+
+    Chains groups in a Go map (random order); we keep the order in which each prefix first appears.
+    Values are trimmed; empty or non-string values are ignored; a later result overrides an earlier one.
+    """
+    partial: dict[str, dict[str, str]] = {}
+    for r in results:
+        for suffix, key in ((uri_suffix, "uri"), (digest_suffix, "digest")):
+            if not r.name.endswith(suffix):
+                continue
+            if not isinstance(r.value, str):
+                _warn(warnings, where, f"result {r.name} is a {r.type}, type hints need a string; ignored")
+                continue
+            value = r.value.strip()
+            if not value:
+                _warn(warnings, where, f"result {r.name} is empty; ignored")
+                continue
+            partial.setdefault(r.name[: -len(suffix)], {})[key] = value
+    out = []
+    for prefix, p in partial.items():
+        if "uri" not in p or "digest" not in p:
+            have, want = (uri_suffix, digest_suffix) if "uri" in p else (digest_suffix, uri_suffix)
+            _warn(warnings, where, f"result {prefix}{have} has no matching {prefix}{want}; ignored")
+            continue
+        out.append((prefix, p["uri"], p["digest"]))
+    return out
+
+
+def _oci(ref: str) -> OCIImage | None:
+    try:
+        parsed = parse(ref, require_digest=True)
+    except InvalidReference:
+        return None
+    return OCIImage(parsed.name, parsed.digest or "")
+
+
+def _split_images(value: str) -> list[str]:
+    return [p.strip() for p in re.split(r"[,\n]", value) if p.strip()]
+
+
+def _structured(r: Result, warnings: list[str], where: str) -> Artifact | None:
+    """A ``*ARTIFACT_OUTPUTS``/``*ARTIFACT_INPUTS`` object validated as Chains' ``isValidArtifactOutput``."""
+    if not isinstance(r.value, dict):
+        _warn(warnings, where, f"result {r.name} must be an object with uri and digest; ignored")
+        return None
+    uri, digest = r.value.get("uri", ""), r.value.get("digest", "")
+    if not uri:
+        _warn(warnings, where, f"result {r.name} has no uri; ignored")
+        return None
+    if not digest:
+        _warn(warnings, where, f"result {r.name} has no digest; ignored")
+        return None
+    try:
+        parse_digest(digest)
+    except ValueError as err:
+        _warn(warnings, where, f"result {r.name}: {err}; ignored")
+        return None
+    return Artifact(uri, _raw_split(digest))
+
+
+def is_build_artifact_result(r: Result) -> bool:
+    """A valid ``*ARTIFACT_OUTPUTS`` object with ``isBuildArtifact: "true"`` (Chains ``IsBuildArtifact``)."""
+    if not r.name.endswith(ARTIFACT_OUTPUTS) or not isinstance(r.value, dict):
+        return False
+    if r.value.get(IS_BUILD_ARTIFACT) != "true":
+        return False
+    return _structured(r, [], "") is not None
+
+
+def is_invalid_artifact_outputs(r: Result) -> bool:
+    """``*ARTIFACT_OUTPUTS`` that Chains' ``IsBuildArtifact`` rejects with an error (not an object, or
+    marked as a build artifact with a bad uri/digest): v2alpha4 leaves these out of byproducts too."""
+    if not r.name.endswith(ARTIFACT_OUTPUTS):
+        return False
+    if not isinstance(r.value, dict):
+        return True
+    return r.value.get(IS_BUILD_ARTIFACT) == "true" and _structured(r, [], "") is None
+
+
+def build_artifacts(results: Sequence[Result], warnings: list[str], *, where: str = "") -> list[Artifact]:
+    """Chains ``ExtractBuildArtifactsFromResults``: isBuildArtifact outputs, raw uri."""
+    out = []
+    for r in results:
+        if not r.name.endswith(ARTIFACT_OUTPUTS):
+            continue
+        if not isinstance(r.value, dict):
+            _warn(warnings, where, f"result {r.name} must be an object with uri and digest; ignored")
+            continue
+        if r.value.get(IS_BUILD_ARTIFACT) != "true":
+            continue
+        art = _structured(r, warnings, where)
+        if art is not None:
+            out.append(art)
+    return out
+
+
+def oci_images(results: Sequence[Result], warnings: list[str], *, where: str = "") -> list[OCIImage]:
+    """Images a run built: ``*IMAGE_URL``/``*IMAGE_DIGEST`` pairs, then ``IMAGES``, then build-artifact
+    ``*ARTIFACT_OUTPUTS`` whose uri is an image; de-duplicated by normalised ``name@digest``."""
+    seen: set[str] = set()
+    out: list[OCIImage] = []
+
+    def add(img: OCIImage) -> None:
+        if img.ref not in seen:
+            seen.add(img.ref)
+            out.append(img)
+
+    for prefix, uri, digest in _pairs(results, IMAGE_URL, IMAGE_DIGEST, warnings, where):
+        img = _oci(f"{uri}@{digest}")
+        if img is None:
+            _warn(warnings, where, f"results {prefix}{IMAGE_URL}/{prefix}{IMAGE_DIGEST}: "
+                  f"{_show(uri + '@' + digest)} is not an image reference with a sha256 digest; ignored")
+            continue
+        add(img)
+    for r in results:
+        if r.name != IMAGES:
+            continue
+        if not isinstance(r.value, str):
+            _warn(warnings, where, f"result {IMAGES} is a {r.type}, it must be a string; ignored")
+            continue
+        for entry in _split_images(r.value):
+            img = _oci(entry)
+            if img is None:
+                _warn(warnings, where, f"result {IMAGES}: {_show(entry)} is not an image reference "
+                      "with a sha256 digest; ignored")
+                continue
+            add(img)
+    # Build artifacts that are not images (npm packages, files...) are fine: no warning.
+    for art in build_artifacts(results, [], where=where):
+        ((alg, hexpart),) = art.digest.items()
+        img = _oci(f"{art.uri}@{alg}:{hexpart}")
+        if img is not None:
+            add(img)
+    return out
+
+
+def artifact_uri_pairs(results: Sequence[Result], warnings: list[str], *, where: str = "") -> list[Artifact]:
+    """``*ARTIFACT_URI``/``*ARTIFACT_DIGEST`` pairs; the digest must pass :func:`parse_digest`."""
+    out = []
+    for prefix, uri, digest in _pairs(results, ARTIFACT_URI, ARTIFACT_DIGEST, warnings, where):
+        try:
+            parse_digest(digest)
+        except ValueError as err:
+            _warn(warnings, where, f"result {prefix}{ARTIFACT_DIGEST}: {err}; ignored")
+            continue
+        out.append(Artifact(uri, _raw_split(digest)))
+    return out
+
+
+def artifact_outputs(results: Sequence[Result], warnings: list[str], *,
+                     where: str = "") -> list[tuple[Artifact, bool]]:
+    """Valid ``*ARTIFACT_OUTPUTS`` objects with their ``isBuildArtifact == "true"`` flag."""
+    out = []
+    for r in results:
+        if r.name.endswith(ARTIFACT_OUTPUTS):
+            art = _structured(r, warnings, where)
+            if art is not None:
+                assert isinstance(r.value, dict)
+                out.append((art, r.value.get(IS_BUILD_ARTIFACT) == "true"))
+    return out
+
+
+def artifact_inputs(results: Sequence[Result], warnings: list[str], *, where: str = "") -> list[Artifact]:
+    """``*ARTIFACT_INPUTS`` objects as materials: raw uri, digest as :func:`parse_digest` returns it."""
+    out = []
+    for r in results:
+        if r.name.endswith(ARTIFACT_INPUTS):
+            art = _structured(r, warnings, where)
+            if art is not None:
+                assert isinstance(r.value, dict)
+                alg, hexpart = parse_digest(r.value["digest"])
+                out.append(Artifact(art.uri, {alg: hexpart}))
+    return out
+
+
+def spdx_git(url: str) -> str:
+    """``git+`` prefix and ``.git`` suffix added when missing (Chains ``attest.SPDXGit``)."""
+    if not url.startswith("git+"):
+        url = "git+" + url
+    if not url.endswith(".git"):
+        url += ".git"
+    return url
+
+
+def _string_of(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def git_material(run: Run, warnings: list[str], *, where: str | None = None) -> Artifact | None:
+    """``CHAINS-GIT_URL``/``CHAINS-GIT_COMMIT``: spec param defaults < run params < run results.
+
+    Values are used as written (not trimmed; the commit is not validated, the digest key is always
+    ``sha1``). Quirk kept from Chains: for a TaskRun only the commit is required, so a commit without a
+    URL yields the material ``git+.git``; a PipelineRun needs both.
+    """
+    loc = run.display if where is None else where
+    url = commit = ""
+    seen_url = seen_commit = False
+    for p in run.param_specs:
+        if "default" not in p:
+            continue
+        if p["name"] == GIT_COMMIT:
+            commit, seen_commit = _string_of(p["default"]), True
+        elif p["name"] == GIT_URL:
+            url, seen_url = _string_of(p["default"]), True
+    for p in run.params:
+        if p["name"] == GIT_COMMIT:
+            commit, seen_commit = _string_of(p.get("value")), True
+        elif p["name"] == GIT_URL:
+            url, seen_url = _string_of(p.get("value")), True
+    for r in run.results:
+        if r.name == GIT_COMMIT:
+            commit, seen_commit = r.string_value, True
+        elif r.name == GIT_URL:
+            url, seen_url = r.string_value, True
+    if not seen_url and not seen_commit:
+        return None
+    if not commit:
+        _warn(warnings, loc, f"{GIT_URL} without a non-empty {GIT_COMMIT}; no git material")
+        return None
+    if not url:
+        if run.kind == "PipelineRun":
+            _warn(warnings, loc, f"{GIT_COMMIT} without a non-empty {GIT_URL}; no git material")
+            return None
+        _warn(warnings, loc, f"{GIT_COMMIT} without a non-empty {GIT_URL}; material named 'git+.git' "
+              "(as Chains does)")
+    elif not _SHA1.fullmatch(commit):
+        _warn(warnings, loc, f"{GIT_COMMIT} {_show(commit)} is not a 40-hex sha1 (recorded as written)")
+    return Artifact(spdx_git(url), {"sha1": commit})
+
+
+def append_subjects(existing: list[Artifact], new: Iterable[Artifact]) -> list[Artifact]:
+    """Chains ``AppendSubjects``/``AppendMaterials``: an item with the same name as an earlier one and
+    at least one equal ``alg:hex`` merges its digests into that entry (first position kept)."""
+    out = list(existing)
+    for item in new:
+        for i, have in enumerate(out):
+            # Go indexes a missing key as "", so an empty hex matches an absent algorithm.
+            if have.uri == item.uri and any(item.digest.get(a, "") == h for a, h in have.digest.items()):
+                out[i] = Artifact(have.uri, {**have.digest, **item.digest})
+                break
+        else:
+            out.append(Artifact(item.uri, dict(item.digest)))
+    return out
+
+
+append_materials = append_subjects
+
+
+def executed_children(run: Run, children: Sequence[Run]) -> list[tuple[dict, Run]]:
+    """(pipeline task, child TaskRun) for pipelineSpec tasks then finally, children that completed."""
+    spec = run.resolved_spec
+    out = []
+    for task in [*(spec.get("tasks") or []), *(spec.get("finally") or [])]:
+        for tr in taskruns_for_pipeline_task(children, task["name"]):
+            if tr.completion_time:
+                out.append((task, tr))
+    return out
+
+
+def _subjects_of(run: Run, warnings: list[str]) -> list[Artifact]:
+    where = run.display
+    results = run.results
+    subjects: list[Artifact] = []
+    subjects = append_subjects(subjects, (i.artifact() for i in oci_images(results, warnings, where=where)))
+    subjects = append_subjects(subjects, artifact_uri_pairs(results, warnings, where=where))
+    subjects = append_subjects(subjects, (a for a, _ in artifact_outputs(results, warnings, where=where)))
+    return subjects
+
+
+def subjects_v1(run: Run, children: Sequence[Run], *, deep_inspection: bool,
+                warnings: list[str]) -> list[Artifact]:
+    """Chains ``SubjectDigests`` (slsa/v1, slsa/v2alpha3): images, ARTIFACT_URI pairs, ARTIFACT_OUTPUTS;
+    for a PipelineRun with deep inspection the executed children's subjects come first."""
+    own = _subjects_of(run, warnings)
+    if run.kind == "TaskRun" or not deep_inspection:
+        return own
+    out: list[Artifact] = []
+    for _, tr in executed_children(run, children):
+        out = append_subjects(out, _subjects_of(tr, warnings))
+    return append_subjects(out, own)
+
+
+def _build_artifact_subjects(results: Sequence[Result], warnings: list[str], where: str) -> list[Artifact]:
+    subjects = append_subjects([], build_artifacts(results, warnings, where=where))
+    return append_subjects(subjects, (i.artifact() for i in oci_images(results, warnings, where=where)))
+
+
+def subjects_build_artifacts(run: Run, children: Sequence[Run], *, deep_inspection: bool,
+                             warnings: list[str]) -> list[Artifact]:
+    """Chains ``SubjectsFromBuildArtifact`` (slsa/v2alpha4). TaskRun: each step's results, then the
+    TaskRun's results. PipelineRun: its own results, then (deep inspection) each executed child."""
+    if run.kind == "TaskRun":
+        return _taskrun_build_artifact_subjects(run, warnings)
+    out = _build_artifact_subjects(run.results, warnings, run.display)
+    if deep_inspection:
+        for _, tr in executed_children(run, children):
+            out = append_subjects(out, _taskrun_build_artifact_subjects(tr, warnings))
+    return out
+
+
+def _taskrun_build_artifact_subjects(run: Run, warnings: list[str]) -> list[Artifact]:
+    out: list[Artifact] = []
+    for i, step in enumerate(run.status.get("steps") or []):
+        step_results = [Result(r["name"], _type(r.get("value", "")), r.get("value", ""))
+                        for r in step.get("results") or []]
+        if step_results:
+            where = f"{run.display} step {step.get('name') or i}"
+            out = append_subjects(out, _build_artifact_subjects(step_results, warnings, where))
+    return append_subjects(out, _build_artifact_subjects(run.results, warnings, run.display))
+
+
+def _type(value: object) -> str:
+    return "array" if isinstance(value, list) else "object" if isinstance(value, dict) else "string"
