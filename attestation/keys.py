@@ -26,7 +26,6 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -490,7 +489,6 @@ def key_password(
     *,
     password_file: str | os.PathLike[str] | None = None,
     prompt: bool = True,
-    _getpass: Callable[[str], str] = getpass.getpass,
 ) -> bytes:
     """The password for an encrypted key: ``--password-file`` when given, else ``COSIGN_PASSWORD`` (an
     empty value is a valid password, as in cosign), else a prompt when stdin is a terminal."""
@@ -501,7 +499,7 @@ def key_password(
     if env is not None:
         return env.encode("utf-8")
     if prompt and sys.stdin is not None and sys.stdin.isatty():
-        return _getpass(f"Enter password for private key {source}: ").encode("utf-8")
+        return getpass.getpass(f"Enter password for private key {source}: ").encode("utf-8")
     raise KeyLoadError(
         f"{source} is encrypted: set COSIGN_PASSWORD or pass --password-file (no terminal to prompt on)"
     )

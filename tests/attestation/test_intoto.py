@@ -31,9 +31,12 @@ def test_serialize_orders_top_level_like_protojson_and_sorts_predicate_keys() ->
 
 def test_serialize_omits_empty_subject_and_keeps_unicode_as_utf8() -> None:
     statement = {"_type": intoto.STATEMENT_V01, "subject": [], "predicateType": "p", "predicate": {"n": "é"}}
-    assert intoto.serialize(statement) == (
-        '{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"p","predicate":{"n":"é"}}'
-    ).encode()
+    assert (
+        intoto.serialize(statement)
+        == (
+            '{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"p","predicate":{"n":"é"}}'
+        ).encode()
+    )
 
 
 def test_serialize_subject_fields_in_resource_descriptor_order() -> None:
