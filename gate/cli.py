@@ -1,0 +1,319 @@
+"""``gate``: verify an image's provenance against policy, evaluate and test policies (DESIGN.md §3).
+
+Exit codes: 0 allowed / passed, 1 denied / failed, 2 could not decide or unusable input (one line on
+stderr naming what and where; never a traceback). Heavy modules (crypto, policy engines, HTTP) are
+imported inside the commands so ``--help`` and argument errors stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+EXIT_UNDECIDED = 2
+MAX_INPUT_BYTES = 64 * 1024 * 1024
+
+
+def _fail(message: str) -> None:
+    click.echo(f"gate: error: {' '.join(message.split())}", err=True)
+
+
+def _paths(values: Sequence[str]) -> tuple[Path, ...]:
+    return tuple(Path(v) for v in values)
+
+
+def _emit_json(doc: Any) -> None:
+    click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def cli() -> None:
+    """provgate's deploy-time gate: admit an image only with trusted, policy-conformant provenance.
+
+    \b
+    Exit codes: 0 allowed/passed, 1 denied/failed, 2 could not decide or bad input
+    (treat 2 as denied).
+    """
+
+
+VERIFY_HELP = """Verify IMAGE's signed provenance and evaluate the policy over it.
+
+\b
+Every attestation of the image is checked in this order: signature over the
+stored bytes (DSSE PAE) by a --key, then the in-toto statement, then a subject
+whose digest is the image's. Only attestations that pass reach the policy.
+An image with no such attestation, or a policy that evaluates no rule, is denied.
+A tag is resolved to its digest in the registry and only the digest is evaluated.
+
+\b
+Examples:
+  # from the registry, with the bundled policy library
+  gate verify registry.example/app:v1 --key cosign.pub
+\b
+  # offline: attestations from a file (one DSSE envelope or Sigstore bundle
+  # JSON per line); IMAGE must then carry a digest
+  gate verify registry.example/app@sha256:3f... --key cosign.pub \\
+      --attestations app.att.jsonl --output json
+\b
+  # your own policies and rule data; print what the policy sees
+  gate verify localhost:5000/app:dev --key k.pub --policy ./policy \\
+      --data ./data --output policy-input > input.json
+"""
+
+
+@cli.command("verify", help=VERIFY_HELP)
+@click.argument("image")
+@click.option(
+    "--policy",
+    "policy",
+    multiple=True,
+    metavar="PATH",
+    help="Rego policy file or directory (repeatable; default: the bundled library).",
+)
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    metavar="PATH",
+    help="Rule data file or directory, JSON or YAML (repeatable).",
+)
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    metavar="FILE",
+    help="Trusted public key, PEM (repeatable); e.g. cosign.pub.",
+)
+@click.option(
+    "--attestations",
+    "attestations",
+    metavar="FILE",
+    help="Read attestations from FILE instead of the registry.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["embedded", "opa"]),
+    default="embedded",
+    show_default=True,
+    help="Policy engine.",
+)
+@click.option("--opa-url", metavar="URL", help="OPA server for --engine opa.")
+@click.option(
+    "--output",
+    "output",
+    type=click.Choice(["text", "json", "policy-input"]),
+    default="text",
+    show_default=True,
+)
+@click.option(
+    "--insecure-registry",
+    "insecure",
+    multiple=True,
+    metavar="HOST",
+    help="Registry to reach over plain HTTP (repeatable).",
+)
+@click.option("--ca-file", metavar="FILE", help="CA certificates (PEM) to trust for registry TLS.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Give up (exit 2) after this long.",
+)
+# --trust-bundle / --spiffe-id / --tsa-certs arrive with the SPIRE/X.509 trust path (gate.trust).
+def verify_cmd(
+    image: str,
+    policy: tuple[str, ...],
+    data: tuple[str, ...],
+    keys: tuple[str, ...],
+    attestations: str | None,
+    engine: str,
+    opa_url: str | None,
+    output: str,
+    insecure: tuple[str, ...],
+    ca_file: str | None,
+    timeout: float,
+) -> int:
+    import time
+
+    from attestation.reference import parse
+    from gate.decision import render_text
+    from gate.verify import Gate, GateConfig, read_attestations_file
+
+    deadline = time.monotonic() + timeout
+    if not keys:
+        raise click.UsageError("no trust configured: give at least one --key (a PEM public key file)")
+    # Check the cheap things first, so a typo does not cost a policy compile.
+    parse(image, require_digest=attestations is not None)
+    raws = read_attestations_file(attestations) if attestations is not None else None
+    config = GateConfig(
+        policy_paths=_paths(policy),
+        data_paths=_paths(data),
+        key_files=_paths(keys),
+        engine=engine,  # type: ignore[arg-type]
+        opa_url=opa_url,
+        insecure_registries=tuple(insecure),
+        ca_file=Path(ca_file) if ca_file else None,
+        timeout=timeout,
+    )
+    gate = Gate(config)
+    try:
+        if raws is not None:
+            prepared = gate.prepare_offline(image, raws)
+        else:
+            import asyncio
+
+            prepared = asyncio.run(gate.prepare(image, deadline=deadline))
+        if output == "policy-input":
+            from gate.decision import Decision
+
+            if isinstance(prepared, Decision):
+                for err in prepared.errors:
+                    _fail(err)
+                return EXIT_UNDECIDED
+            _emit_json(prepared.policy_input())
+            return 0
+        decision = gate.decide(prepared, deadline=deadline)
+    finally:
+        gate.close()
+    if not decision.decided:
+        for err in decision.errors:
+            _fail(err)
+    if output == "json":
+        _emit_json(decision.to_dict())
+    else:
+        click.echo(render_text(decision), nl=False)
+    return decision.exit_code
+
+
+EVAL_HELP = """Evaluate a policy-input document (as printed by `gate verify --output
+policy-input`) against a policy, with no registry and no signature checks: the
+policy author's loop.
+
+\b
+Exit 0 allowed, 1 denied (including: no rule evaluated), 2 unusable input.
+\b
+Example:
+  gate verify reg/app@sha256:... --key k.pub --attestations a.jsonl \\
+      --output policy-input > input.json
+  gate eval --input input.json --policy ./policy --data ./data
+"""
+
+
+@cli.command("eval", help=EVAL_HELP)
+@click.option("--input", "input_file", required=True, metavar="FILE", help="Policy-input JSON document.")
+@click.option(
+    "--policy",
+    "policy",
+    multiple=True,
+    required=True,
+    metavar="PATH",
+    help="Rego policy file or directory (repeatable).",
+)
+@click.option(
+    "--data", "data", multiple=True, metavar="PATH", help="Rule data file or directory (repeatable)."
+)
+@click.option("--engine", type=click.Choice(["embedded", "opa"]), default="embedded", show_default=True)
+@click.option("--opa-url", metavar="URL", help="OPA server for --engine opa.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def eval_cmd(
+    input_file: str,
+    policy: tuple[str, ...],
+    data: tuple[str, ...],
+    engine: str,
+    opa_url: str | None,
+    output: str,
+) -> int:
+    from attestation.errors import InputError
+    from attestation.limits import load_json
+    from gate.decision import render_text
+    from gate.verify import evaluate_document
+
+    try:
+        with open(input_file, "rb") as f:
+            raw = f.read(MAX_INPUT_BYTES + 1)
+    except OSError as err:
+        raise InputError(f"cannot read input file {input_file}: {err.strerror}") from None
+    doc = load_json(raw, max_bytes=MAX_INPUT_BYTES, what=f"input file {input_file}")
+    if not isinstance(doc, dict):
+        raise InputError(f"input file {input_file}: a policy input must be a JSON object")
+    decision = evaluate_document(doc, _paths(policy), _paths(data), engine=engine, opa_url=opa_url)
+    if not decision.decided:
+        for err in decision.errors:
+            _fail(err)
+    if output == "json":
+        _emit_json(decision.to_dict())
+    else:
+        click.echo(render_text(decision), nl=False)
+    return decision.exit_code
+
+
+@cli.group("policy")
+def policy_group() -> None:
+    """Work on policies."""
+
+
+POLICY_TEST_HELP = """Run the test_* rules of a policy tree (like `opa test`).
+
+\b
+Exit 0 all passed, 1 some failed, 2 the policy could not be loaded.
+\b
+Example:
+  gate policy test ./policies
+"""
+
+
+@policy_group.command("test", help=POLICY_TEST_HELP)
+@click.argument("path")
+@click.option("--engine", type=click.Choice(["embedded", "opa"]), default="embedded", show_default=True)
+@click.option("--opa-url", metavar="URL", help="OPA server for --engine opa.")
+def policy_test_cmd(path: str, engine: str, opa_url: str | None) -> int:
+    from attestation.errors import InputError
+    from gate.policy import run_policy_tests
+
+    if not Path(path).exists():
+        raise InputError(f"policy path {path} does not exist")
+    report = run_policy_tests(Path(path), engine=engine, opa_url=opa_url)
+    click.echo(str(report))
+    return 0 if report.ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console script entry point; returns (and exits with) the exit code."""
+    code = run(argv)
+    sys.exit(code)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    from attestation.errors import ProvgateError
+
+    try:
+        rv = cli.main(args=list(argv) if argv is not None else None, prog_name="gate", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as err:
+        click.echo(err.format_message(), err=True)
+        return EXIT_UNDECIDED
+    except click.ClickException as err:
+        where = f" ({err.ctx.command_path})" if getattr(err, "ctx", None) is not None else ""
+        _fail(err.format_message() + where)
+        return EXIT_UNDECIDED
+    except click.exceptions.Abort:
+        _fail("aborted")
+        return EXIT_UNDECIDED
+    except ProvgateError as err:
+        _fail(str(err))
+        return EXIT_UNDECIDED
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        return EXIT_UNDECIDED
+    except Exception as err:  # never a traceback, never exit 0
+        _fail(f"internal error: {type(err).__name__}: {err}")
+        return EXIT_UNDECIDED
+    if rv is None:  # --help
+        return 0
+    return int(rv)

@@ -1,0 +1,215 @@
+"""The gate's verdict, one shape for every surface (CLI, HTTP API, admission webhook): DESIGN.md §3.
+
+``allowed`` is true only when the pipeline reached a verdict *and* it found no violation. A decision that
+could not be reached (registry down, policy engine failed, deadline passed) has ``decided`` false and is
+never allowed: callers must treat it as a denial, the CLI exits 2 for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+EXIT_ALLOWED = 0
+EXIT_DENIED = 1
+EXIT_UNDECIDED = 2
+
+
+class ResultLike(Protocol):
+    """What the policy engines return per deny/warn result (``gate.policy.Result``)."""
+
+    code: str
+    msg: str
+    title: str
+    description: str
+    solution: str
+    term: str | None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One violation or warning: ``R`` of DESIGN.md §3."""
+
+    code: str
+    msg: str
+    title: str = ""
+    description: str = ""
+    solution: str = ""
+    term: str | None = None
+
+    @classmethod
+    def from_result(cls, result: ResultLike) -> Finding:
+        return cls(
+            code=result.code,
+            msg=result.msg,
+            title=result.title,
+            description=result.description,
+            solution=result.solution,
+            term=result.term,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "code": self.code,
+            "msg": self.msg,
+            "title": self.title,
+            "description": self.description,
+            "solution": self.solution,
+        }
+        if self.term is not None:
+            out["term"] = self.term
+        return out
+
+
+@dataclass(frozen=True)
+class AttestationReport:
+    """What the decision says about one attestation found for the image, verified or not."""
+
+    source: str
+    verified: bool
+    predicate_type: str | None = None
+    build_type: str | None = None
+    signer: Mapping[str, Any] = field(default_factory=dict)
+    # Signatures that verified but the statement was rejected afterwards (e.g. subject of another image)
+    # are still "verified: false": only statements that reach the policy count as verified.
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "source": self.source,
+            "predicateType": self.predicate_type,
+            "buildType": self.build_type,
+            "signer": dict(self.signer),
+            "verified": self.verified,
+        }
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Milliseconds spent in each stage; zero for stages that did not run."""
+
+    resolve_ms: float = 0.0
+    fetch_ms: float = 0.0
+    verify_ms: float = 0.0
+    policy_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "resolve_ms": round(self.resolve_ms, 3),
+            "fetch_ms": round(self.fetch_ms, 3),
+            "verify_ms": round(self.verify_ms, 3),
+            "policy_ms": round(self.policy_ms, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    image: str
+    violations: tuple[Finding, ...] = ()
+    warnings: tuple[Finding, ...] = ()
+    attestations: tuple[AttestationReport, ...] = ()
+    errors: tuple[str, ...] = ()
+    elapsed_ms: float = 0.0
+    decided: bool = True
+    rules_evaluated: int = 0
+    timings: Timings = field(default_factory=Timings)
+
+    def __post_init__(self) -> None:
+        # Fail closed by construction: no code path can build an allowed decision that has violations,
+        # pipeline errors of its own, or no verdict.
+        if self.allowed and (self.violations or not self.decided):
+            raise ValueError("an allowed decision cannot carry violations or be undecided")
+
+    @property
+    def exit_code(self) -> int:
+        if not self.decided:
+            return EXIT_UNDECIDED
+        return EXIT_ALLOWED if self.allowed else EXIT_DENIED
+
+    @property
+    def verdict(self) -> str:
+        if not self.decided:
+            return "could not decide"
+        return "allowed" if self.allowed else "denied"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "allowed": self.allowed,
+            "decided": self.decided,
+            "image": self.image,
+            "violations": [v.to_dict() for v in self.violations],
+            "warnings": [w.to_dict() for w in self.warnings],
+            "attestations": [a.to_dict() for a in self.attestations],
+            "errors": list(self.errors),
+            "rules_evaluated": self.rules_evaluated,
+            "elapsed_ms": round(self.elapsed_ms, 3),
+            "timings": self.timings.to_dict(),
+        }
+
+
+def undecided(image: str, errors: Iterable[str], *, elapsed_ms: float = 0.0, **kwargs: Any) -> Decision:
+    """A decision the pipeline could not reach; never allowed."""
+    return Decision(
+        allowed=False, image=image, errors=tuple(errors), elapsed_ms=elapsed_ms, decided=False, **kwargs
+    )
+
+
+def _wrap(text: str, indent: str, width: int = 100) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width=width, initial_indent=indent, subsequent_indent=indent) or [indent]
+
+
+def render_text(decision: Decision) -> str:
+    """For a person in a hurry: the verdict first, then what to fix, then the details."""
+    lines: list[str] = []
+    head = {"allowed": "ALLOWED", "denied": "DENIED", "could not decide": "COULD NOT DECIDE"}[
+        decision.verdict
+    ]
+    lines.append(f"{head}: {decision.image}")
+    if not decision.decided:
+        lines.append("  (treat as denied)")
+    for err in decision.errors if not decision.decided else ():
+        lines.append(f"  error: {err}")
+    if decision.violations:
+        lines.append("")
+        lines.append(f"{len(decision.violations)} violation(s):")
+        for v in decision.violations:
+            lines.append(f"  ✗ [{v.code}] {v.title or v.code}")
+            lines.extend(_wrap(v.msg, "      "))
+            if v.solution:
+                lines.extend(_wrap(f"fix: {v.solution}", "      "))
+    if decision.warnings:
+        lines.append("")
+        lines.append(f"{len(decision.warnings)} warning(s):")
+        for w in decision.warnings:
+            lines.append(f"  ! [{w.code}] {w.title or w.code}")
+            lines.extend(_wrap(w.msg, "      "))
+            if w.solution:
+                lines.extend(_wrap(f"fix: {w.solution}", "      "))
+    if decision.attestations:
+        lines.append("")
+        verified = sum(1 for a in decision.attestations if a.verified)
+        lines.append(f"attestations: {verified} of {len(decision.attestations)} verified")
+        for a in decision.attestations:
+            mark = "✓" if a.verified else "✗"
+            what = a.predicate_type or "(unparsed)"
+            signer = a.signer.get("keyid") or a.signer.get("spiffe_id") or ""
+            lines.append(f"  {mark} {a.source}: {what}" + (f" signed by {signer}" if signer else ""))
+            if a.error:
+                lines.extend(_wrap(a.error, "      "))
+    shown = {a.error for a in decision.attestations if a.error}
+    other_errors = [e for e in decision.errors if e not in shown] if decision.decided else []
+    if other_errors:
+        lines.append("")
+        lines.append("errors:")
+        for err in other_errors:
+            lines.extend(_wrap(err, "  "))
+    lines.append("")
+    lines.append(f"{decision.rules_evaluated} rule(s) evaluated in {decision.elapsed_ms:.1f} ms")
+    return "\n".join(lines) + "\n"

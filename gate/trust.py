@@ -1,0 +1,200 @@
+"""Who the gate trusts to sign attestations, and the one function that decides whether an envelope was
+signed by them.
+
+Trust is configured once (:func:`load_trust_policy`) and reused for every verification. Today it holds
+public keys (``--key``). The X.509/SPIFFE path (``--trust-bundle``, ``--spiffe-id``, ``--tsa-certs``) plugs
+in here:
+
+* fill :attr:`TrustPolicy.x509_roots`, :attr:`TrustPolicy.spiffe_ids` and :attr:`TrustPolicy.tsa_certs`
+  in :func:`load_trust_policy`;
+* implement :func:`_verify_x509` (chain to a root at the RFC 3161 time from ``material``, SPIFFE ID
+  allowed, signature over the PAE with the leaf key) returning one :class:`SignerIdentity` per signature
+  that verified, with ``kind="x509"``, ``spiffe_id``, ``certificate``/``chain`` (PEM) and ``signed_at``.
+
+:func:`verify_attestation` already routes an envelope that carries a certificate to it when roots are
+configured. Nothing else in the pipeline changes: identities flow into the decision (``signer``) and the
+policy input (``signatures[]``) as they are.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from attestation.errors import InputError, VerificationError
+
+if TYPE_CHECKING:
+    from attestation.dsse import Envelope
+    from attestation.keys import PublicKey
+
+PAYLOAD_TYPE_INTOTO = "application/vnd.in-toto+json"
+
+
+@dataclass(frozen=True)
+class VerificationMaterial:
+    """What came with an envelope to help verify it: from a Sigstore bundle's ``verificationMaterial`` or
+    from the cosign ``.att`` layer annotations. All of it is untrusted until checked against the
+    :class:`TrustPolicy`; a ``public_key_hint`` only orders attempts, like a DSSE keyid."""
+
+    certificate: bytes | None = None  # leaf, PEM
+    chain: tuple[bytes, ...] = ()  # intermediates (and possibly root), PEM each
+    public_key_hint: str | None = None
+    rfc3161_timestamps: tuple[bytes, ...] = ()  # DER TimeStampResp / TimeStampToken each
+
+    @property
+    def has_certificate(self) -> bool:
+        return bool(self.certificate)
+
+
+NO_MATERIAL = VerificationMaterial()
+
+
+@dataclass(frozen=True)
+class SignerIdentity:
+    """A signature that verified and whom it proves signed the envelope."""
+
+    kind: Literal["key", "x509"]
+    keyid: str  # the trusted key's fingerprint (key) or the leaf key's (x509); never the envelope's hint
+    sig: bytes
+    algorithm: str = ""
+    key_source: str = ""  # which configured key (file name); not shown to policies
+    spiffe_id: str | None = None
+    certificate: str | None = None  # PEM
+    chain: tuple[str, ...] = ()
+    signed_at: str | None = None  # RFC 3339, from a verified RFC 3161 timestamp only
+
+    def to_signer_dict(self) -> dict[str, Any]:
+        """The decision's ``attestations[].signer``."""
+        out: dict[str, Any] = {"kind": self.kind, "keyid": self.keyid}
+        if self.algorithm:
+            out["algorithm"] = self.algorithm
+        if self.spiffe_id:
+            out["spiffe_id"] = self.spiffe_id
+        if self.signed_at:
+            out["signed_at"] = self.signed_at
+        return out
+
+    def to_policy_signature(self) -> dict[str, Any]:
+        """An entry of the policy input's ``attestations[].signatures`` (DESIGN.md §3)."""
+        out: dict[str, Any] = {"keyid": self.keyid, "sig": base64.b64encode(self.sig).decode("ascii")}
+        if self.certificate:
+            out["certificate"] = self.certificate
+            out["chain"] = list(self.chain)
+        if self.spiffe_id:
+            out["spiffe_id"] = self.spiffe_id
+        if self.signed_at:
+            out["signed_at"] = self.signed_at
+        return out
+
+
+@dataclass(frozen=True)
+class TrustPolicy:
+    """Everything the gate trusts. Immutable; build it once with :func:`load_trust_policy`."""
+
+    keys: tuple[PublicKey, ...] = ()
+    # X.509/SPIFFE trust (engineer F): CA certificates, the SPIFFE IDs allowed to sign, TSA certificates.
+    x509_roots: tuple[Any, ...] = ()
+    spiffe_ids: tuple[str, ...] = ()
+    tsa_certs: tuple[Any, ...] = ()
+    # Hash of everything above, for verdict-cache keys (DESIGN.md §6).
+    digest: str = field(default="", compare=False)
+
+    @property
+    def empty(self) -> bool:
+        return not self.keys and not self.x509_roots
+
+
+def load_trust_policy(key_files: Sequence[str | os.PathLike[str]] = ()) -> TrustPolicy:
+    """Load and check every trust file now, so a bad one is an error at start-up, never per request.
+
+    Raises :class:`~attestation.errors.KeyLoadError` naming the file.
+    """
+    from attestation.keys import load_public_key_file
+
+    keys: list[PublicKey] = []
+    seen: set[bytes] = set()
+    for path in key_files:
+        key = load_public_key_file(path)
+        if key.spki_der not in seen:  # the same key given twice must not count twice anywhere
+            seen.add(key.spki_der)
+            keys.append(key)
+    h = hashlib.sha256()
+    for der in sorted(seen):
+        h.update(b"key\0" + der)
+    return TrustPolicy(keys=tuple(keys), digest="sha256:" + h.hexdigest())
+
+
+def _verify_keys(
+    envelope: Envelope, trust: TrustPolicy, material: VerificationMaterial
+) -> list[SignerIdentity]:
+    from attestation import dsse
+
+    keys: Sequence[PublicKey] = trust.keys
+    if material.public_key_hint:
+        # The hint is untrusted; it only moves a matching key to the front, every key is still tried.
+        keys = sorted(keys, key=lambda k: material.public_key_hint not in _hints(k))
+    verified = dsse.verify(envelope, keys)
+    return [
+        SignerIdentity(
+            kind="key",
+            keyid=v.key.keyid,
+            sig=v.signature.sig,
+            algorithm=v.key.algorithm,
+            key_source=v.key.source,
+        )
+        for v in verified
+    ]
+
+
+def _hints(key: PublicKey) -> set[str]:
+    # cosign writes base64(sha256(SPKI DER)) as a bundle's publicKey.hint; others write the keyid.
+    return {key.keyid, base64.b64encode(hashlib.sha256(key.spki_der).digest()).decode("ascii")}
+
+
+def _verify_x509(
+    envelope: Envelope, trust: TrustPolicy, material: VerificationMaterial
+) -> list[SignerIdentity]:
+    raise VerificationError(f"{envelope.source}: X.509 certificate verification is not available yet")
+
+
+def verify_attestation(
+    envelope: Envelope, material: VerificationMaterial, trust: TrustPolicy
+) -> list[SignerIdentity]:
+    """The identities whose signatures over the envelope's PAE verify under ``trust``.
+
+    Checks the payload type first (it is signed, but an envelope of another type is never an attestation
+    for us). Raises :class:`VerificationError` when nothing verifies; never returns an empty list. Call
+    before parsing the payload.
+    """
+    if envelope.payload_type != PAYLOAD_TYPE_INTOTO:
+        raise VerificationError(
+            f"{envelope.source}: payload type {envelope.payload_type[:100]!r} is not {PAYLOAD_TYPE_INTOTO}"
+        )
+    if trust.empty:
+        raise VerificationError("no trusted keys or certificate roots configured")
+    errors: list[str] = []
+    if material.has_certificate and trust.x509_roots:
+        try:
+            return _verify_x509(envelope, trust, material)
+        except VerificationError as err:
+            errors.append(str(err))
+    if trust.keys:
+        try:
+            return _verify_keys(envelope, trust, material)
+        except VerificationError as err:
+            errors.append(str(err))
+    if not errors:
+        raise VerificationError(
+            f"{envelope.source}: carries no certificate and no trusted keys are configured"
+        )
+    raise VerificationError("; ".join(errors))
+
+
+def check_trust_configured(trust: TrustPolicy) -> None:
+    """Refuse a configuration that could never verify anything (fail early, not per image)."""
+    if trust.empty:
+        raise InputError("no trust configured: give at least one --key (a PEM public key file)")

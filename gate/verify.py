@@ -1,0 +1,561 @@
+"""The verification pipeline: image -> attestations -> signatures -> subject -> policy -> :class:`Decision`.
+
+A :class:`Gate` loads trust, policies and the engine once and is then called many times (the admission
+webhook and the HTTP API keep one per process). Per attestation the order is fixed by the security
+stance (DESIGN.md §5): bound the size, verify the signature over the stored bytes (DSSE PAE), only then
+parse the statement, then require a subject with the image's digest. Only statements that pass all of
+that reach the policy; the others are listed in the decision with the reason.
+
+Nothing here raises for a per-call problem: a bad image reference, an unreachable registry or a failing
+engine give an undecided decision (never allowed); only a bad configuration raises, from the constructor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from attestation.errors import InputError, LimitExceeded, ProvgateError, RegistryError, VerificationError
+from attestation.limits import MAX_ENVELOPE_BYTES, MAX_STATEMENT_BYTES, load_json
+from attestation.reference import ImageReference, InvalidReference, parse
+from gate.decision import AttestationReport, Decision, Finding, Timings, undecided
+from gate.policy_input import VerifiedStatement, build_policy_input
+from gate.trust import NO_MATERIAL, TrustPolicy, VerificationMaterial, load_trust_policy, verify_attestation
+
+if TYPE_CHECKING:
+    from attestation.dsse import Envelope
+
+# More attestations than this for one image is an attack or a broken pusher, not provenance.
+MAX_ATTESTATIONS = 256
+MAX_PEM_ANNOTATION_BYTES = 64 * 1024
+MAX_TIMESTAMP_ANNOTATION_BYTES = 64 * 1024
+DEFAULT_TIMEOUT = 30.0
+
+DSSE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
+BUNDLE_MEDIA_PREFIX = "application/vnd.dev.sigstore.bundle"
+ANN_CERTIFICATE = "dev.sigstore.cosign/certificate"
+ANN_CHAIN = "dev.sigstore.cosign/chain"
+ANN_TIMESTAMP = "dev.sigstore.cosign/rfc3161timestamp"
+
+NO_VERIFIED_ATTESTATION = "builtin.attestation.signature_check"
+NO_RULES_EVALUATED = "builtin.policy.rules_evaluated"
+
+
+class StoredAttestationLike(Protocol):
+    """One attestation as found: a registry layer or blob (D's ``StoredAttestation``) or a file line."""
+
+    @property
+    def media_type(self) -> str | None: ...
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def annotations(self) -> Mapping[str, str]: ...
+    @property
+    def source(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class RawAttestation:
+    data: bytes
+    source: str
+    media_type: str | None = None  # None: a DSSE envelope or a Sigstore bundle, told apart by content
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    policy_paths: tuple[Path, ...] = ()  # empty: the bundled library, policies.ROOT
+    data_paths: tuple[Path, ...] = ()
+    key_files: tuple[Path, ...] = ()
+    engine: Literal["embedded", "opa"] = "embedded"
+    opa_url: str | None = None
+    insecure_registries: tuple[str, ...] = ()
+    ca_file: Path | None = None
+    timeout: float = DEFAULT_TIMEOUT
+
+
+@dataclass
+class Checked:
+    """The outcome of checking one attestation; ``statement`` only when it may reach the policy."""
+
+    report: AttestationReport
+    statement: VerifiedStatement | None = None
+
+
+@dataclass
+class Prepared:
+    """Everything before policy evaluation: the pinned image and what its attestations proved."""
+
+    image: ImageReference
+    checked: list[Checked]
+    timings: Timings
+    started: float
+
+    @property
+    def verified(self) -> list[VerifiedStatement]:
+        return [c.statement for c in self.checked if c.statement is not None]
+
+    def policy_input(self) -> dict[str, Any]:
+        return build_policy_input(self.image, self.verified)
+
+
+# ------------------------------------------------------------------------------------------------------
+# per attestation: pure functions
+
+
+def _pem_blocks(text: str, what: str) -> tuple[bytes, ...]:
+    if len(text) > MAX_PEM_ANNOTATION_BYTES:
+        raise LimitExceeded(f"{what} is larger than {MAX_PEM_ANNOTATION_BYTES} bytes")
+    marker = "-----END CERTIFICATE-----"
+    blocks = []
+    for part in text.split(marker):
+        if part.strip():
+            blocks.append((part.strip() + "\n" + marker + "\n").encode("ascii", "replace"))
+    return tuple(blocks)
+
+
+def material_from_annotations(annotations: Mapping[str, str], source: str) -> VerificationMaterial:
+    """cosign's ``.att`` layer annotations -> :class:`VerificationMaterial` (still untrusted)."""
+    cert = annotations.get(ANN_CERTIFICATE) or ""
+    chain = annotations.get(ANN_CHAIN) or ""
+    stamp = annotations.get(ANN_TIMESTAMP) or ""
+    if not (cert or chain or stamp):
+        return NO_MATERIAL
+    certs = _pem_blocks(cert, f"{source}: annotation {ANN_CERTIFICATE}") if cert else ()
+    timestamps: tuple[bytes, ...] = ()
+    if stamp:
+        what = f"{source}: annotation {ANN_TIMESTAMP}"
+        doc = load_json(
+            stamp.encode("utf-8"), max_bytes=MAX_TIMESTAMP_ANNOTATION_BYTES, what=what, max_depth=2
+        )
+        value = doc.get("SignedRFC3161Timestamp") if isinstance(doc, dict) else None
+        if not isinstance(value, str):
+            raise InputError(f"{what} has no SignedRFC3161Timestamp string")
+        from attestation.dsse import b64decode_strict
+
+        timestamps = (b64decode_strict(value, what=f"{what} SignedRFC3161Timestamp"),)
+    return VerificationMaterial(
+        certificate=certs[0] if certs else None,
+        chain=_pem_blocks(chain, f"{source}: annotation {ANN_CHAIN}") if chain else (),
+        rfc3161_timestamps=timestamps,
+    )
+
+
+def _is_bundle(doc: Any) -> bool:
+    return isinstance(doc, dict) and (
+        "dsseEnvelope" in doc
+        or "verificationMaterial" in doc
+        or str(doc.get("mediaType", "")).startswith(BUNDLE_MEDIA_PREFIX)
+    )
+
+
+def decode_attestation(raw: StoredAttestationLike) -> tuple[Envelope, VerificationMaterial]:
+    """The envelope and its verification material; nothing in the payload is looked at."""
+    from attestation import dsse
+
+    source = raw.source
+    media_type = raw.media_type
+    if media_type is not None and media_type.startswith(BUNDLE_MEDIA_PREFIX):
+        return _decode_bundle(raw.data, source)
+    if media_type is not None and media_type != DSSE_MEDIA_TYPE:
+        raise InputError(f"{source}: media type {media_type[:100]!r} is neither a DSSE envelope nor a bundle")
+    # The bundle has a few more levels than an envelope; still bounded.
+    doc = load_json(raw.data, max_bytes=MAX_ENVELOPE_BYTES, what=source, max_depth=12)
+    if media_type is None and _is_bundle(doc):
+        return _decode_bundle(raw.data, source)
+    envelope = dsse.Envelope.from_dict(doc, source=source)
+    return envelope, material_from_annotations(raw.annotations, source)
+
+
+def _decode_bundle(data: bytes, source: str) -> tuple[Envelope, VerificationMaterial]:
+    try:
+        from attestation.bundle import parse_bundle
+    except ImportError:
+        raise InputError(f"{source}: Sigstore bundles are not supported by this build") from None
+    bundle = parse_bundle(data, source=source)
+    return bundle.envelope, VerificationMaterial(
+        certificate=bundle.certificate,
+        chain=tuple(bundle.chain),
+        public_key_hint=bundle.public_key_hint,
+        rfc3161_timestamps=tuple(bundle.rfc3161_timestamps),
+    )
+
+
+def _build_type(statement: Mapping[str, Any]) -> str | None:
+    predicate = statement.get("predicate")
+    if not isinstance(predicate, dict):
+        return None
+    value = predicate.get("buildType")  # SLSA v0.2
+    if value is None:
+        definition = predicate.get("buildDefinition")  # SLSA v1.0
+        value = definition.get("buildType") if isinstance(definition, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def check_attestation(raw: StoredAttestationLike, image: ImageReference, trust: TrustPolicy) -> Checked:
+    """Verify one attestation for ``image``; failures become a report with the reason, never an exception."""
+    from attestation import intoto
+
+    source = raw.source
+    predicate_type: str | None = None
+    signer: dict[str, Any] = {}
+    try:
+        if len(raw.data) > MAX_ENVELOPE_BYTES:
+            raise LimitExceeded(
+                f"{source} is too large: {len(raw.data)} bytes, the limit is {MAX_ENVELOPE_BYTES}"
+            )
+        envelope, material = decode_attestation(raw)
+        identities = verify_attestation(envelope, material, trust)
+        signer = identities[0].to_signer_dict()
+        # Only now, with the signature verified over these exact bytes, is the payload read.
+        doc = load_json(envelope.payload, max_bytes=MAX_STATEMENT_BYTES, what=f"{source}: statement")
+        statement = intoto.from_dict(doc, source=f"{source}: statement")
+        predicate_type = statement.predicate_type
+        want = image.digest_hex
+        if not any(s.digest.get("sha256") == want for s in statement.subject):
+            names = ", ".join(
+                sorted({f"{s.name}@sha256:{s.digest.get('sha256', '?')}" for s in statement.subject})
+            )
+            raise VerificationError(
+                f"{source}: no subject of the statement has the image digest {image.digest} "
+                f"(subjects: {names[:300] or 'none'})"
+            )
+    except ProvgateError as err:
+        report = AttestationReport(
+            source=source, verified=False, predicate_type=predicate_type, signer=signer, error=str(err)
+        )
+        return Checked(report=report)
+    report = AttestationReport(
+        source=source,
+        verified=True,
+        predicate_type=predicate_type,
+        build_type=_build_type(doc),
+        signer=signer,
+    )
+    return Checked(
+        report=report, statement=VerifiedStatement(statement=doc, signers=tuple(identities), source=source)
+    )
+
+
+# ------------------------------------------------------------------------------------------------------
+# decisions
+
+
+def _no_verified(image: ImageReference, checked: Sequence[Checked]) -> Finding:
+    if not checked:
+        msg = f"no attestations were found for {image.pinned}"
+    else:
+        msg = f"none of the {len(checked)} attestation(s) of {image.pinned} verified and matched the image"
+    return Finding(
+        code=NO_VERIFIED_ATTESTATION,
+        msg=msg,
+        title="No verified attestation",
+        description="An image is admitted only with provenance signed by a trusted signer for its digest.",
+        solution="Sign the image's provenance with a trusted key (see the errors for each attestation) "
+        "or add the signer's public key with --key.",
+    )
+
+
+NO_RULES = Finding(
+    code=NO_RULES_EVALUATED,
+    msg="the policy evaluated no rules",
+    title="No policy rules evaluated",
+    description="A policy that checks nothing cannot allow an image.",
+    solution="Point --policy at a directory with policy.release.* packages that have deny or warn rules.",
+)
+
+
+class Gate:
+    """Trust, policy set and engine, loaded once; :meth:`verify` many times.
+
+    Use ``async with Gate(config) as gate`` in a server to keep one registry client (connections, tokens)
+    for all calls; without it each registry verification opens its own client.
+    """
+
+    def __init__(self, config: GateConfig) -> None:
+        from gate.policy import load_policy_set, make_engine
+
+        self.config = config
+        self.trust = load_trust_policy(config.key_files)
+        if self.trust.empty:
+            raise InputError("no trust configured: give at least one --key (a PEM public key file)")
+        paths = list(config.policy_paths)
+        if not paths:
+            import policies
+
+            paths = [Path(policies.ROOT)]
+        self.policy_set = load_policy_set(paths, list(config.data_paths))
+        self.engine = make_engine(self.policy_set, engine=config.engine, opa_url=config.opa_url)
+        self._client: Any = None
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+
+    def _new_client(self) -> Any:
+        from attestation.oci.registry import RegistryClient
+
+        return RegistryClient(
+            insecure_registries=list(self.config.insecure_registries),
+            ca_file=str(self.config.ca_file) if self.config.ca_file else None,
+        )
+
+    async def __aenter__(self) -> Gate:
+        self._client = await self._new_client().__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.__aexit__(None, None, None)
+
+    def close(self) -> None:
+        self.engine.close()
+
+    # --- pipeline ----------------------------------------------------------------------------------------
+
+    def prepare_offline(
+        self, image: str, attestations: Sequence[bytes | StoredAttestationLike]
+    ) -> Prepared | Decision:
+        """Check attestations given by the caller for ``image``, which must carry a digest."""
+        started = time.perf_counter()
+        try:
+            ref = parse(image, require_digest=True)
+        except InvalidReference as err:
+            return undecided(image, [str(err)])
+        if len(attestations) > MAX_ATTESTATIONS:
+            return undecided(
+                ref.pinned, [f"{len(attestations)} attestations given, the limit is {MAX_ATTESTATIONS}"]
+            )
+        raws = [
+            a
+            if not isinstance(a, bytes | bytearray)
+            else RawAttestation(data=bytes(a), source=f"attestation {i}")
+            for i, a in enumerate(attestations, 1)
+        ]
+        return self._check(ref, raws, Timings(), started)
+
+    async def prepare(self, image: str, *, deadline: float | None = None) -> Prepared | Decision:
+        """Resolve ``image`` in its registry and check every attestation stored for it."""
+        started = time.perf_counter()
+        if deadline is None:
+            deadline = time.monotonic() + self.config.timeout
+        try:
+            ref = parse(image)
+        except InvalidReference as err:
+            return undecided(image, [str(err)])
+        try:
+            if self._client is not None:
+                return await self._fetch_and_check(self._client, ref, deadline, started)
+            async with self._new_client() as client:
+                return await self._fetch_and_check(client, ref, deadline, started)
+        except (RegistryError, InputError, VerificationError) as err:
+            return undecided(str(ref), [str(err)], elapsed_ms=_ms(started))
+        except TimeoutError:
+            return undecided(
+                str(ref),
+                [f"timed out after {self.config.timeout:g}s talking to {ref.registry}"],
+                elapsed_ms=_ms(started),
+            )
+
+    async def _fetch_and_check(
+        self, client: Any, ref: ImageReference, deadline: float, started: float
+    ) -> Prepared:
+        from attestation.oci import reader
+
+        t0 = time.perf_counter()
+        resolved = await reader.resolve(client, ref, deadline=deadline)
+        t1 = time.perf_counter()
+        # Only the digest is evaluated from here on, whatever tag was asked for.
+        pinned: ImageReference = resolved.reference
+        stored = await reader.fetch_attestations(client, resolved, deadline=deadline)
+        t2 = time.perf_counter()
+        if len(stored) > MAX_ATTESTATIONS:
+            raise InputError(
+                f"{pinned.pinned} has {len(stored)} attestations, the limit is {MAX_ATTESTATIONS}"
+            )
+        timings = Timings(resolve_ms=(t1 - t0) * 1000, fetch_ms=(t2 - t1) * 1000)
+        return self._check(pinned, stored, timings, started)
+
+    def _check(
+        self, ref: ImageReference, raws: Sequence[StoredAttestationLike], timings: Timings, started: float
+    ) -> Prepared:
+        t0 = time.perf_counter()
+        checked = [check_attestation(raw, ref, self.trust) for raw in raws]
+        timings = Timings(
+            resolve_ms=timings.resolve_ms,
+            fetch_ms=timings.fetch_ms,
+            verify_ms=(time.perf_counter() - t0) * 1000,
+        )
+        return Prepared(image=ref, checked=checked, timings=timings, started=started)
+
+    def decide(self, prepared: Prepared | Decision, *, deadline: float | None = None) -> Decision:
+        """Evaluate the policy over the verified statements and build the decision."""
+        if isinstance(prepared, Decision):
+            return prepared
+        image = prepared.image.pinned
+        reports = tuple(c.report for c in prepared.checked)
+        errors = tuple(c.report.error for c in prepared.checked if c.report.error)
+        verified = prepared.verified
+        if deadline is not None and time.monotonic() > deadline:
+            return undecided(
+                image,
+                [*errors, "deadline passed before the policy was evaluated"],
+                attestations=reports,
+                elapsed_ms=_ms(prepared.started),
+                timings=prepared.timings,
+            )
+        t0 = time.perf_counter()
+        try:
+            evaluation = self.engine.evaluate(build_policy_input(prepared.image, verified))
+        except Exception as err:  # any engine failure is "could not decide", never allow
+            message = " ".join(str(err).split()) or type(err).__name__
+            return undecided(
+                image,
+                [*errors, f"policy evaluation failed: {message}"],
+                attestations=reports,
+                elapsed_ms=_ms(prepared.started),
+                timings=_with_policy(prepared.timings, t0),
+            )
+        timings = _with_policy(prepared.timings, t0)
+        violations = [Finding.from_result(r) for r in evaluation.violations]
+        warnings = tuple(Finding.from_result(r) for r in evaluation.warnings)
+        if not verified:
+            violations.insert(0, _no_verified(prepared.image, prepared.checked))
+        if evaluation.rules_evaluated <= 0:
+            violations.append(NO_RULES)
+        return Decision(
+            allowed=not violations,
+            image=image,
+            violations=tuple(violations),
+            warnings=warnings,
+            attestations=reports,
+            errors=errors,
+            elapsed_ms=_ms(prepared.started),
+            rules_evaluated=evaluation.rules_evaluated,
+            timings=timings,
+        )
+
+    async def verify(
+        self, image: str, *, attestations: Sequence[bytes] | None = None, deadline: float | None = None
+    ) -> Decision:
+        """The decision for ``image``: from its registry, or from ``attestations`` (then the image must
+        carry a digest). ``deadline`` is a :func:`time.monotonic` instant; default now + config timeout."""
+        if deadline is None:
+            deadline = time.monotonic() + self.config.timeout
+        if attestations is not None:
+            prepared = self.prepare_offline(image, attestations)
+        else:
+            prepared = await self.prepare(image, deadline=deadline)
+        return self.decide(prepared, deadline=deadline)
+
+    def verify_sync(
+        self, image: str, *, attestations: Sequence[bytes] | None = None, deadline: float | None = None
+    ) -> Decision:
+        """:meth:`verify` for callers without an event loop; the offline path runs no event loop at all."""
+        if attestations is not None:
+            return self.decide(self.prepare_offline(image, attestations), deadline=deadline)
+        return asyncio.run(self.verify(image, deadline=deadline))
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def _with_policy(timings: Timings, t0: float) -> Timings:
+    return Timings(
+        resolve_ms=timings.resolve_ms,
+        fetch_ms=timings.fetch_ms,
+        verify_ms=timings.verify_ms,
+        policy_ms=(time.perf_counter() - t0) * 1000,
+    )
+
+
+def evaluate_document(
+    doc: Mapping[str, Any],
+    policy_paths: Sequence[Path],
+    data_paths: Sequence[Path] = (),
+    *,
+    engine: str = "embedded",
+    opa_url: str | None = None,
+) -> Decision:
+    """``gate eval``: a policy-input document against a policy, no registry and no crypto.
+
+    Loading errors raise (:class:`InputError`/:class:`PolicyError` naming the file); an engine failure is
+    an undecided decision; zero rules evaluated is a denial.
+    """
+    from gate.policy import load_policy_set, make_engine
+
+    started = time.perf_counter()
+    image_doc = doc.get("image")
+    image = str(image_doc.get("ref", "")) if isinstance(image_doc, dict) else ""
+    policy_set = load_policy_set(list(policy_paths), list(data_paths))
+    policy_engine = make_engine(policy_set, engine=engine, opa_url=opa_url)  # type: ignore[arg-type]
+    try:
+        t0 = time.perf_counter()
+        try:
+            evaluation = policy_engine.evaluate(doc)
+        except Exception as err:
+            message = " ".join(str(err).split()) or type(err).__name__
+            return undecided(image, [f"policy evaluation failed: {message}"], elapsed_ms=_ms(started))
+        violations = [Finding.from_result(r) for r in evaluation.violations]
+        if evaluation.rules_evaluated <= 0:
+            violations.append(NO_RULES)
+        return Decision(
+            allowed=not violations,
+            image=image,
+            violations=tuple(violations),
+            warnings=tuple(Finding.from_result(r) for r in evaluation.warnings),
+            elapsed_ms=_ms(started),
+            rules_evaluated=evaluation.rules_evaluated,
+            timings=Timings(policy_ms=(time.perf_counter() - t0) * 1000),
+        )
+    finally:
+        policy_engine.close()
+
+
+# A file of attestations holds at most MAX_ATTESTATIONS envelopes of at most MAX_ENVELOPE_BYTES each, but
+# we refuse to read more than this in total.
+MAX_ATTESTATIONS_FILE_BYTES = 64 * 1024 * 1024
+
+
+def read_attestations_file(path: str | os.PathLike[str]) -> list[RawAttestation]:
+    """The ``--attestations`` file: one JSON document (DSSE envelope or Sigstore bundle) per line; blank
+    lines are skipped. Each line is named ``FILE:LINE`` in the decision. Raises :class:`InputError`."""
+    name = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_ATTESTATIONS_FILE_BYTES + 1)
+    except OSError as err:
+        raise InputError(f"cannot read attestations file {name}: {err.strerror}") from None
+    if len(data) > MAX_ATTESTATIONS_FILE_BYTES:
+        raise LimitExceeded(f"attestations file {name} is larger than {MAX_ATTESTATIONS_FILE_BYTES} bytes")
+    out: list[RawAttestation] = []
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        if len(out) == MAX_ATTESTATIONS:
+            raise LimitExceeded(f"attestations file {name} has more than {MAX_ATTESTATIONS} attestations")
+        out.append(RawAttestation(data=line.rstrip(b"\r"), source=f"{name}:{number}"))
+    return out
+
+
+__all__ = [
+    "MAX_ATTESTATIONS",
+    "Checked",
+    "Gate",
+    "GateConfig",
+    "Prepared",
+    "RawAttestation",
+    "check_attestation",
+    "decode_attestation",
+    "evaluate_document",
+    "material_from_annotations",
+    "read_attestations_file",
+]
