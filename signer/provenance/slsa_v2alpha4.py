@@ -1,0 +1,63 @@
+"""Tekton Chains' ``slsa/v2alpha4`` format: a SLSA v1.0 predicate in an in-toto v1 statement.
+
+Compared with ``slsa/v2alpha3``: subjects are only build artifacts (``IMAGES``, ``*IMAGE_URL`` pairs,
+``*ARTIFACT_OUTPUTS`` marked ``isBuildArtifact``) including StepAction results; byproducts leave those
+out and name the object (``taskRunResults/<taskrun>/<result>``, ``stepResults/<taskrun>/<result>``,
+``pipelineRunResults/<pipelinerun>/<result>``); StepActions add ``inputs/result`` and
+``stepAction/<step>`` resolved dependencies. Deep inspection also pulls in children's byproducts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from signer import typehints
+from signer.provenance import slsa1_0
+from signer.run import Run
+
+if TYPE_CHECKING:
+    from signer.provenance import Options
+
+
+def taskrun_byproducts(run: Run) -> list[dict[str, Any]]:
+    return slsa1_0.filtered_result_byproducts(
+        run.name, run.results, "taskRunResults"
+    ) + slsa1_0.filtered_result_byproducts(run.name, run.step_results, "stepResults")
+
+
+def byproducts(run: Run, children: Sequence[Run], *, deep_inspection: bool) -> list[dict[str, Any]]:
+    if run.kind == "TaskRun":
+        return taskrun_byproducts(run)
+    out = slsa1_0.filtered_result_byproducts(run.name, run.results, "pipelineRunResults")
+    if deep_inspection:
+        for _, tr in typehints.executed_children(run, children):
+            out += taskrun_byproducts(tr)
+    return out
+
+
+def build(run: Run, children: Sequence[Run], options: Options, warnings: list[str]) -> dict[str, Any]:
+    build_type = slsa1_0.resolve_build_type(options.build_type)
+    if run.kind == "TaskRun":
+        deps = slsa1_0.taskrun_dependencies(run, with_step_actions=True, warnings=warnings)
+    else:
+        deps = slsa1_0.pipelinerun_dependencies(
+            run,
+            children,
+            build_type=build_type,
+            deep_inspection=options.deep_inspection,
+            with_step_actions=True,
+            warnings=warnings,
+        )
+    subjects = typehints.subjects_build_artifacts(
+        run, children, deep_inspection=options.deep_inspection, warnings=warnings
+    )
+    return slsa1_0.statement(
+        run,
+        subjects=subjects,
+        build_type=build_type,
+        builder_id=options.builder_id,
+        dependencies=deps,
+        byproducts=byproducts(run, children, deep_inspection=options.deep_inspection),
+        warnings=warnings,
+    )
