@@ -1,0 +1,283 @@
+"""The ``signer`` command line: provenance for Tekton runs, signing, key generation.
+
+Every failure is one line on stderr and exit code 2 (DESIGN §3); hint warnings go to stderr prefixed
+``warning:`` and leave the exit code alone. Commands share option decorators so new signing backends
+(``--spiffe-socket``, ``--keyless``) and storage options slot into ``sign`` without restructuring.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from attestation.errors import InputError, ProvgateError
+from signer.provenance import (
+    BUILD_TYPES,
+    DEFAULT_BUILDER_ID,
+    FORMAT_ALIASES,
+    FORMATS,
+    Options,
+    Provenance,
+    canonical_format,
+    check_build_type,
+    generate,
+)
+from signer.run import Run, child_taskruns, load_documents, require_completed, to_run
+
+EXIT_INPUT = 2
+
+
+# --------------------------------------------------------------------------------------------- inputs
+
+@dataclass(frozen=True)
+class RunInput:
+    run: Run
+    children: list[Run]
+
+
+def load_run_input(run_path: str, taskrun_paths: Sequence[str]) -> RunInput:
+    """The run to attest and, for a PipelineRun, its child TaskRuns.
+
+    RUN may be a List holding the PipelineRun and its children; ``--taskrun`` files add more children.
+    """
+    runs = [to_run(d, source=run_path) for d in load_documents(run_path)]
+    extra = [to_run(d, source=p) for p in taskrun_paths for d in load_documents(p)]
+    pipelineruns = [r for r in runs if r.kind == "PipelineRun"]
+    if len(pipelineruns) > 1:
+        raise InputError(f"{run_path}: holds {len(pipelineruns)} PipelineRuns; give one per file")
+    if pipelineruns:
+        main = pipelineruns[0]
+        require_completed(main)
+        candidates = [r for r in runs if r.kind == "TaskRun"] + extra
+        return RunInput(main, child_taskruns(main, candidates))
+    if len(runs) > 1:
+        raise InputError(
+            f"{run_path}: holds {len(runs)} TaskRuns and no PipelineRun; give one TaskRun per file"
+        )
+    if extra:
+        raise InputError(f"--taskrun only applies to a PipelineRun; {run_path} holds a TaskRun")
+    require_completed(runs[0])
+    return RunInput(runs[0], [])
+
+
+def build_provenance(run_path: str, taskrun_paths: Sequence[str], options: Options) -> Provenance:
+    inp = load_run_input(run_path, taskrun_paths)
+    provenance = generate(inp.run, inp.children, options)
+    for line in provenance.warnings:
+        click.echo(f"warning: {line}", err=True)
+    return provenance
+
+
+# --------------------------------------------------------------------------------------------- options
+
+FORMAT_CHOICES = (*FORMATS, *FORMAT_ALIASES)
+
+
+def _check_format(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return canonical_format(value)
+    except InputError as err:
+        raise click.BadParameter(str(err)) from None
+
+
+def _check_build_type(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    try:
+        check_build_type(value)
+    except InputError as err:
+        raise click.BadParameter(str(err)) from None
+    return value
+
+
+def provenance_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """RUN and the options shared by every command that builds a statement."""
+    decorators = [
+        click.argument("run", metavar="RUN", type=click.Path(dir_okay=False)),
+        click.option("--taskrun", "taskruns", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
+                     help="A file with child TaskRuns of the PipelineRun (repeatable; YAML/JSON, a List "
+                          "is fine). Not needed when RUN is a List that already holds them."),
+        click.option("--format", "fmt", default="slsa/v1", show_default=True, callback=_check_format,
+                     metavar="|".join(FORMAT_CHOICES),
+                     help="Provenance format, as Tekton Chains names them ('in-toto' = 'slsa/v1', SLSA v0.2 "
+                          "predicate; 'slsa/v2alpha3' and 'slsa/v2alpha4' are SLSA v1.0)."),
+        click.option("--deep-inspection", is_flag=True,
+                     help="PipelineRuns: also take subjects and materials from the child TaskRuns' results, "
+                          "not only from the pipeline results (Chains' enable-deep-inspection)."),
+        click.option("--builder-id", default=DEFAULT_BUILDER_ID, show_default=True, metavar="ID",
+                     help="builder.id recorded in the predicate."),
+        click.option("--build-type", default=None, callback=_check_build_type, metavar="URI",
+                     help=f"SLSA v1.0 buildType for the slsa/v2alpha* formats: {' or '.join(BUILD_TYPES)} "
+                          "(default the first)."),
+    ]
+    for decorator in reversed(decorators):
+        f = decorator(f)
+    return f
+
+
+def _options(fmt: str, deep_inspection: bool, builder_id: str, build_type: str | None) -> Options:
+    return Options(format=fmt, builder_id=builder_id, build_type=build_type, deep_inspection=deep_inspection)
+
+
+def _pretty(data: bytes) -> str:
+    # Keep the serialised key order (Chains' proto order), just indent it for people.
+    return json.dumps(json.loads(data), indent=2, ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------------------------- commands
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+def cli() -> None:
+    """Build, sign and store provenance for Tekton TaskRuns and PipelineRuns.
+
+    \b
+    Examples:
+      signer provenance pipelinerun.yaml --taskrun taskruns.yaml
+      signer sign taskrun.json --key cosign.key --out provenance.dsse.json
+      signer generate-key-pair --output-key-prefix cosign
+    """
+
+
+@cli.command("provenance")
+@provenance_options
+@click.option("--output", type=click.Choice(["json"]), default="json", show_default=True,
+              help="Output format of the statement.")
+def provenance_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspection: bool, builder_id: str,
+                   build_type: str | None, output: str) -> None:
+    """Print the unsigned in-toto statement for a completed run.
+
+    RUN is a YAML or JSON file with a TaskRun or PipelineRun (tekton.dev/v1, or v1beta1 which is
+    converted first), a single object or a List. A PipelineRun needs its child TaskRuns: put them in
+    the same List or pass --taskrun.
+
+    \b
+    Examples:
+      signer provenance taskrun.yaml
+      signer provenance pipelinerun.yaml --taskrun children.yaml --deep-inspection
+      signer provenance run.yaml --format slsa/v2alpha4 --builder-id https://ci.example.com/tekton
+    """
+    from attestation import intoto
+
+    prov = build_provenance(run, taskruns, _options(fmt, deep_inspection, builder_id, build_type))
+    click.echo(_pretty(intoto.serialize(prov.statement)))
+
+
+@cli.command("sign")
+@provenance_options
+@click.option("--key", "key", required=True, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Private key: a cosign encrypted key (cosign.key) or an unencrypted PEM key.")
+@click.option("--key-password-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="File with the key's password (one trailing newline is ignored). Otherwise "
+                   "COSIGN_PASSWORD is used, or you are asked when a terminal is attached.")
+@click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              help="Write the DSSE envelope to FILE instead of stdout.")
+def sign_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspection: bool, builder_id: str,
+             build_type: str | None, key: str, key_password_file: str | None, out: str | None) -> None:
+    """Build the provenance of a completed run and sign it into a DSSE envelope.
+
+    The envelope (payloadType application/vnd.in-toto+json) is what Tekton Chains stores and what
+    'cosign verify-attestation' and 'gate verify' check.
+
+    \b
+    Examples:
+      COSIGN_PASSWORD=... signer sign taskrun.yaml --key cosign.key
+      signer sign pipelinerun.yaml --taskrun children.yaml --key cosign.key \\
+          --key-password-file pw.txt --out provenance.dsse.json
+    """
+    from signer.signing.key import load_signer, sign_statement
+
+    # Load the key first: a wrong password should not cost a provenance build, and nothing is
+    # written unless both succeed.
+    signer_ = load_signer(key, password_file=key_password_file)
+    prov = build_provenance(run, taskruns, _options(fmt, deep_inspection, builder_id, build_type))
+    envelope = sign_statement(prov.statement, signer_).to_json()
+    _write_output(envelope, out)
+
+
+def _write_output(data: bytes, out: str | None) -> None:
+    if out is None:
+        sys.stdout.buffer.write(data + b"\n")
+        sys.stdout.flush()
+        return
+    path = Path(out)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data + b"\n")
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"cannot write {out}: {err.strerror or err}") from None
+
+
+@cli.command("generate-key-pair")
+@click.option("--output-key-prefix", default="cosign", show_default=True, metavar="P",
+              help="Write P.key (encrypted, mode 0600) and P.pub. Existing files are never overwritten.")
+def generate_key_pair_cmd(output_key_prefix: str) -> None:
+    """Generate a cosign-compatible ECDSA P-256 key pair.
+
+    The password comes from COSIGN_PASSWORD when it is set (an empty value means no password, as in
+    cosign); otherwise you are asked twice on the terminal.
+
+    \b
+    Examples:
+      signer generate-key-pair
+      COSIGN_PASSWORD=secret signer generate-key-pair --output-key-prefix ci/signing
+    """
+    from attestation.keys import write_key_pair
+
+    password = _new_password()
+    key_path, pub_path = write_key_pair(output_key_prefix, password)
+    click.echo(f"Private key written to {key_path}", err=True)
+    click.echo(f"Public key written to {pub_path}", err=True)
+
+
+def _new_password() -> bytes:
+    env = os.environ.get("COSIGN_PASSWORD")
+    if env is not None:
+        return env.encode("utf-8")
+    if not sys.stdin.isatty():
+        raise InputError("no password: set COSIGN_PASSWORD (no terminal to ask on)")
+    first = click.prompt("Enter password for private key", hide_input=True, default="", show_default=False)
+    second = click.prompt("Enter password for private key again", hide_input=True, default="",
+                          show_default=False)
+    if first != second:
+        raise InputError("passwords do not match")
+    return first.encode("utf-8")
+
+
+# --------------------------------------------------------------------------------------------- entry point
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {' '.join(message.split())}", err=True)
+    sys.exit(EXIT_INPUT)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the CLI; every failure is one stderr line and exit code 2, never a traceback."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="signer", standalone_mode=False)
+    except ProvgateError as err:
+        _fail(str(err))
+    except click.exceptions.Abort:
+        _fail("aborted")
+    except click.ClickException as err:
+        # Usage errors: click's message already names the option; keep it to one line.
+        _fail(err.format_message())
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted")
+    except BrokenPipeError:
+        sys.exit(EXIT_INPUT)
+    except Exception as err:  # the contract: one line and exit 2, never a traceback
+        _fail(f"internal error: {type(err).__name__}: {err}")
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
