@@ -169,3 +169,164 @@ def test_unsupported_build_type_is_an_input_error(build_type: str) -> None:
     main, *children = runs("taskrun-build.yaml")
     with pytest.raises(InputError, match="unsupported build type"):
         generate(main, children, Options(format="slsa/v2alpha4", build_type=build_type))
+
+
+def _deps(st: dict) -> list[dict]:
+    return st["predicate"]["buildDefinition"]["resolvedDependencies"]
+
+
+PIPELINE = {
+    "name": "pipeline",
+    "uri": "git+https://github.com/acme/pipelines.git",
+    "digest": {"sha1": S1["a"]},
+}
+CATALOG = {"uri": "git+https://github.com/acme/catalog.git", "digest": {"sha1": S1["b"]}}
+# Executed children in pipeline order: clone, build (matrix: build-tr-0, build-tr-1), notify (finally);
+# lint-tr has no completionTime and contributes nothing anywhere.
+DEPS_FROM_TASKS = [
+    PIPELINE,
+    # clone-tr's pipelineTask descriptor has the pipeline's uri+digest: a later duplicate, dropped.
+    {"uri": "oci://gcr.io/acme/git", "digest": {"sha256": H["2"]}},
+    {"name": "pipelineTask", **CATALOG},
+    {"uri": "oci://gcr.io/acme/kaniko", "digest": {"sha256": H["4"]}},
+    # build-tr-1: its pipelineTask and kaniko duplicate build-tr-0's (dropped); stepAction/* always kept.
+    {"name": "stepAction/restore", "uri": "git+https://github.com/acme/stepactions.git",
+     "digest": {"sha1": S1["c"]}},
+    {"uri": "oci://gcr.io/acme/cache-tool", "digest": {"sha256": H["5"]}},
+    {"uri": "oci://docker.io/library/registry", "digest": {"sha256": H["6"]}},
+    {"uri": "oci://docker.io/library/alpine", "digest": {"sha256": H["f"]}},
+]
+SRC = {"name": "inputs/result", "uri": "https://example.com/src.tgz", "digest": {"sha256": H["3"]}}
+# pipelineSpec default URL + PipelineRun result commit; clone-tr's own git pair is the same artifact.
+APP_GIT = {"name": "inputs/result", "uri": "git+https://github.com/acme/app.git", "digest": {"sha1": S1["1"]}}
+PR_BYPRODUCTS = [
+    # IMAGE_URL/IMAGE_DIGEST and the invalid build artifact bad-ARTIFACT_OUTPUTS are left out.
+    {"name": "pipelineRunResults/release-42/CHAINS-GIT_COMMIT", "mediaType": "application/json",
+     "content": content('"' + S1["1"] + '"')},
+    {"name": "pipelineRunResults/release-42/src-ARTIFACT_INPUTS", "mediaType": "application/json",
+     "content": content('{"digest":"sha256:' + H["3"] + '","uri":"https://example.com/src.tgz"}')},
+]
+
+
+def test_pipelinerun_without_deep_inspection() -> None:
+    got, _ = statement("pipelinerun-release.yaml")
+    assert got["subject"] == [{"name": "gcr.io/acme/app", "digest": {"sha256": H["7"]}}]
+    assert got["predicate"]["buildDefinition"] == {
+        "buildType": SLSA,
+        "externalParameters": {
+            "buildConfigSource": {
+                "ref": f"sha1:{S1['a']}",
+                "repository": "git+https://github.com/acme/pipelines.git",
+                "path": "pipeline/release.yaml",
+            },
+            "runSpec": {
+                "pipelineRef": {
+                    "resolver": "git",
+                    "params": [
+                        {"name": "url", "value": "https://github.com/acme/pipelines.git"},
+                        {"name": "pathInRepo", "value": "pipeline/release.yaml"},
+                    ],
+                },
+                "params": [{"name": "IMAGE", "value": "gcr.io/acme/app"}],
+                "taskRunTemplate": {"serviceAccountName": "builder"},
+                "timeouts": {"pipeline": "2h0m0s"},
+            },
+        },
+        # No featureFlags recorded: the message is still emitted, empty.
+        "internalParameters": {},
+        "resolvedDependencies": [*DEPS_FROM_TASKS, SRC, APP_GIT],
+    }
+    assert got["predicate"]["runDetails"] == {
+        "builder": {"id": "https://tekton.dev/chains/v2"},
+        "metadata": {
+            "invocationId": "5e1f0000-0000-4000-8000-000000000042",
+            "startedOn": "2024-05-02T09:00:00Z",
+            "finishedOn": "2024-05-02T09:10:00Z",
+        },
+        "byproducts": PR_BYPRODUCTS,
+    }
+
+
+def test_pipelinerun_with_deep_inspection() -> None:
+    got, _ = statement("pipelinerun-release.yaml", deep_inspection=True)
+    # PipelineRun subjects first, then each executed child (steps before results); build-tr-0 repeats
+    # gcr.io/acme/app with the same digest (merged); never-completed lint-tr's image is absent.
+    assert got["subject"] == [
+        {"name": "gcr.io/acme/app", "digest": {"sha256": H["7"]}},
+        {"name": "gcr.io/acme/scan-report", "digest": {"sha256": H["e"]}},
+        {"name": "gcr.io/acme/tool", "digest": {"sha256": H["8"]}},
+    ]
+    assert _deps(got) == [
+        *DEPS_FROM_TASKS,
+        # Deep inspection + v2alpha4: StepAction inputs of the children come before the pipeline inputs.
+        {"name": "inputs/result", "uri": "oci://gcr.io/acme/cache", "digest": {"sha256": H["9"]}},
+        SRC,
+        # Children's inputs (clone-tr's git, build-tr-0's ARTIFACT_INPUTS); the PipelineRun's own git
+        # pair then merges into clone-tr's entry instead of being appended.
+        APP_GIT,
+        {"name": "inputs/result", "uri": "docker.io/library/golang", "digest": {"sha256": H["0"]}},
+    ]
+    assert got["predicate"]["runDetails"]["byproducts"] == [
+        *PR_BYPRODUCTS,
+        {"name": "taskRunResults/clone-tr/CHAINS-GIT_URL", "mediaType": "application/json",
+         "content": content('"https://github.com/acme/app.git"')},
+        {"name": "taskRunResults/clone-tr/CHAINS-GIT_COMMIT", "mediaType": "application/json",
+         "content": content('"' + S1["1"] + '"')},
+        {"name": "taskRunResults/build-tr-0/base-ARTIFACT_INPUTS", "mediaType": "application/json",
+         "content": content('{"digest":"sha256:' + H["0"] + '","uri":"docker.io/library/golang"}')},
+        # build-tr-1's scan-ARTIFACT_OUTPUTS is a build artifact (a subject), so not a byproduct.
+        {"name": "stepResults/build-tr-1/cache-ARTIFACT_INPUTS", "mediaType": "application/json",
+         "content": content('{"digest":"sha256:' + H["9"] + '","uri":"oci://gcr.io/acme/cache"}')},
+        {"name": "taskRunResults/notify-tr/status", "mediaType": "application/json",
+         "content": content('"ok"')},
+    ]
+    intoto.parse(intoto.serialize(got))
+
+
+def test_slsa_tekton_pipeline_tasks_embed_each_executed_taskrun() -> None:
+    main, *children = runs("pipelinerun-release.yaml")
+    got = generate(main, children, Options(format="slsa/v2alpha4", build_type=TEKTON)).statement
+    tasks = [d for d in _deps(got) if d.get("name") == "pipelineTask"]
+    # One per executed TaskRun: content makes each unique, so neither the clone task sharing the
+    # pipeline's source nor the second matrix run is de-duplicated; notify has no refSource.
+    by_name = {c.name: c for c in children}
+    embedded = [json.loads(base64.b64decode(t["content"])) for t in tasks]
+    assert [e["metadata"]["name"] for e in embedded] == ["clone-tr", "build-tr-0", "build-tr-1", "notify-tr"]
+    for decoded in embedded:
+        assert decoded == by_name[decoded["metadata"]["name"]].obj
+    assert [(t.get("uri"), t.get("digest")) for t in tasks] == [
+        ("git+https://github.com/acme/pipelines.git", {"sha1": S1["a"]}),
+        (CATALOG["uri"], CATALOG["digest"]),
+        (CATALOG["uri"], CATALOG["digest"]),
+        (None, None),
+    ]
+    internal = got["predicate"]["buildDefinition"]["internalParameters"]
+    assert internal == {
+        "labels": {"tekton.dev/pipeline": "release"},
+        "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+    }
+
+
+def test_slsa_tekton_content_escapes_like_go() -> None:
+    main, *children = runs("pipelinerun-release.yaml")
+    children[0].obj["metadata"]["annotations"] = {"msg": "a<b>&c"}
+    got = generate(main, children, Options(format="slsa/v2alpha4", build_type=TEKTON)).statement
+    raw = base64.b64decode(_deps(got)[1]["content"])
+    assert b'"msg":"a\\u003cb\\u003e\\u0026c"' in raw
+    assert json.loads(raw)["metadata"]["annotations"] == {"msg": "a<b>&c"}
+
+
+def test_bad_step_image_id_fails_the_whole_statement() -> None:
+    main, *children = runs("pipelinerun-release.yaml")
+    children[1].obj["status"]["steps"][0]["imageID"] = "gcr.io/acme/kaniko"
+    with pytest.raises(InputError, match=r"build-tr-0.*imageID 'gcr.io/acme/kaniko'"):
+        generate(main, children, Options(format="slsa/v2alpha4"))
+
+
+def test_cluster_resolver_is_not_remote() -> None:
+    (tr,) = runs("taskrun-build.yaml")
+    tr.obj["spec"]["taskRef"]["resolver"] = "Cluster"
+    got = generate(tr, [], Options(format="slsa/v2alpha4")).statement
+    assert "buildConfigSource" not in got["predicate"]["buildDefinition"]["externalParameters"]
+    # The refSource is still the task's resolved dependency.
+    assert _deps(got)[0]["name"] == "task"
