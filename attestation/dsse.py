@@ -174,7 +174,8 @@ class VerifiedSignature:
 def verify(
     envelope: Envelope, keys: Sequence[PublicKey], *, source: str | None = None
 ) -> list[VerifiedSignature]:
-    """The signatures of ``envelope`` that verify with one of ``keys``, each at most once.
+    """The signatures of ``envelope`` that verify with one of ``keys``; each signature and each key (by
+    SubjectPublicKeyInfo) appears at most once, so ``len(result)`` is the number of distinct signers.
 
     Raises :class:`VerificationError` when none does (or no key is configured): callers need not check for
     an empty list. The payload must not be parsed before this returns.
@@ -185,6 +186,9 @@ def verify(
     message = pae(envelope.payload_type, envelope.payload)
     verified: list[VerifiedSignature] = []
     seen: set[bytes] = set()
+    # Each key counts at most once: byte-level dedup alone would let one ECDSA key count twice, since
+    # (r, n - s) is a second valid signature with different bytes.
+    used: set[bytes] = set()
     for signature in envelope.signatures:
         if signature.sig in seen:
             continue
@@ -192,8 +196,11 @@ def verify(
         # The hint only moves matching keys to the front; every key is still tried.
         ordered = sorted(keys, key=lambda k: k.keyid != signature.keyid) if signature.keyid else keys
         for key in ordered:
+            if key.spki_der in used:
+                continue
             if key.verify(signature.sig, message):
                 verified.append(VerifiedSignature(signature=signature, key=key))
+                used.add(key.spki_der)
                 break
     if not verified:
         raise VerificationError(f"no signature on {where} verifies with the {len(keys)} configured keys")

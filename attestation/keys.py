@@ -62,6 +62,7 @@ _SALT_BYTES = 32
 # memory) and nothing that could be used to make us allocate more.
 _MAX_SCRYPT_MEMORY = 128 * 1024 * 1024 * 2
 _MIN_RSA_BITS = 2048
+_MAX_PEM_BLOCKS = 64
 
 _PEM_BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9 ]{1,64})-----\r?\n(.*?)-----END \1-----",
@@ -221,6 +222,9 @@ def _pem_blocks(data: bytes, source: str) -> list[tuple[str, bytes]]:
         raise KeyLoadError(
             f"{source} is too large for a key file: {len(data)} bytes, limit {MAX_KEY_FILE_BYTES}"
         )
+    # Bounds the regex scan, which is quadratic in the number of unterminated BEGIN lines.
+    if data.count(b"-----BEGIN ") > _MAX_PEM_BLOCKS:
+        raise KeyLoadError(f"{source} holds more than {_MAX_PEM_BLOCKS} PEM blocks")
     return [(m.group(1).decode("ascii"), m.group(0)) for m in _PEM_BLOCK.finditer(data)]
 
 
@@ -268,7 +272,9 @@ def load_public_key(data: bytes, *, source: str) -> PublicKey:
 
 def is_encrypted_private_key(data: bytes) -> bool:
     """True when the (first) private key PEM block in ``data`` needs a password."""
-    for label, block in _PEM_BLOCK.findall(data[: MAX_KEY_FILE_BYTES + 1]):
+    if len(data) > MAX_KEY_FILE_BYTES or data.count(b"-----BEGIN ") > _MAX_PEM_BLOCKS:
+        return False  # the loader itself reports the oversized file
+    for label, block in _PEM_BLOCK.findall(data):
         name = label.decode("ascii")
         if name in _COSIGN_LABELS or name == _PKCS8_ENCRYPTED_LABEL:
             return True

@@ -283,3 +283,16 @@ def test_p384_signature_made_with_sha256_verifies_like_chains_and_cosign_produce
     sig = key.sign(dsse.pae("t", b"x"), ec.ECDSA(hashes.SHA256()))
     signer = PrivateKeySigner(key)
     assert dsse.verify(Envelope(b"x", "t", (Signature(sig),)), [signer.public_key])
+
+
+def test_one_key_counts_once_even_with_a_malleated_ecdsa_signature(p256_signer: PrivateKeySigner) -> None:
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
+    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # P-256 group order n
+    original = dsse.sign(STATEMENT, p256_signer).signatures[0]
+    r, s = decode_dss_signature(original.sig)
+    twin = Signature(encode_dss_signature(r, order - s))
+    message = dsse.pae(dsse.PAYLOAD_TYPE_INTOTO, STATEMENT)
+    assert twin.sig != original.sig and p256_signer.public_key.verify(twin.sig, message)
+    envelope = Envelope(STATEMENT, dsse.PAYLOAD_TYPE_INTOTO, (original, twin))
+    assert [v.signature for v in dsse.verify(envelope, [p256_signer.public_key])] == [original]

@@ -237,3 +237,10 @@ def test_public_key_equality_and_hash_follow_the_key(
     assert again == p256_signer.public_key and hash(again) == hash(p256_signer.public_key)
     assert again != other_p256_signer.public_key
     assert isinstance(p256_signer, keys.Signer)
+
+
+def test_too_many_pem_blocks_are_refused() -> None:
+    data = b"-----BEGIN PUBLIC KEY-----\n" * 5_000
+    with pytest.raises(KeyLoadError, match=r"k\.pub holds more than 64 PEM blocks"):
+        keys.load_public_key(data, source="k.pub")
+    assert not keys.is_encrypted_private_key(data)
