@@ -1,0 +1,1 @@
+"""SPIRE support for the signer: verify SPIRE-signed TaskRun results, register TaskRun identities."""

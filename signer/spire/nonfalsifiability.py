@@ -1,0 +1,78 @@
+"""The operator's ``enforce-nonfalsifiability`` switch, with Tekton's values (``none`` | ``spire``).
+
+With ``spire`` a run whose SPIRE-signed results do not verify gets no provenance, and the reasons are
+recorded; with ``none`` every run is processed as before (its results are not checked).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from attestation.errors import InputError
+from attestation.spiffe import TrustBundle, validate_trust_domain
+from signer.spire.results import verify_run_results
+
+MODES = ("none", "spire")
+
+
+@dataclass(frozen=True)
+class SpireConfig:
+    enforce_nonfalsifiability: str = "none"
+    trust_domain: str = "example.org"
+    bundle: TrustBundle | None = None
+
+    def __post_init__(self) -> None:
+        if self.enforce_nonfalsifiability not in MODES:
+            raise InputError(
+                f"enforce-nonfalsifiability: {self.enforce_nonfalsifiability!r} "
+                f"is not one of {', '.join(MODES)}"
+            )
+        validate_trust_domain(self.trust_domain, what="spire-trust-domain")
+        if self.enforce_nonfalsifiability == "spire" and self.bundle is None:
+            raise InputError("enforce-nonfalsifiability is spire but no SPIRE trust bundle is configured")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``allowed``: provenance may be produced. ``reasons``: why not (one line each), or notes."""
+
+    allowed: bool
+    reasons: tuple[str, ...] = ()
+
+
+def _kind(run: Any) -> str:
+    return run.get("kind", "") if isinstance(run, dict) else run.kind
+
+
+def _label(run: Any) -> str:
+    if isinstance(run, dict):
+        meta = run.get("metadata") or {}
+        return f"{run.get('kind', 'object')} {meta.get('namespace', '')}/{meta.get('name', '')}"
+    return f"{run.kind} {run.namespace}/{run.name}"
+
+
+def check_nonfalsifiability(
+    run: Any, config: SpireConfig, *, children: Sequence[Any] = (), at: dt.datetime | None = None
+) -> Verdict:
+    """May ``run`` get provenance under ``config``? A PipelineRun needs all its child TaskRuns verified.
+
+    Pure: the trust bundle comes from ``config``, the time from ``at`` (default now).
+    """
+    if config.enforce_nonfalsifiability == "none":
+        return Verdict(True)
+    assert config.bundle is not None  # guaranteed by SpireConfig
+    taskruns = [run] if _kind(run) == "TaskRun" else list(children)
+    if not taskruns:
+        return Verdict(False, (f"{_label(run)}: no TaskRuns to verify SPIRE-signed results of",))
+    reasons: list[str] = []
+    for tr in taskruns:
+        try:
+            verdict = verify_run_results(tr, trust_domain=config.trust_domain, bundle=config.bundle, at=at)
+        except InputError as err:
+            reasons.append(f"{_label(tr)}: {err}")
+            continue
+        reasons.extend(f"{_label(tr)}: {r}" for r in verdict.reasons)
+    return Verdict(not reasons, tuple(reasons))

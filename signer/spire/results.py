@@ -1,0 +1,262 @@
+"""Verify TaskRun results signed by Tekton's entrypoint with the TaskRun's SPIRE SVID (TEP-0089).
+
+What the entrypoint adds to the results (tektoncd/pipeline ``pkg/spire/sign.go``): ``SVID`` (PEM of the
+leaf), ``<name>.sig`` for every result (base64 of an ECDSA-DER / RSA-PKCS#1v1.5 signature over SHA-256 of
+the *canonical value*), ``RESULT_MANIFEST`` (the comma-joined result names) and ``RESULT_MANIFEST.sig``.
+
+The canonical value is not the bytes the step wrote: the entrypoint decodes them as Tekton's
+``ParamValue`` and joins arrays with ``,`` (and objects in a peculiar way, see :func:`signed_value`).
+That is lossy (``["a,b"]`` and ``["a","b"]`` sign the same text), so a verified result proves its
+canonical text, not its JSON shape; ``docs/spire.md`` explains what we do about it.
+
+Everything here is pure: the caller supplies the trust bundle and the validation time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+
+from attestation.errors import InputError, VerificationError
+from attestation.spiffe import TrustBundle, load_pem_certificates, validate_trust_domain
+from attestation.x509 import VerifiedSvid, verify_svid
+
+KEY_SVID = "SVID"
+KEY_MANIFEST = "RESULT_MANIFEST"
+SIG_SUFFIX = ".sig"
+# Bounds: Tekton caps the termination message at 4 KiB per container (results can be larger only with
+# the sidecar logs mode, 1 MiB in total); these are generous for honest runs.
+MAX_RESULTS = 1024
+MAX_SIGNATURE_TEXT = 8 * 1024
+
+ParamValue = str | list[str] | dict[str, str]
+
+
+# ----------------------------------------------------------------------------- canonicalisation
+
+
+def signed_value(value: Any) -> str:
+    """The text Tekton's entrypoint signs for a result value (``getResultValue`` in ``pkg/spire``).
+
+    * string: itself;
+    * array: elements joined with ``,``;
+    * object: Go builds a key list that starts with ``len(obj)`` empty strings, appends the real keys,
+      sorts it, then emits ``key,value`` for every entry (``""`` for the empty keys). So
+      ``{"b": "2", "a": "1"}`` signs ``",,,,a,1,b,2"``. Reproduced exactly, oddity included.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ",".join(value)
+    if isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        # Go sorts strings bytewise in UTF-8; code-point order of Python strings is the same order.
+        keys = sorted([""] * len(value) + list(value))
+        parts: list[str] = []
+        for key in keys:
+            parts.extend((key, value.get(key, "")))
+        return ",".join(parts)
+    raise InputError(f"result value of type {type(value).__name__} is not a Tekton string, array or object")
+
+
+def entrypoint_value(raw: str) -> ParamValue:
+    """Decode the text a step wrote to a result file as Tekton's ``ParamValue.UnmarshalJSON`` does.
+
+    This is the value the controller stores in ``status.results`` and the one the entrypoint signs
+    (through :func:`signed_value`). Used to produce test data exactly as the entrypoint would.
+    """
+    if raw == "":
+        return ""
+    if raw[0] == "[":
+        decoded = _go_json(raw)
+        if isinstance(decoded, list) and all(v is None or isinstance(v, str) for v in decoded):
+            return ["" if v is None else v for v in decoded]
+    if raw[0] == "{":
+        decoded = _go_json(raw)
+        if isinstance(decoded, dict) and all(v is None or isinstance(v, str) for v in decoded.values()):
+            return {k: "" if v is None else v for k, v in decoded.items()}
+    decoded = _go_json(raw)
+    if isinstance(decoded, str):
+        return decoded
+    if decoded is None and raw.strip() == "null":
+        return ""  # Go leaves the string empty when unmarshalling JSON null into it
+    return raw
+
+
+_NOT_JSON = object()
+
+
+def _go_json(raw: str) -> Any:
+    try:
+        return json.loads(raw, parse_constant=lambda _c: _NOT_JSON)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+
+
+# ----------------------------------------------------------------------------- verification
+
+
+def taskrun_spiffe_id(trust_domain: str, namespace: str, name: str) -> str:
+    """The SPIFFE ID Tekton gives a TaskRun: ``spiffe://<td>/ns/<namespace>/taskrun/<name>``."""
+    return f"spiffe://{trust_domain}/ns/{namespace}/taskrun/{name}"
+
+
+@dataclass(frozen=True)
+class ResultsVerdict:
+    """Outcome of checking a TaskRun's signed results. ``reasons`` has one line per problem."""
+
+    verified: bool
+    reasons: tuple[str, ...] = ()
+    spiffe_id: str | None = None
+    verified_results: tuple[str, ...] = ()  # names whose signature verified (RESULT_MANIFEST excluded)
+    unlisted: tuple[str, ...] = field(default=())  # signed and verified, but not named in the manifest
+
+
+def _results_map(results: Sequence[Any], reasons: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for r in results:
+        name, value = (r.name, r.value) if hasattr(r, "name") else (r.get("name"), r.get("value"))
+        if not isinstance(name, str) or not name:
+            reasons.append("a result has no name")
+            continue
+        if name in out:
+            reasons.append(f"result {name} appears twice")
+            continue
+        out[name] = value
+    return out
+
+
+def _decode_sig(text: Any, name: str) -> bytes | None:
+    if not isinstance(text, str) or len(text) > MAX_SIGNATURE_TEXT:
+        return None
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _parse_svid(value: Any) -> tuple[x509.Certificate, list[x509.Certificate]]:
+    if not isinstance(value, str):
+        raise InputError("result SVID is not a string")
+    certs = load_pem_certificates(value.encode("utf-8", "replace"), source="result SVID", max_count=8)
+    if not certs:
+        raise InputError("result SVID holds no PEM certificate")
+    # Tekton ships only the leaf; anything after it is an untrusted path-building hint.
+    return certs[0], certs[1:]
+
+
+def verify_results(
+    results: Sequence[Any],
+    *,
+    namespace: str,
+    name: str,
+    trust_domain: str,
+    bundle: TrustBundle,
+    at: dt.datetime | None = None,
+) -> ResultsVerdict:
+    """Check the SPIRE signatures on a TaskRun's results (``Result`` objects or ``{name, value}`` dicts).
+
+    Verified only when all of these hold: the ``SVID`` result is a certificate that chains to ``bundle``
+    at ``at`` (default now) and whose only URI SAN is exactly the TaskRun's SPIFFE ID; the manifest is
+    signed; every name in the manifest is present; every result, listed or not, has a ``.sig`` that
+    verifies over its canonical value; and no ``.sig`` is left over without its result.
+    """
+    validate_trust_domain(trust_domain)
+    when = at or dt.datetime.now(dt.UTC)
+    reasons: list[str] = []
+    if len(results) > MAX_RESULTS:
+        return ResultsVerdict(False, (f"{len(results)} results, the limit is {MAX_RESULTS}",))
+    values = _results_map(results, reasons)
+    expected_id = taskrun_spiffe_id(trust_domain, namespace, name)
+
+    if KEY_SVID not in values:
+        return ResultsVerdict(False, (*reasons, "no SVID result: the results are not SPIRE-signed"))
+    try:
+        leaf, intermediates = _parse_svid(values[KEY_SVID])
+        svid: VerifiedSvid = verify_svid(leaf, intermediates, bundle, at=when, allowed_ids={expected_id})
+    except (InputError, VerificationError) as err:
+        return ResultsVerdict(False, (*reasons, f"SVID: {err}"))
+
+    manifest: list[str] = []
+    if KEY_MANIFEST not in values:
+        reasons.append(f"no {KEY_MANIFEST} result")
+    else:
+        try:
+            manifest_text = signed_value(values[KEY_MANIFEST])
+        except InputError as err:
+            reasons.append(f"{KEY_MANIFEST}: {err}")
+            manifest_text = ""
+        manifest = [k for k in manifest_text.split(",") if k]
+        if len(set(manifest)) != len(manifest):
+            reasons.append(f"{KEY_MANIFEST} names a result more than once")
+        for key in manifest:
+            if key not in values:
+                reasons.append(f"result {key} is named in {KEY_MANIFEST} but missing")
+            elif key in (KEY_SVID, KEY_MANIFEST) or key.endswith(SIG_SUFFIX):
+                reasons.append(f"{KEY_MANIFEST} names the reserved result {key}")
+
+    verified: list[str] = []
+    for key, value in values.items():
+        if key == KEY_SVID or key.endswith(SIG_SUFFIX):
+            continue
+        sig_text = values.get(key + SIG_SUFFIX)
+        if sig_text is None:
+            reasons.append(f"result {key} has no signature ({key}{SIG_SUFFIX} is missing)")
+            continue
+        sig = _decode_sig(sig_text, key)
+        if sig is None:
+            reasons.append(f"{key}{SIG_SUFFIX} is not a base64 signature")
+            continue
+        try:
+            text = signed_value(value)
+        except InputError as err:
+            reasons.append(f"result {key}: {err}")
+            continue
+        if not svid.public_key.verify(sig, text.encode("utf-8")):
+            reasons.append(f"result {key}: signature does not verify (value changed after signing?)")
+            continue
+        if key != KEY_MANIFEST:
+            verified.append(key)
+
+    for key in values:
+        if key.endswith(SIG_SUFFIX) and key[: -len(SIG_SUFFIX)] not in values:
+            reasons.append(f"signature {key} has no result {key[: -len(SIG_SUFFIX)]} (a result was removed?)")
+
+    unlisted = tuple(k for k in verified if k not in manifest)
+    return ResultsVerdict(
+        verified=not reasons,
+        reasons=tuple(reasons),
+        spiffe_id=svid.spiffe_id,
+        verified_results=tuple(verified) if not reasons else (),
+        unlisted=unlisted,
+    )
+
+
+def verify_run_results(
+    run: Any, *, trust_domain: str, bundle: TrustBundle, at: dt.datetime | None = None
+) -> ResultsVerdict:
+    """:func:`verify_results` for a ``signer.run.Run`` (or a raw TaskRun object dict, v1 or v1beta1)."""
+    if isinstance(run, Mapping):
+        meta = run.get("metadata") or {}
+        status = run.get("status") or {}
+        results = status.get("results")
+        if results is None:
+            results = status.get("taskResults") or []
+        kind, name, namespace = run.get("kind"), meta.get("name", ""), meta.get("namespace", "")
+    else:
+        kind, name, namespace, results = run.kind, run.name, run.namespace, run.results
+    if kind != "TaskRun":
+        raise InputError(f"{kind or 'object'} {name}: SPIRE-signed results exist only on TaskRuns")
+    if not isinstance(results, list):
+        raise InputError(f"TaskRun {name}: status.results must be a list")
+    if not name or not namespace:
+        raise InputError("TaskRun has no metadata.name or metadata.namespace (both are in its SPIFFE ID)")
+    return verify_results(
+        results, namespace=namespace, name=name, trust_domain=trust_domain, bundle=bundle, at=at
+    )
