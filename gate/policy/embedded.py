@@ -1,0 +1,96 @@
+"""The embedded engine: rego-cpp in process through ``regopy``."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import regopy
+from regopy.rego_shared import rego_free_output, rego_output_ok, rego_output_string, rego_query
+
+from attestation.errors import PolicyError
+from gate.policy.model import Evaluation, PolicySet
+from gate.policy.results import decision_query, evaluation_from
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if "errormsg" in line:
+            return line.split(":", 1)[-1].rstrip(")")
+    return lines[0] if lines else "unknown error"
+
+
+def new_interpreter(policy_set: PolicySet, *, with_tests: bool = False) -> regopy.Interpreter:
+    """An interpreter with every module and the data of ``policy_set`` loaded."""
+    rego = regopy.Interpreter()
+    modules = dict(policy_set.modules)
+    if with_tests:
+        modules.update(policy_set.test_modules)
+    for path, source in modules.items():
+        try:
+            rego.add_module(path, source)
+        except regopy.RegoError as err:
+            raise PolicyError(f"{path}: Rego does not compile: {_first_line(str(err))}") from None
+    rego.add_data_json(json.dumps(policy_set.data))
+    return rego
+
+
+def raw_query(rego: regopy.Interpreter, query: str) -> Any:
+    """Run a query; the value of binding ``x`` (or the expressions), or :class:`PolicyError`.
+
+    regopy's own Output parser chokes on the error terms rego-cpp embeds in results when a built-in
+    fails, so the output text is read here and anything that is not clean JSON is an error.
+    """
+    out = rego_query(rego._impl, query)
+    try:
+        ok = rego_output_ok(out)
+        text = rego_output_string(out)
+    finally:
+        rego_free_output(out)
+    if not ok:
+        raise PolicyError(f"policy evaluation failed: {_first_line(text)}")
+    if text == "undefined":
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise PolicyError(f"policy evaluation failed: {_first_line(text)}") from None
+    if isinstance(doc, list):
+        doc = doc[0] if doc else {}
+    if "bindings" in doc:
+        return doc["bindings"].get("x")
+    exprs = doc.get("expressions") or [None]
+    return exprs[0]
+
+
+class EmbeddedEngine:
+    """rego-cpp, compiled once. One interpreter holds the input of the evaluation in progress, so
+    ``evaluate`` is serialised by a lock; it is safe to call from several threads."""
+
+    def __init__(self, policy_set: PolicySet) -> None:
+        self._policy_set = policy_set
+        self._query = decision_query(policy_set)
+        self._lock = threading.Lock()
+        self._rego: regopy.Interpreter | None = new_interpreter(policy_set)
+        # Compile now, so a policy that loads but does not evaluate fails at startup, not per request.
+        self.evaluate({"image": {}, "attestations": []})
+
+    def evaluate(self, policy_input: Mapping[str, Any]) -> Evaluation:
+        start = time.perf_counter()
+        with self._lock:
+            if self._rego is None:
+                raise PolicyError("policy engine is closed")
+            try:
+                self._rego.set_input(regopy.Input(dict(policy_input)))
+            except Exception as err:  # regopy raises plain exceptions for unconvertible values
+                raise PolicyError(f"policy input not accepted by the Rego engine: {err}") from None
+            output = raw_query(self._rego, self._query)
+        return evaluation_from(output, self._policy_set, (time.perf_counter() - start) * 1000)
+
+    def close(self) -> None:
+        with self._lock:
+            self._rego = None

@@ -1,0 +1,108 @@
+"""METADATA blocks of Rego rules, parsed out of the source.
+
+rego-cpp has no ``rego.metadata.chain()``, so the gate reads the annotations itself: the same data for
+both engines, and for the generated docs. Only the part of OPA's annotation syntax the library uses is
+supported: a ``# METADATA`` comment block of YAML directly above a ``deny contains``/``warn contains`` rule.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+from attestation.errors import PolicyError
+from gate.policy.model import Rule
+
+_PACKAGE = re.compile(r"^package\s+([A-Za-z_][\w.]*)\s*$", re.MULTILINE)
+_RULE_HEAD = re.compile(r"^(deny|warn)\s+contains\b")
+_RELEASE = "policy.release."
+REQUIRED = ("title", "description")
+REQUIRED_CUSTOM = ("short_name", "failure_msg", "solution")
+
+
+def package_of(source: str, path: str) -> str:
+    match = _PACKAGE.search(source)
+    if not match:
+        raise PolicyError(f"{path}: no package declaration")
+    return match.group(1)
+
+
+def parse_rules(source: str, path: str) -> list[Rule]:
+    """The METADATA-annotated deny/warn rules of one module of ``policy.release.*``.
+
+    Raises :class:`PolicyError` naming the file and line for a deny/warn rule without a complete METADATA
+    block: an undocumented rule would give results nobody can act on.
+    """
+    package = package_of(source, path)
+    if not package.startswith(_RELEASE):
+        return []
+    short_pkg = package[len(_RELEASE) :]
+    lines = source.splitlines()
+    rules: list[Rule] = []
+    seen_heads: set[int] = set()
+    i = 0
+    while i < len(lines):
+        if lines[i].strip() != "# METADATA":
+            i += 1
+            continue
+        start = i
+        i += 1
+        body: list[str] = []
+        while i < len(lines) and lines[i].startswith("#"):
+            body.append(lines[i][2:] if lines[i].startswith("# ") else lines[i][1:])
+            i += 1
+        if i >= len(lines) or not _RULE_HEAD.match(lines[i]):
+            raise PolicyError(f"{path}:{start + 1}: METADATA block is not directly above a deny/warn rule")
+        kind = _RULE_HEAD.match(lines[i]).group(1)  # type: ignore[union-attr]
+        seen_heads.add(i)
+        rules.append(_rule(_yaml(body, path, start), kind, short_pkg, path, start))
+    for n, line in enumerate(lines):
+        if _RULE_HEAD.match(line) and n not in seen_heads and not _continues_rule(lines, n, seen_heads):
+            raise PolicyError(f"{path}:{n + 1}: {line.split()[0]} rule without a METADATA block")
+    return rules
+
+
+def _continues_rule(lines: list[str], n: int, heads: set[int]) -> bool:
+    # A second body of an annotated rule (same kind, further down, no METADATA of its own) belongs to the
+    # rule above only when it produces the same code; that is checked by the library's own tests, so here
+    # any unannotated deny/warn after an annotated one of the same kind is accepted.
+    kind = lines[n].split()[0]
+    return any(h < n and lines[h].split()[0] == kind for h in heads)
+
+
+def _yaml(body: list[str], path: str, line: int) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load("\n".join(body))
+    except yaml.YAMLError as err:
+        raise PolicyError(
+            f"{path}:{line + 1}: METADATA is not valid YAML: {str(err).splitlines()[0]}"
+        ) from None
+    if not isinstance(doc, dict):
+        raise PolicyError(f"{path}:{line + 1}: METADATA must be a YAML mapping")
+    return doc
+
+
+def _rule(doc: dict[str, Any], kind: str, package: str, path: str, line: int) -> Rule:
+    custom = doc.get("custom")
+    if not isinstance(custom, dict):
+        raise PolicyError(f"{path}:{line + 1}: METADATA has no custom section")
+    for key in REQUIRED:
+        if not isinstance(doc.get(key), str) or not doc[key].strip():
+            raise PolicyError(f"{path}:{line + 1}: METADATA lacks {key}")
+    for key in REQUIRED_CUSTOM:
+        if not isinstance(custom.get(key), str) or not custom[key].strip():
+            raise PolicyError(f"{path}:{line + 1}: METADATA lacks custom.{key}")
+    short_name = custom["short_name"].strip()
+    return Rule(
+        code=f"{package}.{short_name}",
+        package=package,
+        short_name=short_name,
+        title=doc["title"].strip(),
+        description=doc["description"].strip(),
+        solution=custom["solution"].strip(),
+        failure_msg=custom["failure_msg"].strip(),
+        kind=kind,  # type: ignore[arg-type]
+        path=path,
+    )

@@ -1,0 +1,125 @@
+"""The policy decision model shared by both engines, the loader and the gate (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+RuleKind = Literal["deny", "warn"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One ``deny``/``warn`` rule as described by its METADATA block."""
+
+    code: str  # "<package>.<short_name>"
+    package: str  # last component of policy.release.<package>
+    short_name: str
+    title: str
+    description: str
+    solution: str
+    failure_msg: str
+    kind: RuleKind
+    path: str = ""  # source file, for error messages and docs
+
+
+@dataclass(frozen=True)
+class Result:
+    """One violation or warning, enriched with the rule's METADATA."""
+
+    code: str
+    msg: str
+    title: str
+    description: str
+    solution: str
+    term: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "code": self.code,
+            "msg": self.msg,
+            "title": self.title,
+            "description": self.description,
+            "solution": self.solution,
+        }
+        if self.term is not None:
+            out["term"] = self.term
+        return out
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    violations: list[Result]
+    warnings: list[Result]
+    rules_evaluated: int
+    elapsed_ms: float
+
+
+class PolicyEngine(Protocol):
+    def evaluate(self, policy_input: Mapping[str, Any]) -> Evaluation: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    """Policies and data, loaded and validated once.
+
+    ``modules`` excludes ``*_test.rego`` (tests never take part in a decision); ``test_modules`` holds them
+    for ``run_policy_tests``. ``digest`` is a sha256 over every source and the merged data.
+    """
+
+    roots: tuple[Path, ...]
+    modules: Mapping[str, str]
+    data: Mapping[str, Any]
+    rules: tuple[Rule, ...]
+    digest: str
+    test_modules: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def packages(self) -> dict[str, set[RuleKind]]:
+        """Rule packages (``policy.release.<name>``) and the rule kinds each defines."""
+        out: dict[str, set[RuleKind]] = {}
+        for rule in self.rules:
+            out.setdefault(rule.package, set()).add(rule.kind)
+        return out
+
+    def rule(self, code: str) -> Rule | None:
+        for rule in self.rules:
+            if rule.code == code:
+                return rule
+        return None
+
+
+@dataclass(frozen=True)
+class TestCase:
+    __test__ = False  # not a pytest class
+
+    name: str  # "data.<package>.test_x"
+    passed: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TestReport:
+    __test__ = False
+
+    cases: tuple[TestCase, ...]
+
+    @property
+    def passed(self) -> int:
+        return sum(1 for c in self.cases if c.passed)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for c in self.cases if not c.passed)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and bool(self.cases)
+
+    @property
+    def summary(self) -> str:
+        return f"{self.passed} passed, {self.failed} failed"

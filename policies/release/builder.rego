@@ -1,0 +1,38 @@
+package policy.release.builder
+
+import data.lib
+import data.lib.tekton
+
+# METADATA
+# title: Builder ID found
+# description: >-
+#   Every SLSA provenance attestation must name the builder that produced it.
+# custom:
+#   short_name: builder_id_found
+#   failure_msg: Provenance attestation %s does not name a builder
+#   solution: >-
+#     Make sure the build system fills in builder.id (SLSA v0.2) or runDetails.builder.id (SLSA v1.0).
+deny contains result if {
+	some i in tekton.provenance_indexes
+	not is_string(tekton.builder_id(input.attestations[i].statement))
+	result := lib.result_helper_with_term("builder.builder_id_found", [format_int(i, 10)], format_int(i, 10))
+}
+
+# METADATA
+# title: Builder ID accepted
+# description: >-
+#   The builder named in each SLSA provenance attestation must be one of the builders the
+#   organisation trusts (rule data allowed_builder_ids).
+# custom:
+#   short_name: builder_id_accepted
+#   failure_msg: Builder ID %s is not one of the allowed builder IDs (%s)
+#   solution: >-
+#     Build with a trusted builder, or add its ID to the rule data key allowed_builder_ids.
+deny contains result if {
+	allowed := lib.rule_data("allowed_builder_ids")
+	some i in tekton.provenance_indexes
+	id := tekton.builder_id(input.attestations[i].statement)
+	is_string(id)
+	not id in lib.as_set(allowed)
+	result := lib.result_helper_with_term("builder.builder_id_accepted", [id, lib.list_text(allowed)], id)
+}

@@ -1,0 +1,148 @@
+package policy.release.tasks
+
+import data.lib
+import data.lib.tekton
+
+# METADATA
+# title: Pipeline run has tasks
+# description: >-
+#   At least one PipelineRun provenance attestation must record the tasks it ran. Without a task list
+#   none of the task rules can check anything, and that must not look like a pass. SLSA v1.0 provenance
+#   records tasks only with the slsa-tekton build type.
+# custom:
+#   short_name: pipeline_has_tasks
+#   failure_msg: No PipelineRun attestation records any tasks
+#   solution: >-
+#     Build the image in a Tekton PipelineRun and attest it with SLSA v0.2 provenance or with SLSA v1.0
+#     provenance of build type https://tekton.dev/chains/v2/slsa-tekton.
+deny contains result if {
+	count([i | some i in tekton.pipelinerun_indexes; count(tekton.tasks[i]) > 0]) == 0
+	result := lib.result_helper("tasks.pipeline_has_tasks", [])
+}
+
+# METADATA
+# title: Task records readable
+# description: >-
+#   Every task record in a PipelineRun attestation must be readable. A record that cannot be decoded
+#   would otherwise drop out of every task check unnoticed.
+# custom:
+#   short_name: task_records_readable
+#   failure_msg: "%s of %s task records could not be read"
+#   solution: >-
+#     The attestation is malformed: SLSA v1.0 pipelineTask dependencies must carry the child TaskRun as
+#     base64-encoded JSON in content (build type slsa-tekton).
+deny contains result if {
+	some i in tekton.pipelinerun_indexes
+	total := tekton.task_record_count[i]
+	read := count(tekton.tasks[i])
+	read != total
+	result := lib.result_helper("tasks.task_records_readable", [format_int(total - read, 10), format_int(total, 10)])
+}
+
+# METADATA
+# title: Successful pipeline tasks
+# description: >-
+#   Every task of the PipelineRun must have succeeded.
+# custom:
+#   short_name: successful_pipeline_tasks
+#   failure_msg: Pipeline task %s did not succeed (status %s)
+#   solution: >-
+#     Find out why the task failed and rebuild the image.
+deny contains result if {
+	some i in tekton.pipelinerun_indexes
+	some task in tekton.tasks[i]
+	task.status != "Succeeded"
+	result := lib.result_helper_with_term("tasks.successful_pipeline_tasks", [task.name, task.status], task.name)
+}
+
+# METADATA
+# title: Required tasks found
+# description: >-
+#   Every task listed in the rule data key required_tasks must have run in the PipelineRun (an item that
+#   is a list is satisfied by any one of its names). Tasks are matched by task definition name, whatever
+#   the pipeline calls them. With no task records at all, every required task is missing.
+# custom:
+#   short_name: required_tasks_found
+#   failure_msg: Required task %s is missing
+#   solution: >-
+#     Add the missing task to the build pipeline, or change the rule data key required_tasks.
+deny contains result if {
+	some names in task_name_sets
+	some required in lib.rule_data("required_tasks")
+	count(names & lib.as_set(required)) == 0
+	text := lib.describe(required)
+	result := lib.result_helper_with_term("tasks.required_tasks_found", [text], text)
+}
+
+# The task definition names of each PipelineRun attestation; one empty set when there is none, so that
+# required tasks are reported missing rather than not checked.
+task_name_sets contains names if {
+	some i in tekton.pipelinerun_indexes
+	names := {t.task | some t in tekton.tasks[i]}
+}
+
+task_name_sets contains set() if count(tekton.pipelinerun_indexes) == 0
+
+# METADATA
+# title: Required tasks list provided
+# description: >-
+#   The rule data key required_tasks should list the tasks every build must run. Without it no task is
+#   required.
+# custom:
+#   short_name: required_tasks_list_provided
+#   failure_msg: The required_tasks rule data is empty or malformed, no task is required
+#   solution: >-
+#     Set the rule data key required_tasks.
+warn contains result if {
+	not valid_required_tasks(lib.rule_data("required_tasks"))
+	result := lib.result_helper("tasks.required_tasks_list_provided", [])
+}
+
+valid_required_tasks(value) if {
+	is_array(value)
+	count(value) > 0
+	every item in value {
+		valid_alternatives(item)
+	}
+}
+
+valid_alternatives(item) if is_string(item)
+
+valid_alternatives(item) if {
+	lib.strings_only(item)
+	count(item) > 0
+}
+
+# METADATA
+# title: Task order
+# description: >-
+#   For each entry {before, after} of the rule data key task_order, every task named in "after" must
+#   have a task named in "before" among its predecessors, for example "scan the source before building
+#   the image". SLSA v0.2 provenance records the task graph (runAfter and result references); SLSA v1.0
+#   provenance does not, so there a task precedes another when it finished no later than the other
+#   started.
+# custom:
+#   short_name: task_order
+#   failure_msg: Task %s did not run after a task %s
+#   solution: >-
+#     Make the task run after the required task in the pipeline (runAfter or a result reference).
+deny contains result if {
+	some order in lib.rule_data("task_order")
+	before := lib.as_set(object.get(order, "before", []))
+	after := lib.as_set(object.get(order, "after", []))
+	some i in tekton.pipelinerun_indexes
+	some task in tekton.tasks[i]
+	task.task in after
+	not has_predecessor(i, task, before)
+	result := lib.result_helper_with_term(
+		"tasks.task_order",
+		[task.name, lib.describe(object.get(order, "before", []))],
+		task.name,
+	)
+}
+
+has_predecessor(i, task, before) if {
+	some other in tekton.tasks[i]
+	other.task in before
+	tekton.precedes(i, other, task)
+}

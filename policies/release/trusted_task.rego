@@ -1,0 +1,71 @@
+package policy.release.trusted_task
+
+import data.lib
+import data.lib.image
+import data.lib.tekton
+
+# METADATA
+# title: Task bundles pinned by digest
+# description: >-
+#   A task that comes from an OCI bundle must reference the bundle by digest. A tag can be moved to
+#   other content after the fact, so a tagged reference says nothing about what actually ran.
+# custom:
+#   short_name: pinned
+#   failure_msg: Pipeline task %s uses bundle %s, which is not pinned by digest
+#   solution: >-
+#     Reference the task bundle as repository@sha256:<digest>.
+deny contains result if {
+	some i in tekton.pipelinerun_indexes
+	some task in tekton.tasks[i]
+	task.bundle != ""
+	not pinned(task.bundle)
+	result := lib.result_helper_with_term("trusted_task.pinned", [task.name, task.bundle], task.bundle)
+}
+
+pinned(ref) if regex.match(`@sha256:[0-9a-f]{64}$`, ref)
+
+# METADATA
+# title: Tasks come from trusted bundles
+# description: >-
+#   When the rule data key trusted_task_bundles lists bundle repositories, every task must come from a
+#   bundle in one of them. Tasks without a bundle (cluster tasks, embedded specs, git resolver) are not
+#   trusted. An entry ending in "/" admits every repository below it.
+# custom:
+#   short_name: trusted
+#   failure_msg: Pipeline task %s comes from %s, which is not a trusted task bundle
+#   solution: >-
+#     Use a task from a trusted bundle repository, or add the repository to the rule data key
+#     trusted_task_bundles.
+deny contains result if {
+	trusted := lib.rule_data("trusted_task_bundles")
+	count(trusted) > 0
+	some i in tekton.pipelinerun_indexes
+	some task in tekton.tasks[i]
+	not trusted_bundle(task.bundle, trusted)
+	source := bundle_text(task.bundle)
+	result := lib.result_helper_with_term("trusted_task.trusted", [task.name, source], task.name)
+}
+
+trusted_bundle(bundle, trusted) if {
+	bundle != ""
+	lib.prefix_allowed(image.repo(bundle), lib.as_set(trusted))
+}
+
+bundle_text(bundle) := bundle if bundle != ""
+
+bundle_text(bundle) := "no bundle" if bundle == ""
+
+# METADATA
+# title: Trusted task bundles provided
+# description: >-
+#   The rule data key trusted_task_bundles should list the bundle repositories tasks may come from.
+#   While it is empty, where tasks come from is not checked.
+# custom:
+#   short_name: trusted_task_bundles_provided
+#   failure_msg: The trusted_task_bundles rule data is empty, task origins are not checked
+#   solution: >-
+#     Set the rule data key trusted_task_bundles.
+warn contains result if {
+	count(lib.rule_data("trusted_task_bundles")) == 0
+	result := lib.result_helper("trusted_task.trusted_task_bundles_provided", [])
+}
