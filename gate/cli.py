@@ -280,7 +280,14 @@ def policy_test_cmd(path: str, engine: str, opa_url: str | None) -> int:
     if not Path(path).exists():
         raise InputError(f"policy path {path} does not exist")
     report = run_policy_tests(Path(path), engine=engine, opa_url=opa_url)
-    click.echo(str(report))
+    if not report.cases:
+        raise InputError(f"policy path {path}: no test_* rules found")
+    for case in report.cases:
+        if case.passed:
+            click.echo(f"PASS {case.name}")
+        else:
+            click.echo(f"FAIL {case.name}" + (f": {case.error}" if case.error else ""))
+    click.echo(report.summary)
     return 0 if report.ok else 1
 
 

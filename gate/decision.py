@@ -211,5 +211,8 @@ def render_text(decision: Decision) -> str:
         for err in other_errors:
             lines.extend(_wrap(err, "  "))
     lines.append("")
-    lines.append(f"{decision.rules_evaluated} rule(s) evaluated in {decision.elapsed_ms:.1f} ms")
+    if decision.decided:
+        lines.append(f"{decision.rules_evaluated} rule(s) evaluated in {decision.elapsed_ms:.1f} ms")
+    else:
+        lines.append(f"gave up after {decision.elapsed_ms:.1f} ms")
     return "\n".join(lines) + "\n"

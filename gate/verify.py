@@ -363,6 +363,12 @@ class Gate:
                 [f"timed out after {self.config.timeout:g}s talking to {ref.registry}"],
                 elapsed_ms=_ms(started),
             )
+        except Exception as err:  # fail closed on anything the registry layer did not anticipate
+            return undecided(
+                str(ref),
+                [f"fetching attestations of {ref} failed: {type(err).__name__}: {err}"],
+                elapsed_ms=_ms(started),
+            )
 
     async def _fetch_and_check(
         self, client: Any, ref: ImageReference, deadline: float, started: float
@@ -418,7 +424,7 @@ class Gate:
             message = " ".join(str(err).split()) or type(err).__name__
             return undecided(
                 image,
-                [*errors, f"policy evaluation failed: {message}"],
+                [*errors, _policy_failure(message)],
                 attestations=reports,
                 elapsed_ms=_ms(prepared.started),
                 timings=_with_policy(prepared.timings, t0),
@@ -464,6 +470,12 @@ class Gate:
         return asyncio.run(self.verify(image, deadline=deadline))
 
 
+def _policy_failure(message: str) -> str:
+    return (
+        message if message.startswith("policy evaluation failed") else f"policy evaluation failed: {message}"
+    )
+
+
 def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
@@ -490,7 +502,7 @@ def evaluate_document(
     Loading errors raise (:class:`InputError`/:class:`PolicyError` naming the file); an engine failure is
     an undecided decision; zero rules evaluated is a denial.
     """
-    from gate.policy import load_policy_set, make_engine
+    from gate.policy import evaluate_input, load_policy_set, make_engine
 
     started = time.perf_counter()
     image_doc = doc.get("image")
@@ -500,10 +512,12 @@ def evaluate_document(
     try:
         t0 = time.perf_counter()
         try:
-            evaluation = policy_engine.evaluate(doc)
+            evaluation = evaluate_input(doc, policy_set, policy_engine)
+        except InputError:
+            raise
         except Exception as err:
             message = " ".join(str(err).split()) or type(err).__name__
-            return undecided(image, [f"policy evaluation failed: {message}"], elapsed_ms=_ms(started))
+            return undecided(image, [_policy_failure(message)], elapsed_ms=_ms(started))
         violations = [Finding.from_result(r) for r in evaluation.violations]
         if evaluation.rules_evaluated <= 0:
             violations.append(NO_RULES)

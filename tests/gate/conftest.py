@@ -131,26 +131,21 @@ import rego.v1
 #   solution: Build the image in the Tekton pipeline watched by Chains.
 deny contains result if {
 \tnot _has_trusted_builder
-\tresult := {
-\t\t"code": "provenance.trusted_builder",
-\t\t"msg": sprintf("no provenance from builder %s", [data.rule_data.builder_id]),
-\t}
+\tresult := {"code": "provenance.trusted_builder", "params": [data.rule_data.builder_id]}
 }
 
 # METADATA
-# title: Few tasks
+# title: Several tasks
 # description: Pipelines with a single task are unusual.
 # custom:
-#   short_name: few_tasks
-#   failure_msg: pipeline has %d task(s)
+#   short_name: several_tasks
+#   failure_msg: pipeline has %s task(s)
 #   solution: Check the pipeline definition.
 warn contains result if {
 \tsome att in input.attestations
-\tcount(att.statement.predicate.buildConfig.tasks) < 2
-\tresult := {
-\t\t"code": "provenance.few_tasks",
-\t\t"msg": sprintf("pipeline has %d task(s)", [count(att.statement.predicate.buildConfig.tasks)]),
-\t}
+\tn := count(att.statement.predicate.buildConfig.tasks)
+\tn < 2
+\tresult := {"code": "provenance.several_tasks", "params": [n]}
 }
 
 _has_trusted_builder if {
@@ -176,7 +171,7 @@ def policy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    (root / "rule_data.json").write_text(json.dumps(TEST_DATA))
-    return root
+def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "rule_data.json"
+    path.write_text(json.dumps(TEST_DATA))
+    return path
