@@ -30,7 +30,7 @@ from typing import Any
 from attestation.errors import InputError
 from signer import typehints
 from signer.provenance import common
-from signer.run import Result, Run, value_type
+from signer.run import PIPELINE_TASK_LABEL, Result, Run, value_type
 from signer.typehints import Artifact
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -611,6 +611,24 @@ def taskrun_dependencies(run: Run, *, with_step_actions: bool, warnings: list[st
     return deps + dedupe(rest)
 
 
+def executed_taskruns(pipelinerun: Run, children: Sequence[Run]) -> list[Run]:
+    """Children that ran, in pipeline order: ``pipelineSpec.tasks`` then ``finally``, each task's
+    TaskRuns (several for a matrix) in input order, only those with a completionTime (Chains'
+    ``GetExecutedTasks``). Children are grouped by label once: pipelines can have hundreds of tasks."""
+    by_task: dict[str, list[Run]] = {}
+    for tr in children:
+        task = tr.labels.get(PIPELINE_TASK_LABEL)
+        if task is not None:
+            by_task.setdefault(task, []).append(tr)
+    spec = pipelinerun.resolved_spec
+    return [
+        tr
+        for task in [*(spec.get("tasks") or []), *(spec.get("finally") or [])]
+        for tr in by_task.get(task["name"], [])
+        if tr.completion_time
+    ]
+
+
 def _pipeline_task_descriptor(taskrun: Run, build_type: str) -> Dependency | None:
     ref_source = _refsource(taskrun.status)
     if build_type == TEKTON_BUILD_TYPE:
@@ -657,7 +675,7 @@ def pipelinerun_dependencies(
     ref_source = _refsource(run.status)
     if ref_source is not None:
         deps.append(_from_refsource(PIPELINE_CONFIG, ref_source))
-    executed = [tr for _, tr in typehints.executed_children(run, children)]
+    executed = executed_taskruns(run, children)
     for tr in executed:
         descriptor = _pipeline_task_descriptor(tr, build_type)
         if descriptor is not None:

@@ -31,7 +31,7 @@ def byproducts(run: Run, children: Sequence[Run], *, deep_inspection: bool) -> l
         return taskrun_byproducts(run)
     out = slsa1_0.filtered_result_byproducts(run.name, run.results, "pipelineRunResults")
     if deep_inspection:
-        for _, tr in typehints.executed_children(run, children):
+        for tr in slsa1_0.executed_taskruns(run, children):
             out += taskrun_byproducts(tr)
     return out
 
