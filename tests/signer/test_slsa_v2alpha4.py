@@ -330,3 +330,27 @@ def test_cluster_resolver_is_not_remote() -> None:
     assert "buildConfigSource" not in got["predicate"]["buildDefinition"]["externalParameters"]
     # The refSource is still the task's resolved dependency.
     assert _deps(got)[0]["name"] == "task"
+
+
+SAMPLE = Path(__file__).parents[2] / "signer" / "samples" / "tep0084-pipelinerun.yaml"
+
+
+@pytest.mark.parametrize("fmt", ["slsa/v2alpha3", "slsa/v2alpha4"])
+def test_tep0084_sample_pipeline(fmt: str) -> None:
+    main, *children = [to_run(d, source=str(SAMPLE)) for d in load_documents(SAMPLE)]
+    got = generate(main, children, Options(format=fmt)).statement
+    # The sample's pipeline results propagate image-build's IMAGE_URL/IMAGE_DIGEST.
+    assert got["subject"] == [{
+        "name": "registry.example.com/provgate/demo-app",
+        "digest": {"sha256": "b3486b263b16cfa80b670a7875e6706a80572b7ccb829a4c7e51109276ab2744"},
+    }]
+    deps = _deps(got)
+    # Bundle-resolved pipeline first; every pipeline task came from a bundle, so each has a descriptor.
+    assert deps[0]["name"] == "pipeline"
+    assert deps[0]["uri"] == "gcr.io/tekton-releases/catalog/upstream/tep0084-build"
+    assert [d["uri"].rsplit("/", 1)[1] for d in deps if d.get("name") == "pipelineTask"] == [
+        "git-clone", "trivy-scanner", "golangci-lint", "buildah",
+    ]
+    assert deps[-1] == {"name": "inputs/result", "uri": "git+https://github.com/example/demo-app.git",
+                        "digest": {"sha1": "5caa6bc727937f77129f56838f4dd7b477ba567f"}}
+    intoto.parse(intoto.serialize(got))
