@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -160,3 +161,95 @@ def _short(err: BaseException) -> str:
     # cryptography appends "(encountered processing <Certificate(...)>)"; the reason is before it.
     cut = text.find(" (encountered processing")
     return text[:cut] if cut > 0 else text
+
+
+@dataclass(frozen=True)
+class X509Signature:
+    """One envelope signature that verified with a trusted SVID."""
+
+    spiffe_id: str
+    sig: bytes
+    keyid: str  # the leaf key's fingerprint, never the envelope's hint
+    algorithm: str
+    certificate_pem: str
+    chain_pems: tuple[str, ...]  # the validated chain without the leaf, up to the trust anchor
+    signed_at: dt.datetime | None  # from a verified RFC 3161 timestamp; None: checked at "now"
+
+
+def verify_envelope_x509(
+    envelope: Any,
+    *,
+    certificate: bytes,
+    chain: Sequence[bytes],
+    timestamps: Sequence[bytes],
+    bundle: TrustBundle,
+    allowed_ids: Collection[str],
+    tsa: Any | None = None,
+    now: dt.datetime | None = None,
+) -> list[X509Signature]:
+    """The signatures of a DSSE ``envelope`` made by the SVID ``certificate`` under this trust.
+
+    Order of checks: the leaf names exactly one allowed SPIFFE ID; a signature verifies over the PAE of
+    the stored payload with the leaf key; the signing time is the ``genTime`` of an RFC 3161 token over
+    that signature, verified against ``tsa`` (without TSA trust or a token: ``now``); the chain reaches
+    ``bundle`` at that time. Any failure raises :class:`VerificationError` with the reason; a token that
+    is present but does not verify is a failure, not a fallback to "now".
+    """
+    from attestation.dsse import pae
+    from attestation.timestamp import verify_timestamp
+
+    where = getattr(envelope, "source", "envelope")
+    if not allowed_ids:
+        raise VerificationError(f"{where}: no SPIFFE IDs are allowed to sign (configure --spiffe-id)")
+    if len(chain) > MAX_INTERMEDIATES + 1:
+        raise LimitExceeded(f"{where}: certificate chain has {len(chain)} certificates")
+    try:
+        leaf = load_certificate(certificate, source=f"{where}: certificate")
+        intermediates = [load_certificate(c, source=f"{where}: chain") for c in chain]
+    except InputError as err:
+        raise VerificationError(str(err)) from None
+    try:
+        spiffe_id = svid_spiffe_id(leaf)
+    except VerificationError as err:
+        raise VerificationError(f"{where}: {err}") from None
+    if spiffe_id not in allowed_ids:
+        allowed = ", ".join(sorted(allowed_ids))
+        raise VerificationError(
+            f"{where}: signed by {spiffe_id}, which is not an allowed SPIFFE ID ({allowed})"
+        )
+    try:
+        key = PublicKey(leaf.public_key(), source=f"certificate of {spiffe_id}")
+    except InputError as err:
+        raise VerificationError(f"{where}: {err}") from None
+    message = pae(envelope.payload_type, envelope.payload)
+    out: list[X509Signature] = []
+    for signature in envelope.signatures:
+        if any(s.sig == signature.sig for s in out) or not key.verify(signature.sig, message):
+            continue
+        signed_at: dt.datetime | None = None
+        if tsa is not None and timestamps:
+            times = [
+                verify_timestamp(t, signature.sig, tsa, what=f"{where}: RFC 3161 timestamp")
+                for t in timestamps
+            ]
+            signed_at = min(times)
+        at = signed_at or now or dt.datetime.now(dt.UTC)
+        try:
+            verified = verify_svid(leaf, intermediates, bundle, at=at, allowed_ids=allowed_ids)
+        except VerificationError as err:
+            hint = "" if signed_at else " (no trusted timestamp: checked at the current time)"
+            raise VerificationError(f"{where}: {err}{hint}") from None
+        out.append(
+            X509Signature(
+                spiffe_id=spiffe_id,
+                sig=signature.sig,
+                keyid=key.keyid,
+                algorithm=key.algorithm,
+                certificate_pem=certificate_to_pem(leaf),
+                chain_pems=tuple(certificate_to_pem(c) for c in verified.chain[1:]),
+                signed_at=signed_at,
+            )
+        )
+    if not out:
+        raise VerificationError(f"{where}: no signature verifies with the key of certificate {spiffe_id}")
+    return out

@@ -1,0 +1,210 @@
+"""Signing with the operator's SPIRE X509-SVID, optionally with an RFC 3161 timestamp.
+
+The SVID is fetched from the Workload API for every signature: SVIDs live about an hour and rotate at
+half-life, so a cached one would soon sign with an expired certificate. When the process holds several
+identities (every entry whose selectors match is issued), ``spiffe_id`` picks one; otherwise the
+Workload API's default (first) SVID is used.
+
+The verifier needs more than the signature: the leaf and intermediates (stored as cosign's
+``dev.sigstore.cosign/certificate`` / ``chain`` annotations or a Sigstore bundle's
+``verificationMaterial``), and a timestamp over the signature so the chain can be checked at signing
+time long after the SVID expired (``dev.sigstore.cosign/rfc3161timestamp`` / ``timestampVerificationData``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from attestation import dsse, intoto
+from attestation.errors import InputError, KeyLoadError
+from attestation.keys import PublicKey
+from attestation.spiffe import parse_spiffe_id
+from attestation.timestamp import request_timestamp
+from attestation.x509 import certificate_to_pem
+
+ANNOTATION_CERTIFICATE = "dev.sigstore.cosign/certificate"
+ANNOTATION_CHAIN = "dev.sigstore.cosign/chain"
+ANNOTATION_TIMESTAMP = "dev.sigstore.cosign/rfc3161timestamp"
+DEFAULT_TIMEOUT = 10.0
+
+
+class SvidSigner:
+    """A :class:`attestation.keys.Signer` backed by one X509-SVID (key + certificate chain)."""
+
+    def __init__(self, spiffe_id: str, chain: list[x509.Certificate], private_key: Any) -> None:
+        if not isinstance(private_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            raise KeyLoadError(f"SVID {spiffe_id}: unsupported key type {type(private_key).__name__}")
+        self.spiffe_id = spiffe_id
+        self.chain = chain  # leaf first, as the Workload API returns it (no root)
+        self._key = private_key
+        self.public_key = PublicKey(private_key.public_key(), source=f"SVID {spiffe_id}")
+        # Verifiers never trust a keyid; the SPIFFE ID tells humans which workload signed.
+        self.keyid = spiffe_id
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        return self.chain[0]
+
+    def sign(self, data: bytes) -> bytes:
+        key = self._key
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            return key.sign(data, ec.ECDSA(hashes.SHA256()))
+        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+
+    def __repr__(self) -> str:
+        return f"SvidSigner({self.spiffe_id!r})"
+
+
+def workload_socket(socket: str | None) -> str:
+    """The Workload API address: the argument, else ``SPIFFE_ENDPOINT_SOCKET``; must be ``unix://``."""
+    address = socket or os.environ.get("SPIFFE_ENDPOINT_SOCKET", "")
+    if not address:
+        raise InputError("no SPIFFE Workload API socket: pass --spiffe-socket or set SPIFFE_ENDPOINT_SOCKET")
+    if not address.startswith("unix:"):
+        raise InputError(
+            f"SPIFFE Workload API socket {address!r} must be a unix: URI (unix:///path/api.sock)"
+        )
+    return address
+
+
+def fetch_svid_signer(
+    socket: str | None = None, *, spiffe_id: str | None = None, timeout: float = DEFAULT_TIMEOUT
+) -> SvidSigner:
+    """The current X509-SVID from the Workload API as a signer.
+
+    :class:`KeyLoadError` (one line) when the agent is down, the socket is missing, no identity is issued
+    to this process, or ``spiffe_id`` is not among the issued ones.
+    """
+    from spiffe import WorkloadApiClient
+    from spiffe.errors import PySpiffeError
+
+    address = workload_socket(socket)
+    wanted = parse_spiffe_id(spiffe_id, what="--spiffe-id") if spiffe_id else None
+    path = address.removeprefix("unix://").removeprefix("unix:")
+    if not os.path.exists(path):
+        raise KeyLoadError(
+            f"SPIFFE Workload API socket {address} does not exist (is the SPIRE agent running?)"
+        )
+    try:
+        with WorkloadApiClient(socket_path=address) as client:
+            svids = client.fetch_x509_svids(timeout=timeout)
+    except PySpiffeError as err:
+        raise KeyLoadError(
+            f"cannot fetch an X509-SVID from {address}: {' '.join(str(err).split())}"
+        ) from None
+    except Exception as err:  # grpc raises its own types (deadline, unavailable)
+        raise KeyLoadError(f"cannot fetch an X509-SVID from {address}: {type(err).__name__}: {err}") from None
+    if not svids:
+        raise KeyLoadError(f"the SPIRE agent at {address} issued no X509-SVID to this process")
+    if wanted is None:
+        chosen = svids[0]
+    else:
+        matching = [s for s in svids if str(s.spiffe_id) == wanted]
+        if not matching:
+            issued = ", ".join(sorted(str(s.spiffe_id) for s in svids))
+            raise KeyLoadError(f"the SPIRE agent at {address} issued no SVID for {wanted} (issued: {issued})")
+        chosen = matching[0]
+    return SvidSigner(str(chosen.spiffe_id), list(chosen.cert_chain), chosen.private_key)
+
+
+@dataclass(frozen=True)
+class SvidSignature:
+    """A DSSE envelope signed with an SVID, and what a verifier needs besides it."""
+
+    envelope: dsse.Envelope
+    spiffe_id: str
+    certificate_chain: tuple[x509.Certificate, ...]  # leaf first
+    rfc3161_timestamp: bytes | None = None  # DER TimeStampResp over the signature bytes
+
+    @property
+    def certificate_pem(self) -> str:
+        return certificate_to_pem(self.certificate_chain[0])
+
+    @property
+    def chain_pem(self) -> str:
+        """The intermediates (possibly none), PEM; never the trust anchor (verifiers bring their own)."""
+        return "".join(certificate_to_pem(c) for c in self.certificate_chain[1:])
+
+    def cosign_annotations(self) -> dict[str, str]:
+        """Annotations for the ``.att`` layer, as cosign writes them for certificate-based signatures."""
+        out = {ANNOTATION_CERTIFICATE: self.certificate_pem, ANNOTATION_CHAIN: self.chain_pem}
+        if self.rfc3161_timestamp is not None:
+            out[ANNOTATION_TIMESTAMP] = json.dumps(
+                {"SignedRFC3161Timestamp": base64.b64encode(self.rfc3161_timestamp).decode("ascii")},
+                separators=(",", ":"),
+            )
+        return out
+
+    def bundle_material(self) -> dict[str, Any]:
+        """``verificationMaterial`` of a Sigstore bundle v0.3 (chain form, so intermediates travel too)."""
+        material: dict[str, Any] = {
+            "x509CertificateChain": {
+                "certificates": [
+                    {"rawBytes": base64.b64encode(c.public_bytes(Encoding.DER)).decode("ascii")}
+                    for c in self.certificate_chain
+                ]
+            },
+            "tlogEntries": [],
+        }
+        if self.rfc3161_timestamp is not None:
+            material["timestampVerificationData"] = {
+                "rfc3161Timestamps": [
+                    {"signedTimestamp": base64.b64encode(self.rfc3161_timestamp).decode("ascii")}
+                ]
+            }
+        return material
+
+    def sigstore_bundle(self) -> dict[str, Any]:
+        return {
+            "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "verificationMaterial": self.bundle_material(),
+            "dsseEnvelope": self.envelope.to_dict(),
+        }
+
+
+def sign_payload(
+    payload: bytes,
+    signer: SvidSigner,
+    *,
+    tsa_url: str | None = None,
+    payload_type: str = dsse.PAYLOAD_TYPE_INTOTO,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> SvidSignature:
+    """Sign ``payload`` into a DSSE envelope; timestamp the signature at ``tsa_url`` when given.
+
+    A TSA that cannot be reached or answers wrongly fails the whole signature: an SVID signature
+    without its timestamp would stop verifying within the hour.
+    """
+    envelope = dsse.sign(payload, signer, payload_type)
+    token = None
+    if tsa_url:
+        token = request_timestamp(envelope.signatures[0].sig, tsa_url, timeout=timeout)
+    return SvidSignature(
+        envelope=envelope,
+        spiffe_id=signer.spiffe_id,
+        certificate_chain=tuple(signer.chain),
+        rfc3161_timestamp=token,
+    )
+
+
+def sign_statement(
+    statement: Mapping[str, Any],
+    *,
+    socket: str | None = None,
+    spiffe_id: str | None = None,
+    tsa_url: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> SvidSignature:
+    """Fetch the current SVID and sign an in-toto statement (serialised as Chains does) with it."""
+    signer = fetch_svid_signer(socket, spiffe_id=spiffe_id, timeout=timeout)
+    return sign_payload(intoto.serialize(statement), signer, tsa_url=tsa_url, timeout=timeout)
