@@ -35,6 +35,14 @@ def run_policy_tests(path: Path, *, engine: str = "embedded", opa_url: str | Non
     policy_set = load_policy_set([Path(path)])
     names = discover_tests(dict(policy_set.test_modules))
     if engine == "embedded":
+        crashing = sorted(
+            p for p, src in policy_set.test_modules.items() if re.search(r"\bwith\s+\S+\s+as\b", src)
+        )
+        if crashing:
+            # rego-cpp 1.5.2 segfaults on `with ... as` (docs/rego-engines.md); refuse instead of crashing.
+            raise PolicyError(
+                f"{crashing[0]}: uses `with ... as`, which the embedded engine cannot run; use the OPA engine"
+            )
         from gate.policy.embedded import new_interpreter, raw_query
 
         rego = new_interpreter(policy_set, with_tests=True)

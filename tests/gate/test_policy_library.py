@@ -1,0 +1,126 @@
+"""The bundled Rego library: OPA's own checks, METADATA conventions, and decisions on known inputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from attestation.errors import InputError, PolicyError
+from gate.policy import load_policy_set, make_engine
+from policies import ROOT
+from tests.infra.opa import opa_binary
+
+INPUTS = Path(__file__).parent / "policy_inputs"
+TEP_DIGEST = "sha256:52af519cd2cb835e77f971ab303a8ae1c3b9b04fe2aa604d1c50d8d73f110304"
+
+
+def tep0084_input() -> dict:
+    statement = json.loads((INPUTS / "tep0084-statement.json").read_text())
+    return {
+        "image": {"ref": f"registry.example.com/minimal-container/min@{TEP_DIGEST}", "digest": TEP_DIGEST},
+        "attestations": [{"statement": statement, "signatures": [{"keyid": "k", "sig": "c2ln"}]}],
+    }
+
+
+def test_opa_check_strict_accepts_the_library() -> None:
+    proc = subprocess.run([str(opa_binary()), "check", "--strict", str(ROOT)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_opa_test_passes_every_policy_test() -> None:
+    proc = subprocess.run(
+        [str(opa_binary()), "test", "--format", "json", str(ROOT)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    results = json.loads(proc.stdout)
+    assert results and all(r.get("fail") is not True and not r.get("error") for r in results)
+
+
+def test_every_rule_has_metadata_and_a_code_in_its_package() -> None:
+    policy_set = load_policy_set([ROOT])
+    codes = {r.code for r in policy_set.rules}
+    for required in (
+        "attestation_type.known_attestation_type",
+        "slsa_provenance.predicate_type_accepted",
+        "builder.builder_id_accepted",
+        "tasks.pipeline_has_tasks",
+        "tasks.successful_pipeline_tasks",
+        "tasks.required_tasks_found",
+        "tasks.task_order",
+        "trusted_task.pinned",
+        "trusted_task.trusted",
+        "materials.git_source_found",
+        "materials.git_commit_pinned",
+        "materials.source_repo_allowed",
+        "subject.build_task_image_matches",
+    ):
+        assert required in codes
+    for rule in policy_set.rules:
+        assert rule.code == f"{rule.package}.{rule.short_name}"
+        assert rule.title and rule.description and rule.solution and rule.failure_msg
+        # the code a rule reports is spelled out in its own source file
+        assert f'"{rule.code}"' in Path(rule.path).read_text()
+
+
+def test_tep0084_sample_is_denied_only_for_the_tagged_scan_bundle() -> None:
+    # Checked by hand against the sample: source-security-scan references trivy-scanner:0.1 (a tag);
+    # everything else (git-clone, trivy-scanner before buildah, sha1 commit, IMAGE_URL/DIGEST) holds.
+    engine = make_engine(load_policy_set([ROOT]))
+    evaluation = engine.evaluate(tep0084_input())
+    assert [(r.code, r.term) for r in evaluation.violations] == [
+        ("trusted_task.pinned", "gcr.io/tekton-releases/catalog/upstream/trivy-scanner:0.1")
+    ]
+    assert evaluation.violations[0].msg == (
+        "Pipeline task source-security-scan uses bundle "
+        "gcr.io/tekton-releases/catalog/upstream/trivy-scanner:0.1, which is not pinned by digest"
+    )
+    assert {r.code for r in evaluation.warnings} == {
+        "materials.allowed_source_repos_provided",
+        "trusted_task.trusted_task_bundles_provided",
+    }
+    assert evaluation.rules_evaluated == len(load_policy_set([ROOT]).rules) > 0
+
+
+def test_empty_input_is_denied() -> None:
+    engine = make_engine(load_policy_set([ROOT]))
+    evaluation = engine.evaluate({"image": {}, "attestations": []})
+    codes = {r.code for r in evaluation.violations}
+    assert {"attestation_type.attestations_provided", "tasks.pipeline_has_tasks"} <= codes
+
+
+def test_data_file_overrides_one_rule_data_key(tmp_path: Path) -> None:
+    data = tmp_path / "data.yaml"
+    data.write_text("rule_data:\n  allowed_builder_ids: [https://other.example/builder]\n")
+    policy_set = load_policy_set([ROOT], [data])
+    assert policy_set.data["rule_data"]["allowed_builder_ids"] == ["https://other.example/builder"]
+    assert policy_set.data["rule_data"]["required_tasks"]  # other defaults kept
+    evaluation = make_engine(policy_set).evaluate(tep0084_input())
+    assert "builder.builder_id_accepted" in {r.code for r in evaluation.violations}
+    assert policy_set.digest != load_policy_set([ROOT]).digest
+
+
+def test_bad_rego_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.rego"
+    bad.write_text("package policy.release.bad\n\ndeny contains x if {\n")
+    with pytest.raises(PolicyError, match=r"bad\.rego"):
+        make_engine(load_policy_set([ROOT, bad]))
+
+
+def test_rule_without_metadata_is_rejected(tmp_path: Path) -> None:
+    bare = tmp_path / "bare.rego"
+    bare.write_text('package policy.release.bare\n\ndeny contains "x" if true\n')
+    with pytest.raises(PolicyError, match=r"bare\.rego:3: deny rule without a METADATA block"):
+        load_policy_set([bare])
+
+
+def test_bad_data_file_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "data.yaml"
+    bad.write_text("rule_data: [unclosed\n")
+    with pytest.raises(InputError, match=r"data\.yaml"):
+        load_policy_set([ROOT], [bad])
+    missing = tmp_path / "nope.json"
+    with pytest.raises(InputError, match=r"nope\.json"):
+        load_policy_set([ROOT], [missing])
