@@ -57,7 +57,9 @@ def _show(value: object) -> str:
 
 
 def _warn(warnings: list[str], where: str, message: str) -> None:
-    warnings.append(f"{where}{message}" if not where else f"{where}: {message}")
+    # Result names come from the run: escape line breaks so a warning stays one line on stderr.
+    text = f"{where}: {message}" if where else message
+    warnings.append(text.replace("\r", "\\r").replace("\n", "\\n"))
 
 
 def parse_digest(value: str) -> tuple[str, str]:
