@@ -15,6 +15,7 @@ import base64
 import datetime
 import ipaddress
 import json
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -169,7 +170,7 @@ def start_distribution(
         cert, key = make_server_cert(workdir, ca_key, ca_cert)
         config["http"]["tls"] = {"certificate": str(cert), "key": str(key)}
         server.ca_file = str(ca_path)
-        verify = str(ca_path)
+        verify = ssl.create_default_context(cafile=str(ca_path))
     if auth:
         import bcrypt
 
