@@ -126,7 +126,27 @@ Examples:
     metavar="SECONDS",
     help="Give up (exit 2) after this long.",
 )
-# --trust-bundle / --spiffe-id / --tsa-certs arrive with the SPIRE/X.509 trust path (gate.trust).
+@click.option(
+    "--trust-bundle",
+    "trust_bundles",
+    multiple=True,
+    metavar="FILE",
+    help="CA certificates of X.509/SPIFFE signers, PEM or SPIFFE bundle JSON (repeatable; keep old CAs).",
+)
+@click.option(
+    "--spiffe-id",
+    "spiffe_ids",
+    multiple=True,
+    metavar="ID",
+    help="SPIFFE ID allowed to sign, exact match (repeatable; needed with --trust-bundle).",
+)
+@click.option(
+    "--tsa-certs",
+    "tsa_certs",
+    multiple=True,
+    metavar="FILE",
+    help="Trusted RFC 3161 timestamp authority certificates, PEM (repeatable).",
+)
 def verify_cmd(
     image: str,
     policy: tuple[str, ...],
@@ -139,6 +159,9 @@ def verify_cmd(
     insecure: tuple[str, ...],
     ca_file: str | None,
     timeout: float,
+    trust_bundles: tuple[str, ...] = (),
+    spiffe_ids: tuple[str, ...] = (),
+    tsa_certs: tuple[str, ...] = (),
 ) -> int:
     import time
 
@@ -147,8 +170,11 @@ def verify_cmd(
     from gate.verify import Gate, GateConfig, read_attestations_file
 
     deadline = time.monotonic() + timeout
-    if not keys:
-        raise click.UsageError("no trust configured: give at least one --key (a PEM public key file)")
+    if not keys and not trust_bundles:
+        raise click.UsageError(
+            "no trust configured: give at least one --key (a PEM public key file) "
+            "or --trust-bundle with --spiffe-id"
+        )
     # Check the cheap things first, so a typo does not cost a policy compile.
     parse(image, require_digest=attestations is not None)
     raws = read_attestations_file(attestations) if attestations is not None else None
@@ -156,6 +182,9 @@ def verify_cmd(
         policy_paths=_paths(policy),
         data_paths=_paths(data),
         key_files=_paths(keys),
+        trust_bundles=_paths(trust_bundles),
+        spiffe_ids=tuple(spiffe_ids),
+        tsa_cert_files=_paths(tsa_certs),
         engine=engine,  # type: ignore[arg-type]
         opa_url=opa_url,
         insecure_registries=tuple(insecure),

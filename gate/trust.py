@@ -108,10 +108,17 @@ class TrustPolicy:
         return not self.keys and not self.x509_roots
 
 
-def load_trust_policy(key_files: Sequence[str | os.PathLike[str]] = ()) -> TrustPolicy:
+def load_trust_policy(
+    key_files: Sequence[str | os.PathLike[str]] = (),
+    *,
+    trust_bundles: Sequence[str | os.PathLike[str]] = (),
+    spiffe_ids: Sequence[str] = (),
+    tsa_cert_files: Sequence[str | os.PathLike[str]] = (),
+) -> TrustPolicy:
     """Load and check every trust file now, so a bad one is an error at start-up, never per request.
 
-    Raises :class:`~attestation.errors.KeyLoadError` naming the file.
+    Raises :class:`~attestation.errors.KeyLoadError` / :class:`~attestation.errors.InputError` naming the
+    file. ``trust_bundles`` (PEM or SPIFFE JSON, old CAs kept) need at least one exact ``spiffe_ids``.
     """
     from attestation.keys import load_public_key_file
 
@@ -125,7 +132,45 @@ def load_trust_policy(key_files: Sequence[str | os.PathLike[str]] = ()) -> Trust
     h = hashlib.sha256()
     for der in sorted(seen):
         h.update(b"key\0" + der)
-    return TrustPolicy(keys=tuple(keys), digest="sha256:" + h.hexdigest())
+    roots, ids, tsa = _load_x509_trust(trust_bundles, spiffe_ids, tsa_cert_files)
+    for der in sorted(_der(c) for c in roots):
+        h.update(b"root\0" + der)
+    for spiffe_id in ids:
+        h.update(b"spiffe\0" + spiffe_id.encode())
+    for der in sorted(_der(c) for c in tsa):
+        h.update(b"tsa\0" + der)
+    return TrustPolicy(
+        keys=tuple(keys), x509_roots=roots, spiffe_ids=ids, tsa_certs=tsa, digest="sha256:" + h.hexdigest()
+    )
+
+
+def _der(cert: Any) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return cert.public_bytes(Encoding.DER)
+
+
+def _load_x509_trust(
+    bundle_files: Sequence[str | os.PathLike[str]],
+    spiffe_ids: Sequence[str],
+    tsa_cert_files: Sequence[str | os.PathLike[str]],
+) -> tuple[tuple[Any, ...], tuple[str, ...], tuple[Any, ...]]:
+    from attestation.spiffe import load_trust_bundle, merge_bundles, parse_spiffe_id
+    from attestation.timestamp import load_tsa_certs
+
+    ids = tuple(sorted({parse_spiffe_id(i, what="--spiffe-id") for i in spiffe_ids}))
+    if bundle_files and not ids:
+        raise InputError("--trust-bundle needs at least one --spiffe-id naming who may sign")
+    if ids and not bundle_files:
+        raise InputError("--spiffe-id needs a --trust-bundle to verify the certificates against")
+    roots: tuple[Any, ...] = ()
+    if bundle_files:
+        roots = merge_bundles([load_trust_bundle(f) for f in bundle_files]).authorities
+    tsa: list[Any] = []
+    for f in tsa_cert_files:
+        loaded = load_tsa_certs(f)
+        tsa.extend([*loaded.roots, *loaded.intermediates])
+    return roots, ids, tuple(tsa)
 
 
 def _verify_keys(
@@ -158,7 +203,39 @@ def _hints(key: PublicKey) -> set[str]:
 def _verify_x509(
     envelope: Envelope, trust: TrustPolicy, material: VerificationMaterial
 ) -> list[SignerIdentity]:
-    raise VerificationError(f"{envelope.source}: X.509 certificate verification is not available yet")
+    from attestation.spiffe import TrustBundle
+    from attestation.timestamp import TsaTrust
+    from attestation.x509 import verify_envelope_x509
+
+    tsa = None
+    if trust.tsa_certs:
+        tsa = TsaTrust(
+            roots=tuple(c for c in trust.tsa_certs if c.issuer == c.subject),
+            intermediates=tuple(c for c in trust.tsa_certs if c.issuer != c.subject),
+        )
+    assert material.certificate is not None  # routed here only when it has one
+    verified = verify_envelope_x509(
+        envelope,
+        certificate=material.certificate,
+        chain=material.chain,
+        timestamps=material.rfc3161_timestamps,
+        bundle=TrustBundle(authorities=tuple(trust.x509_roots), source="--trust-bundle"),
+        allowed_ids=set(trust.spiffe_ids),
+        tsa=tsa,
+    )
+    return [
+        SignerIdentity(
+            kind="x509",
+            keyid=v.keyid,
+            sig=v.sig,
+            algorithm=v.algorithm,
+            spiffe_id=v.spiffe_id,
+            certificate=v.certificate_pem,
+            chain=v.chain_pems,
+            signed_at=v.signed_at.isoformat().replace("+00:00", "Z") if v.signed_at else None,
+        )
+        for v in verified
+    ]
 
 
 def verify_attestation(
@@ -197,4 +274,7 @@ def verify_attestation(
 def check_trust_configured(trust: TrustPolicy) -> None:
     """Refuse a configuration that could never verify anything (fail early, not per image)."""
     if trust.empty:
-        raise InputError("no trust configured: give at least one --key (a PEM public key file)")
+        raise InputError(
+            "no trust configured: give at least one --key (a PEM public key file) "
+            "or --trust-bundle with --spiffe-id"
+        )

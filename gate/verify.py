@@ -72,6 +72,10 @@ class GateConfig:
     policy_paths: tuple[Path, ...] = ()  # empty: the bundled library, policies.ROOT
     data_paths: tuple[Path, ...] = ()
     key_files: tuple[Path, ...] = ()
+    # X.509/SPIFFE trust: CA bundles (PEM or SPIFFE JSON), exact SPIFFE IDs allowed to sign, TSA certificates.
+    trust_bundles: tuple[Path, ...] = ()
+    spiffe_ids: tuple[str, ...] = ()
+    tsa_cert_files: tuple[Path, ...] = ()
     engine: Literal["embedded", "opa"] = "embedded"
     opa_url: str | None = None
     insecure_registries: tuple[str, ...] = ()
@@ -281,9 +285,17 @@ class Gate:
         from gate.policy import load_policy_set, make_engine
 
         self.config = config
-        self.trust = load_trust_policy(config.key_files)
+        self.trust = load_trust_policy(
+            config.key_files,
+            trust_bundles=config.trust_bundles,
+            spiffe_ids=config.spiffe_ids,
+            tsa_cert_files=config.tsa_cert_files,
+        )
         if self.trust.empty:
-            raise InputError("no trust configured: give at least one --key (a PEM public key file)")
+            raise InputError(
+                "no trust configured: give at least one --key (a PEM public key file) "
+                "or --trust-bundle with --spiffe-id"
+            )
         paths = list(config.policy_paths)
         if not paths:
             import policies

@@ -145,31 +145,18 @@ class SvidSignature:
             )
         return out
 
-    def bundle_material(self) -> dict[str, Any]:
-        """``verificationMaterial`` of a Sigstore bundle v0.3 (chain form, so intermediates travel too)."""
-        material: dict[str, Any] = {
-            "x509CertificateChain": {
-                "certificates": [
-                    {"rawBytes": base64.b64encode(c.public_bytes(Encoding.DER)).decode("ascii")}
-                    for c in self.certificate_chain
-                ]
-            },
-            "tlogEntries": [],
-        }
-        if self.rfc3161_timestamp is not None:
-            material["timestampVerificationData"] = {
-                "rfc3161Timestamps": [
-                    {"signedTimestamp": base64.b64encode(self.rfc3161_timestamp).decode("ascii")}
-                ]
-            }
-        return material
+    def certificate_chain_der(self) -> list[bytes]:
+        return [c.public_bytes(Encoding.DER) for c in self.certificate_chain]
 
-    def sigstore_bundle(self) -> dict[str, Any]:
-        return {
-            "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
-            "verificationMaterial": self.bundle_material(),
-            "dsseEnvelope": self.envelope.to_dict(),
-        }
+    def sigstore_bundle(self) -> bytes:
+        """Sigstore bundle v0.3 JSON: ``x509CertificateChain`` (leaf + intermediates) and the timestamp."""
+        from attestation.bundle import envelope_to_bundle
+
+        return envelope_to_bundle(
+            self.envelope,
+            certificate_chain=self.certificate_chain_der(),
+            rfc3161_timestamps=[self.rfc3161_timestamp] if self.rfc3161_timestamp else [],
+        )
 
 
 def sign_payload(

@@ -68,7 +68,7 @@ def test_annotations_and_bundle_material_carry_leaf_and_intermediates(pki):
     assert ann["dev.sigstore.cosign/certificate"].startswith("-----BEGIN CERTIFICATE-----")
     assert ann["dev.sigstore.cosign/chain"].count("BEGIN CERTIFICATE") == 1
     assert "dev.sigstore.cosign/rfc3161timestamp" not in ann
-    certs = sig.sigstore_bundle()["verificationMaterial"]["x509CertificateChain"]["certificates"]
+    certs = json.loads(sig.sigstore_bundle())["verificationMaterial"]["x509CertificateChain"]["certificates"]
     assert len(certs) == 2
     assert base64.b64decode(certs[1]["rawBytes"]) == inter.cert.public_bytes(_der())
 
