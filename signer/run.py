@@ -8,7 +8,6 @@ values are normalised as Tekton's ``ParamValue`` decoder does, so every format r
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -428,7 +427,7 @@ def _convert_run_specs(items: Any) -> None:
 
 def convert_v1beta1(obj: dict) -> dict:
     """Return a v1-shaped deep copy of a v1beta1 TaskRun or PipelineRun."""
-    out = copy.deepcopy(obj)
+    out = _copy_json(dict(obj))
     out["apiVersion"] = API_V1
     spec = out.get("spec") if isinstance(out.get("spec"), dict) else {}
     status = out.get("status") if isinstance(out.get("status"), dict) else {}
@@ -504,7 +503,7 @@ def to_run(obj: Mapping, *, source: str) -> Run:
         raise InputError(f"{source}: {label}: apiVersion {api!r} is not {API_V1} or {API_V1BETA1}")
     if not isinstance(meta.get("name"), str) or not meta.get("name"):
         raise InputError(f"{source}: {kind} has no metadata.name")
-    normalized = convert_v1beta1(dict(obj)) if api == API_V1BETA1 else copy.deepcopy(dict(obj))
+    normalized = convert_v1beta1(dict(obj)) if api == API_V1BETA1 else _copy_json(dict(obj))
     ns = meta.get("namespace")
     display = f"{kind} {ns}/{meta['name']}" if ns else f"{kind} {meta['name']}"
     _validate(normalized, kind, _Checker(source, display))
@@ -543,6 +542,26 @@ def child_taskruns(pipelinerun: Run, taskruns: Sequence[Run]) -> list[Run]:
 
 def taskruns_for_pipeline_task(children: Sequence[Run], pipeline_task: str) -> list[Run]:
     return [t for t in children if t.labels.get(PIPELINE_TASK_LABEL) == pipeline_task]
+
+
+def children_by_pipeline_task(children: Sequence[Run]) -> dict[str, list[Run]]:
+    """Children grouped by label ``tekton.dev/pipelineTask`` (input order kept): one pass, so large
+    PipelineRuns do not cost tasks x children lookups."""
+    out: dict[str, list[Run]] = {}
+    for t in children:
+        task = t.labels.get(PIPELINE_TASK_LABEL)
+        if task is not None:
+            out.setdefault(task, []).append(t)
+    return out
+
+
+def _copy_json(value: Any) -> Any:
+    # Much cheaper than copy.deepcopy for the plain dict/list/scalar trees YAML and JSON produce.
+    if isinstance(value, dict):
+        return {k: _copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(v) for v in value]
+    return value
 
 
 def runs_from_documents(docs: Sequence[dict], *, source: str) -> list[Run]:

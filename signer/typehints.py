@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from attestation.reference import InvalidReference, parse
-from signer.run import Result, Run, taskruns_for_pipeline_task
+from signer.run import Result, Run, children_by_pipeline_task
 
 IMAGE_URL = "IMAGE_URL"
 IMAGE_DIGEST = "IMAGE_DIGEST"
@@ -346,9 +346,10 @@ append_materials = append_subjects
 def executed_children(run: Run, children: Sequence[Run]) -> list[tuple[dict, Run]]:
     """(pipeline task, child TaskRun) for pipelineSpec tasks then finally, children that completed."""
     spec = run.resolved_spec
+    by_task = children_by_pipeline_task(children)
     out = []
     for task in [*(spec.get("tasks") or []), *(spec.get("finally") or [])]:
-        for tr in taskruns_for_pipeline_task(children, task["name"]):
+        for tr in by_task.get(task["name"], []):
             if tr.completion_time:
                 out.append((task, tr))
     return out

@@ -16,7 +16,7 @@ from signer.provenance.common import (
     rfc3339,
     step_image_materials,
 )
-from signer.run import Run, taskruns_for_pipeline_task
+from signer.run import Run, children_by_pipeline_task
 from signer.typehints import (
     Artifact,
     append_materials,
@@ -146,18 +146,15 @@ def pipeline_tasks(run: Run, children: Sequence[Run]) -> list[dict] | None:
     service_account = (run.spec.get("taskRunTemplate") or {}).get("serviceAccountName", "")
     out: list[dict] = []
     last = ""
+    by_task = children_by_pipeline_task(children)
     for index, task in enumerate(all_tasks):
-        for tr in _children_of(children, task["name"]):
+        for tr in by_task.get(task["name"], []):
             entry = _task_entry(task, tr, index >= len(tasks), last, service_account)
             if entry is not None:
                 out.append(entry)
         if index < len(tasks):
             last = task["name"]
     return out
-
-
-def _children_of(children: Sequence[Run], name: str) -> list[Run]:
-    return taskruns_for_pipeline_task(children, name)
 
 
 def _task_entry(task: dict, tr: Run, is_finally: bool, last: str, service_account: str) -> dict | None:
