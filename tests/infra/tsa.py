@@ -1,0 +1,78 @@
+"""A real RFC 3161 timestamp authority (sigstore/timestamp-authority, in-memory signer) on loopback.
+
+``timestamp-server`` also starts a Prometheus listener on the fixed port 2112 and exits if it is taken,
+so only one may run per machine: mark tests that use it ``pytest.mark.xdist_group("spire")`` (the SPIRE
+tests' group) so ``--dist loadgroup`` runs them all on one worker with one TSA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from attestation.timestamp import TsaTrust, parse_tsa_certs
+from tests.infra import free_port, require_binary, stop, wait_for_port
+
+
+@dataclass
+class Tsa:
+    url: str  # POST application/timestamp-query here
+    chain_pem: bytes  # the TSA's certificate chain as it serves it
+    chain_file: Path
+
+    @property
+    def trust(self) -> TsaTrust:
+        return parse_tsa_certs(self.chain_pem, source=str(self.chain_file))
+
+
+@contextlib.contextmanager
+def run_tsa() -> Iterator[Tsa]:
+    binary = require_binary("timestamp-server")
+    base = Path(tempfile.mkdtemp(prefix="tsa", dir="/tmp"))
+    port = free_port()
+    log = open(base / "tsa.log", "wb")  # noqa: SIM115 - closed in finally, after the process
+    proc = subprocess.Popen(
+        [
+            str(binary),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--timestamp-signer",
+            "memory",
+            "--disable-ntp-monitoring",
+        ],
+        stdout=log,
+        stderr=log,
+        cwd=base,
+    )
+    try:
+        try:
+            wait_for_port(port, proc, timeout=30)
+        except (RuntimeError, TimeoutError) as err:
+            tail = (base / "tsa.log").read_bytes()[-500:].decode("utf-8", "replace")
+            raise RuntimeError(f"timestamp-server did not start: {err}; log: {tail}") from None
+        base_url = f"http://127.0.0.1:{port}"
+        chain = httpx.get(base_url + "/api/v1/timestamp/certchain", timeout=10).content
+        chain_file = base / "tsa-chain.pem"
+        chain_file.write_bytes(chain)
+        yield Tsa(url=base_url + "/api/v1/timestamp", chain_pem=chain, chain_file=chain_file)
+    finally:
+        stop(proc)
+        log.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tsa() -> Iterator[Tsa]:
+    with run_tsa() as running:
+        yield running
