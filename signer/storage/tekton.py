@@ -1,0 +1,59 @@
+"""The ``tekton`` storage backend: the signed provenance as run annotations, encoded as Tekton Chains
+does (``chains.tekton.dev/{payload,signature,cert,chain}-<key>``), returned as a map the operator
+applies to the run later (server-side apply, field manager of its own)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Literal
+
+from attestation import dsse
+from attestation.errors import InputError, LimitExceeded
+
+PREFIX = "chains.tekton.dev/"
+# Kubernetes refuses an object whose annotations total more than 256 KiB (keys + values).
+MAX_ANNOTATIONS_BYTES = 256 * 1024
+
+
+def short_key(kind: Literal["TaskRun", "PipelineRun"], uid: str) -> str:
+    """Chains' ShortKey of a run artifact: ``taskrun-<uid>`` / ``pipelinerun-<uid>``."""
+    if not uid:
+        raise InputError(f"the {kind} has no metadata.uid; the tekton storage backend keys annotations by it")
+    return f"{kind.lower()}-{uid}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def tekton_annotations(
+    kind: Literal["TaskRun", "PipelineRun"],
+    uid: str,
+    envelope: dsse.Envelope,
+    *,
+    certificate_pem: bytes | None = None,
+    chain_pem: bytes | None = None,
+    existing_size: int = 0,
+) -> dict[str, str]:
+    """The four annotations for one signed in-toto statement.
+
+    ``payload`` is base64 of the raw statement bytes; ``signature`` is base64 of the whole DSSE
+    envelope JSON (for in-toto formats Chains' "signature" is the envelope); ``cert``/``chain`` are
+    base64 of PEM and present, possibly empty, even for key signers. ``existing_size`` is what the
+    run's annotations already take, so an oversized result is refused here rather than by the API
+    server after the signature was made.
+    """
+    key = short_key(kind, uid)
+    out = {
+        f"{PREFIX}payload-{key}": _b64(envelope.payload),
+        f"{PREFIX}signature-{key}": _b64(envelope.to_json()),
+        f"{PREFIX}cert-{key}": _b64(certificate_pem or b""),
+        f"{PREFIX}chain-{key}": _b64(chain_pem or b""),
+    }
+    total = existing_size + sum(len(k) + len(v) for k, v in out.items())
+    if total > MAX_ANNOTATIONS_BYTES:
+        raise LimitExceeded(
+            f"{kind} {uid}: the provenance annotations would take {total} bytes, more than Kubernetes' "
+            f"{MAX_ANNOTATIONS_BYTES}; use the oci or file storage for this run"
+        )
+    return out
