@@ -169,15 +169,23 @@ def provenance_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspectio
 
 @cli.command("sign")
 @provenance_options
-@click.option("--key", "key", required=True, type=click.Path(dir_okay=False), metavar="FILE",
+@click.option("--key", "key", type=click.Path(dir_okay=False), metavar="FILE",
               help="Private key: a cosign encrypted key (cosign.key) or an unencrypted PEM key.")
+@click.option("--spiffe-socket", metavar="URI",
+              help="Sign with this workload's SPIRE X509-SVID from the Workload API at URI "
+                   "(unix:///path/api.sock); prints a Sigstore bundle with the certificate chain.")
+@click.option("--spiffe-id", metavar="ID", help="With --spiffe-socket: which of the issued SVIDs to use.")
+@click.option("--tsa-url", metavar="URL",
+              help="With --spiffe-socket: RFC 3161 timestamp authority to timestamp the signature at.")
 @click.option("--key-password-file", type=click.Path(dir_okay=False), metavar="FILE",
               help="File with the key's password (one trailing newline is ignored). Otherwise "
                    "COSIGN_PASSWORD is used, or you are asked when a terminal is attached.")
 @click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
               help="Write the DSSE envelope to FILE instead of stdout.")
 def sign_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspection: bool, builder_id: str,
-             build_type: str | None, key: str, key_password_file: str | None, out: str | None) -> None:
+             build_type: str | None, key: str | None, key_password_file: str | None, out: str | None,
+             spiffe_socket: str | None = None, spiffe_id: str | None = None,
+             tsa_url: str | None = None) -> None:
     """Build the provenance of a completed run and sign it into a DSSE envelope.
 
     The envelope (payloadType application/vnd.in-toto+json) is what Tekton Chains stores and what
@@ -189,6 +197,20 @@ def sign_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspection: boo
       signer sign pipelinerun.yaml --taskrun children.yaml --key cosign.key \\
           --key-password-file pw.txt --out provenance.dsse.json
     """
+    if (key is None) == (spiffe_socket is None):
+        raise click.UsageError("give exactly one of --key FILE or --spiffe-socket URI")
+    if spiffe_socket is not None:
+        from attestation import intoto
+        from signer.signing import spire as spire_signing
+
+        # Fetch the SVID first: with the agent down nothing is built and nothing is written.
+        svid_signer = spire_signing.fetch_svid_signer(spiffe_socket, spiffe_id=spiffe_id)
+        prov = build_provenance(run, taskruns, _options(fmt, deep_inspection, builder_id, build_type))
+        signed = spire_signing.sign_payload(intoto.serialize(prov.statement), svid_signer, tsa_url=tsa_url)
+        _write_output(signed.sigstore_bundle(), out)
+        return
+    if tsa_url or spiffe_id:
+        raise click.UsageError("--tsa-url and --spiffe-id go with --spiffe-socket")
     from signer.signing.key import load_signer, sign_statement
 
     # Load the key first: a wrong password should not cost a provenance build, and nothing is
@@ -212,6 +234,47 @@ def _write_output(data: bytes, out: str | None) -> None:
     except OSError as err:
         tmp.unlink(missing_ok=True)
         raise InputError(f"cannot write {out}: {err.strerror or err}") from None
+
+
+@cli.command("verify-results")
+@click.argument("run", type=click.Path(dir_okay=False))
+@click.option("--trust-bundle", type=click.Path(dir_okay=False), metavar="FILE",
+              help="SPIRE trust bundle, PEM or SPIFFE JSON (spire-server bundle show).")
+@click.option("--spiffe-socket", metavar="URI", help="Take the trust bundle from the Workload API at URI.")
+@click.option("--trust-domain", required=True, metavar="TD", help="SPIRE trust domain, e.g. example.org.")
+@click.pass_context
+def verify_results_cmd(ctx: click.Context, run: str, trust_bundle: str | None, spiffe_socket: str | None,
+                       trust_domain: str) -> None:
+    """Check the SPIRE-signed results of a TaskRun (TEP-0089).
+
+    Exit 0: verified. Exit 1: not verified, one line per reason on stdout. Exit 2: unusable input.
+
+    \b
+    Examples:
+      signer verify-results taskrun.yaml --trust-bundle bundle.pem --trust-domain example.org
+    """
+    from signer.run import load_documents, runs_from_documents
+    from signer.spire.results import verify_run_results
+    from signer.spire.trust import bundle_from_workload_api
+
+    if (trust_bundle is None) == (spiffe_socket is None):
+        raise click.UsageError("give exactly one of --trust-bundle FILE or --spiffe-socket URI")
+    if trust_bundle is not None:
+        from attestation.spiffe import load_trust_bundle
+
+        bundle = load_trust_bundle(trust_bundle)
+    else:
+        bundle = bundle_from_workload_api(spiffe_socket, trust_domain)
+    runs = runs_from_documents(load_documents(run), source=run)
+    if len(runs) != 1:
+        raise InputError(f"{run}: expected one TaskRun, found {len(runs)} runs")
+    verdict = verify_run_results(runs[0], trust_domain=trust_domain, bundle=bundle)
+    if verdict.verified:
+        click.echo(f"verified: {len(verdict.verified_results)} results signed by {verdict.spiffe_id}")
+        return
+    for reason in verdict.reasons:
+        click.echo(f"not verified: {reason}")
+    sys.exit(1)  # main() ignores click return codes; exit 1 means "not verified"
 
 
 @cli.command("generate-key-pair")
