@@ -68,7 +68,10 @@ def load_run_input(run_path: str, taskrun_paths: Sequence[str]) -> RunInput:
 
 
 def build_provenance(run_path: str, taskrun_paths: Sequence[str], options: Options) -> Provenance:
-    inp = load_run_input(run_path, taskrun_paths)
+    return _generate(load_run_input(run_path, taskrun_paths), options)
+
+
+def _generate(inp: RunInput, options: Options) -> Provenance:
     provenance = generate(inp.run, inp.children, options)
     for line in provenance.warnings:
         click.echo(f"warning: {line}", err=True)
@@ -181,44 +184,93 @@ def provenance_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspectio
               help="File with the key's password (one trailing newline is ignored). Otherwise "
                    "COSIGN_PASSWORD is used, or you are asked when a terminal is attached.")
 @click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
-              help="Write the DSSE envelope to FILE instead of stdout.")
+              help="Write the signed attestation to FILE (default: stdout when no --storage is given).")
+@click.option("--storage", default="", metavar="LIST",
+              help="Where to store it, comma-separated: oci (next to every image subject in its registry), "
+                   "tekton (the run annotations Chains writes, to --annotations-out), file (append a JSON "
+                   "line to --file-out).")
+@click.option("--oci-encoding-format", type=click.Choice(["dsse", "sigstore-bundle"]), default="dsse",
+              show_default=True,
+              help="oci storage: dsse = a layer of cosign's sha256-<hex>.att tag; sigstore-bundle = a "
+                   "Sigstore bundle as an OCI 1.1 referrer (Chains' storage.oci.encoding-format).")
+@click.option("--oci-repository", metavar="REPO",
+              help="oci storage, dsse: put the .att tags in REPO instead of the image's repository.")
+@click.option("--insecure-registry", "insecure_registries", multiple=True, metavar="HOST",
+              help="Registry to reach over plain HTTP (repeatable). Loopback registries need no flag.")
+@click.option("--registry-ca", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
+              help="CA certificates (PEM) to trust for registry TLS.")
+@click.option("--annotations-out", type=click.Path(dir_okay=False), metavar="FILE",
+              help="tekton storage: write the annotation map (JSON) here for the operator to apply.")
+@click.option("--file-out", type=click.Path(dir_okay=False), metavar="FILE",
+              help="file storage: append one JSON line (envelope, or bundle for SVID signatures) here.")
 def sign_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspection: bool, builder_id: str,
              build_type: str | None, key: str | None, key_password_file: str | None, out: str | None,
              spiffe_socket: str | None = None, spiffe_id: str | None = None,
-             tsa_url: str | None = None) -> None:
-    """Build the provenance of a completed run and sign it into a DSSE envelope.
+             tsa_url: str | None = None, storage: str = "", oci_encoding_format: str = "dsse",
+             oci_repository: str | None = None, insecure_registries: tuple[str, ...] = (),
+             registry_ca: str | None = None, annotations_out: str | None = None,
+             file_out: str | None = None) -> None:
+    """Build the provenance of a completed run, sign it, and store it.
 
-    The envelope (payloadType application/vnd.in-toto+json) is what Tekton Chains stores and what
-    'cosign verify-attestation' and 'gate verify' check.
+    With --key the result is a DSSE envelope (payloadType application/vnd.in-toto+json), what Tekton
+    Chains stores and what 'cosign verify-attestation' and 'gate verify' check. With --spiffe-socket it
+    is signed with the workload's SPIRE X509-SVID and carries the certificate chain (and an RFC 3161
+    timestamp with --tsa-url), printed as a Sigstore bundle.
 
     \b
     Examples:
       COSIGN_PASSWORD=... signer sign taskrun.yaml --key cosign.key
       signer sign pipelinerun.yaml --taskrun children.yaml --key cosign.key \\
           --key-password-file pw.txt --out provenance.dsse.json
+      signer sign pipelinerun.yaml --key cosign.key --storage oci          # push next to the image
+      signer sign run.yaml --key cosign.key --storage oci,tekton,file \\
+          --oci-encoding-format sigstore-bundle --annotations-out notes.json --file-out att.jsonl
     """
+    from attestation import intoto
+    from signer.storage import SignedProvenance, StorageConfig, parse_backends, store
+
     if (key is None) == (spiffe_socket is None):
         raise click.UsageError("give exactly one of --key FILE or --spiffe-socket URI")
+    if spiffe_socket is None and (tsa_url or spiffe_id):
+        raise click.UsageError("--tsa-url and --spiffe-id go with --spiffe-socket")
+    config = StorageConfig(
+        backends=parse_backends(storage),
+        oci_encoding_format=oci_encoding_format,
+        oci_repository=oci_repository,
+        insecure_registries=insecure_registries,
+        registry_ca=registry_ca,
+        annotations_out=annotations_out,
+        file_out=file_out,
+    )
+    config.check()
+    options = _options(fmt, deep_inspection, builder_id, build_type)
     if spiffe_socket is not None:
-        from attestation import intoto
         from signer.signing import spire as spire_signing
 
         # Fetch the SVID first: with the agent down nothing is built and nothing is written.
         svid_signer = spire_signing.fetch_svid_signer(spiffe_socket, spiffe_id=spiffe_id)
-        prov = build_provenance(run, taskruns, _options(fmt, deep_inspection, builder_id, build_type))
-        signed = spire_signing.sign_payload(intoto.serialize(prov.statement), svid_signer, tsa_url=tsa_url)
-        _write_output(signed.sigstore_bundle(), out)
-        return
-    if tsa_url or spiffe_id:
-        raise click.UsageError("--tsa-url and --spiffe-id go with --spiffe-socket")
-    from signer.signing.key import load_signer, sign_statement
+        inp = load_run_input(run, taskruns)
+        prov = _generate(inp, options)
+        svid = spire_signing.sign_payload(intoto.serialize(prov.statement), svid_signer, tsa_url=tsa_url)
+        signed = SignedProvenance(
+            prov.statement,
+            svid.envelope,
+            certificate_chain_der=tuple(svid.certificate_chain_der()),
+            rfc3161_timestamps=(svid.rfc3161_timestamp,) if svid.rfc3161_timestamp else (),
+        )
+    else:
+        from signer.signing.key import load_signer, sign_statement
 
-    # Load the key first: a wrong password should not cost a provenance build, and nothing is
-    # written unless both succeed.
-    signer_ = load_signer(key, password_file=key_password_file)
-    prov = build_provenance(run, taskruns, _options(fmt, deep_inspection, builder_id, build_type))
-    envelope = sign_statement(prov.statement, signer_).to_json()
-    _write_output(envelope, out)
+        # Load the key first: a wrong password should not cost a provenance build, and nothing is
+        # written unless both succeed.
+        signer_ = load_signer(key or "", password_file=key_password_file)
+        inp = load_run_input(run, taskruns)
+        prov = _generate(inp, options)
+        signed = SignedProvenance(prov.statement, sign_statement(prov.statement, signer_), signer_.public_key)
+    if out is not None or not config.backends:
+        _write_output(signed.portable(), out)
+    for line in store(signed, kind=inp.run.kind, uid=inp.run.uid, config=config):
+        click.echo(f"stored in {line}", err=True)
 
 
 def _write_output(data: bytes, out: str | None) -> None:

@@ -1,0 +1,176 @@
+"""Where signed provenance goes: ``oci`` (the image's registry), ``tekton`` (run annotations) and
+``file`` (JSON lines), chosen like Chains' ``artifacts.*.storage`` (a comma-separated list).
+
+:class:`SignedProvenance` is what every signing backend hands to every storage backend, so a key
+signature and an SVID signature with its certificate chain and timestamp are stored the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from attestation import dsse
+from attestation.errors import InputError
+from attestation.keys import PublicKey
+
+BACKENDS = ("oci", "tekton", "file")
+ANNOTATION_RFC3161 = "dev.sigstore.cosign/rfc3161timestamp"
+
+
+def parse_backends(value: str) -> tuple[str, ...]:
+    """``"oci,tekton"`` -> ``("oci", "tekton")``; unknown names are an error, duplicates collapse."""
+    names: list[str] = []
+    for raw in value.split(","):
+        name = raw.strip()
+        if not name:
+            continue
+        if name not in BACKENDS:
+            raise InputError(f"unknown storage backend {name!r} (known: {', '.join(BACKENDS)})")
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def _pem(der: bytes) -> bytes:
+    return x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM)
+
+
+@dataclass(frozen=True)
+class SignedProvenance:
+    """A signed in-toto statement and the material a verifier needs besides the envelope."""
+
+    statement: Mapping[str, Any]
+    envelope: dsse.Envelope
+    public_key: PublicKey | None = None
+    certificate_chain_der: tuple[bytes, ...] = ()  # leaf first; never the trust anchor
+    rfc3161_timestamps: tuple[bytes, ...] = field(default=())  # DER TimeStampResp over the signature
+
+    @property
+    def certificate_pem(self) -> bytes | None:
+        return _pem(self.certificate_chain_der[0]) if self.certificate_chain_der else None
+
+    @property
+    def chain_pem(self) -> bytes | None:
+        if not self.certificate_chain_der:
+            return None
+        return b"".join(_pem(der) for der in self.certificate_chain_der[1:])
+
+    def bundle(self) -> bytes:
+        from attestation.bundle import envelope_to_bundle
+
+        return envelope_to_bundle(
+            self.envelope,
+            public_key=self.public_key,
+            certificate_chain=self.certificate_chain_der,
+            rfc3161_timestamps=self.rfc3161_timestamps,
+        )
+
+    def layer_annotations(self) -> dict[str, str]:
+        """Extra ``.att`` layer annotations beyond certificate/chain: the timestamp, as cosign writes it."""
+        if not self.rfc3161_timestamps:
+            return {}
+        import base64
+
+        token = base64.b64encode(self.rfc3161_timestamps[0]).decode("ascii")
+        return {ANNOTATION_RFC3161: json.dumps({"SignedRFC3161Timestamp": token}, separators=(",", ":"))}
+
+    def portable(self) -> bytes:
+        """One line for a file or stdout: the bare envelope when a key alone verifies it, else a bundle
+        that carries the certificate chain and timestamp with it."""
+        return self.bundle() if self.certificate_chain_der else self.envelope.to_json()
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    backends: tuple[str, ...] = ()
+    oci_encoding_format: str = "dsse"
+    oci_repository: str | None = None
+    insecure_registries: Sequence[str] = ()
+    registry_ca: str | None = None
+    docker_config: str | None = None
+    timeout: float = 120.0
+    annotations_out: str | None = None
+    file_out: str | None = None
+
+    def check(self) -> None:
+        """Refuse a configuration that would sign and then have nowhere to write."""
+        if "tekton" in self.backends and not self.annotations_out:
+            raise InputError("--storage tekton needs --annotations-out FILE (the annotation map to apply)")
+        if "file" in self.backends and not self.file_out:
+            raise InputError("--storage file needs --file-out FILE (JSON lines, one attestation per line)")
+        if self.oci_encoding_format not in ("dsse", "sigstore-bundle"):
+            raise InputError(
+                f"unknown OCI encoding format {self.oci_encoding_format!r} (dsse, sigstore-bundle)"
+            )
+
+
+def store(signed: SignedProvenance, *, kind: str, uid: str, config: StorageConfig) -> list[str]:
+    """Store in every configured backend, in order; returns one human-readable line per location."""
+    done: list[str] = []
+    for backend in config.backends:
+        if backend == "oci":
+            from signer.storage.oci import OciStorageConfig, store_oci_sync
+
+            oci_config = OciStorageConfig(
+                encoding_format=config.oci_encoding_format,  # type: ignore[arg-type]
+                repository=config.oci_repository,
+                insecure_registries=tuple(config.insecure_registries),
+                ca_file=config.registry_ca,
+                docker_config=config.docker_config,
+                timeout=config.timeout,
+            )
+            stored = store_oci_sync(
+                signed.envelope,
+                signed.statement,
+                oci_config,
+                public_key=signed.public_key,
+                certificate_chain_der=signed.certificate_chain_der,
+                certificate_pem=signed.certificate_pem,
+                chain_pem=signed.chain_pem,
+                annotations=signed.layer_annotations(),
+                rfc3161_timestamps=signed.rfc3161_timestamps,
+            )
+            if not stored:
+                raise InputError(
+                    "--storage oci: the statement has no image subject (sha256 digest + image name) to "
+                    "store the attestation under"
+                )
+            done += [f"oci ({config.oci_encoding_format}): {ref}" for ref in stored]
+        elif backend == "tekton":
+            from signer.storage.tekton import tekton_annotations
+
+            notes = tekton_annotations(
+                kind,  # type: ignore[arg-type]
+                uid,
+                signed.envelope,
+                certificate_pem=signed.certificate_pem,
+                chain_pem=signed.chain_pem,
+            )
+            _write_atomic(config.annotations_out or "", json.dumps(notes, indent=2).encode() + b"\n")
+            done.append(f"tekton: {len(notes)} annotations written to {config.annotations_out}")
+        elif backend == "file":
+            from signer.storage.file import append_jsonl
+
+            append_jsonl(config.file_out or "", signed.portable())
+            done.append(f"file: appended to {config.file_out}")
+    return done
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    import os
+    from pathlib import Path
+
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"cannot write {path}: {err.strerror or err}") from None

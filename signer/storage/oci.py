@@ -68,6 +68,8 @@ async def store_oci(
     certificate_chain_der: Sequence[bytes] = (),
     certificate_pem: bytes | None = None,
     chain_pem: bytes | None = None,
+    annotations: Mapping[str, str] | None = None,
+    rfc3161_timestamps: Sequence[bytes] = (),
 ) -> list[str]:
     """Store under every image subject; returns their pinned references. Each subject must exist in its
     registry (resolved by digest): attaching to a digest the registry does not hold would be lost."""
@@ -75,7 +77,12 @@ async def store_oci(
     predicate_type = str(statement.get("predicateType") or "")
     bundle = None
     if config.encoding_format == "sigstore-bundle":
-        bundle = envelope_to_bundle(envelope, public_key=public_key, certificate_chain=certificate_chain_der)
+        bundle = envelope_to_bundle(
+            envelope,
+            public_key=public_key,
+            certificate_chain=certificate_chain_der,
+            rfc3161_timestamps=rfc3161_timestamps,
+        )
     elif config.encoding_format != "dsse":
         raise InputError(
             f"unknown storage.oci.encoding-format {config.encoding_format!r} (dsse, sigstore-bundle)"
@@ -92,6 +99,7 @@ async def store_oci(
                 client,
                 image,
                 envelope.to_json(),
+                annotations=annotations,
                 predicate_type=predicate_type or None,
                 certificate=certificate_pem,
                 chain=chain_pem,
