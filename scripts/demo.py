@@ -23,11 +23,11 @@ import yaml
 # root must be importable when this file is run as a script.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from attestation.oci.registry import RegistryClient  # noqa: E402
-from attestation.oci.writer import push_image  # noqa: E402
-from signer import samples  # noqa: E402
-from tests.infra import stop  # noqa: E402
-from tests.infra.registry import start_distribution  # noqa: E402
+from attestation.oci.registry import RegistryClient
+from attestation.oci.writer import push_image
+from signer import samples
+from tests.infra import stop
+from tests.infra.registry import start_distribution
 
 VENV_BIN = Path(sys.executable).parent
 BOLD, DIM, GREEN, RED, RESET = (
