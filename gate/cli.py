@@ -80,7 +80,8 @@ Examples:
     "data",
     multiple=True,
     metavar="PATH",
-    help="Rule data file or directory, JSON or YAML (repeatable).",
+    help="Rule data file, JSON or YAML, or a directory of them (all *.json/*.yaml/*.yml, sorted; "
+    "later files win; repeatable).",
 )
 @click.option(
     "--key",
@@ -246,7 +247,11 @@ Example:
     help="Rego policy file or directory (repeatable).",
 )
 @click.option(
-    "--data", "data", multiple=True, metavar="PATH", help="Rule data file or directory (repeatable)."
+    "--data",
+    "data",
+    multiple=True,
+    metavar="PATH",
+    help="Rule data file or directory of *.json/*.yaml/*.yml files (repeatable).",
 )
 @click.option("--engine", type=click.Choice(["embedded", "opa"]), default="embedded", show_default=True)
 @click.option("--opa-url", metavar="URL", help="OPA server for --engine opa.")

@@ -247,6 +247,42 @@ def check_attestation(raw: StoredAttestationLike, image: ImageReference, trust: 
 
 
 # ------------------------------------------------------------------------------------------------------
+# rule data
+
+DATA_SUFFIXES = (".json", ".yaml", ".yml")
+MAX_DATA_FILES = 2000
+
+
+def expand_data_paths(paths: Sequence[str | os.PathLike[str]]) -> tuple[Path, ...]:
+    """``--data`` arguments -> data files, in the order they are merged (later ones win).
+
+    A file stays as given. A directory stands for every ``*.json``/``*.yaml``/``*.yml`` file in it or
+    below (hidden entries skipped), sorted by path, each merged at the root like a ``--data`` file, so
+    the result does not depend on the order the file system lists them. A directory with no data file is
+    an error: it is far more likely a wrong path than a wish for no data.
+    """
+    out: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if not path.is_dir():
+            out.append(path)  # the loader names a missing or unreadable file
+            continue
+        found = sorted(
+            p
+            for p in path.rglob("*")
+            if p.suffix in DATA_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            and p.is_file()
+        )
+        if not found:
+            raise InputError(f"--data {path}: the directory has no .json, .yaml or .yml file")
+        out.extend(found)
+        if len(out) > MAX_DATA_FILES:
+            raise LimitExceeded(f"--data {path}: more than {MAX_DATA_FILES} data files")
+    return tuple(out)
+
+
+# ------------------------------------------------------------------------------------------------------
 # decisions
 
 
@@ -301,7 +337,7 @@ class Gate:
             import policies
 
             paths = [Path(policies.ROOT)]
-        self.policy_set = load_policy_set(paths, list(config.data_paths))
+        self.policy_set = load_policy_set(paths, list(expand_data_paths(config.data_paths)))
         self.engine = make_engine(self.policy_set, engine=config.engine, opa_url=config.opa_url)
         self._client: Any = None
 
@@ -519,7 +555,7 @@ def evaluate_document(
     started = time.perf_counter()
     image_doc = doc.get("image")
     image = str(image_doc.get("ref", "")) if isinstance(image_doc, dict) else ""
-    policy_set = load_policy_set(list(policy_paths), list(data_paths))
+    policy_set = load_policy_set(list(policy_paths), list(expand_data_paths(data_paths)))
     policy_engine = make_engine(policy_set, engine=engine, opa_url=opa_url)  # type: ignore[arg-type]
     try:
         t0 = time.perf_counter()
@@ -582,6 +618,7 @@ __all__ = [
     "check_attestation",
     "decode_attestation",
     "evaluate_document",
+    "expand_data_paths",
     "material_from_annotations",
     "read_attestations_file",
 ]
