@@ -11,6 +11,7 @@ import contextlib
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,26 @@ class Tsa:
 
 
 @contextlib.contextmanager
-def run_tsa() -> Iterator[Tsa]:
+def run_tsa(attempts: int = 5) -> Iterator[Tsa]:
+    # Another test run on the machine may hold the fixed metrics port 2112 for a moment; retry.
+    for attempt in range(attempts):
+        try:
+            cm = _run_tsa_once()
+            tsa = cm.__enter__()
+        except RuntimeError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(2)
+            continue
+        try:
+            yield tsa
+        finally:
+            cm.__exit__(None, None, None)
+        return
+
+
+@contextlib.contextmanager
+def _run_tsa_once() -> Iterator[Tsa]:
     binary = require_binary("timestamp-server")
     base = Path(tempfile.mkdtemp(prefix="tsa", dir="/tmp"))
     port = free_port()
