@@ -1,19 +1,47 @@
-"""``gate policy test``: run the ``test_*`` rules of a policy tree, like ``opa test``."""
+"""``gate policy test``: run the ``test_*`` rules of a policy tree, like ``opa test``.
+
+Engines (docs/rego-engines.md, "Running the policy tests"):
+
+* ``wasm`` (what ``embedded`` means by default): the tree, tests included, is compiled by ``opa build -t
+  wasm`` with every test rule as an entrypoint and each entrypoint is evaluated in process. OPA's planner
+  compiles ``with ... as`` itself, so the test files run unchanged and decide as under ``opa test``.
+* ``rego-cpp``: rego-cpp crashes (SIGSEGV) or answers wrongly on ``with input as`` in 1.5.2, so the tests
+  run in a child process; a crash becomes an error of the test that was running, never a crash of ``gate``.
+* ``opa``: an OPA server, one query per test rule.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import selectors
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from attestation.errors import InputError, PolicyError
 from gate.policy.loader import load_policy_set
 from gate.policy.metadata import package_of
-from gate.policy.model import TestCase, TestReport
+from gate.policy.model import PolicySet, TestCase, TestReport
 
 _TEST_RULE = re.compile(r"^(test_[A-Za-z0-9_]*)\b", re.MULTILINE)
+TEST_ENGINES = ("embedded", "wasm", "rego-cpp", "opa")
+MAX_TESTS = 10_000
+# A child that reports nothing for this long is killed and its current test reported as timed out.
+CHILD_IDLE_TIMEOUT_S = 120.0
+BUILD_TIMEOUT_S = 300.0
+# Consecutive child crashes after which the remaining tests are reported as not run: a policy set that
+# crashes the engine while compiling would otherwise cost one child per test.
+MAX_CONSECUTIVE_CRASHES = 3
 
 
-def discover_tests(test_modules: dict[str, str]) -> list[str]:
+def discover_tests(test_modules: Mapping[str, str]) -> list[str]:
     """Fully qualified test rule names, in file then source order, each once."""
     names: list[str] = []
     for path in sorted(test_modules):
@@ -23,7 +51,25 @@ def discover_tests(test_modules: dict[str, str]) -> list[str]:
             name = f"data.{package}.{match.group(1)}"
             if name not in names:
                 names.append(name)
+    if len(names) > MAX_TESTS:
+        raise InputError(f"more than {MAX_TESTS} test rules")
     return names
+
+
+def _case(name: str, value: object) -> TestCase:
+    if value is True:
+        return TestCase(name=name, passed=True)
+    return TestCase(name=name, passed=False, error="undefined" if value is None else f"got {value!r}")
+
+
+def _resolve(engine: str) -> str:
+    if engine == "embedded":
+        from gate import policy
+
+        return str(getattr(policy, "DEFAULT_EMBEDDED", "rego-cpp"))
+    if engine not in TEST_ENGINES:
+        raise InputError(f"unknown policy engine {engine!r}: choose one of {', '.join(TEST_ENGINES)}")
+    return engine
 
 
 def run_policy_tests(path: Path, *, engine: str = "embedded", opa_url: str | None = None) -> TestReport:
@@ -33,41 +79,209 @@ def run_policy_tests(path: Path, *, engine: str = "embedded", opa_url: str | Non
     run is reported as not ok (``TestReport.ok``) so a typo in the path cannot pass.
     """
     policy_set = load_policy_set([Path(path)])
-    names = discover_tests(dict(policy_set.test_modules))
-    if engine == "embedded":
-        crashing = sorted(
-            p for p, src in policy_set.test_modules.items() if re.search(r"\bwith\s+\S+\s+as\b", src)
-        )
-        if crashing:
-            # rego-cpp 1.5.2 segfaults on `with ... as` (docs/rego-engines.md); refuse instead of crashing.
-            raise PolicyError(
-                f"{crashing[0]}: uses `with ... as`, which the embedded engine cannot run; use the OPA engine"
-            )
-        from gate.policy.embedded import new_interpreter, raw_query
+    names = discover_tests(policy_set.test_modules)
+    resolved = _resolve(engine)
+    if not names:
+        return TestReport(cases=())
+    if resolved == "wasm":
+        return TestReport(cases=tuple(_run_wasm(policy_set, names)))
+    if resolved == "rego-cpp":
+        return TestReport(cases=tuple(_run_rego_cpp(policy_set, names)))
+    if not opa_url:
+        raise InputError("running policy tests on OPA needs an OPA URL (--opa-url)")
+    from gate.policy.opa_server import OpaEngine
 
-        rego = new_interpreter(policy_set, with_tests=True)
+    opa = OpaEngine(policy_set, opa_url, with_tests=True)
+    return TestReport(cases=tuple(_run_each(names, lambda n: opa.query(f"x := {n}"))))
 
-        def run(name: str) -> object:
-            return raw_query(rego, f"x := {name}")
-    elif engine == "opa":
-        from gate.policy.opa_server import OpaEngine
 
-        if not opa_url:
-            raise InputError("running policy tests on OPA needs an OPA URL")
-        opa = OpaEngine(policy_set, opa_url, with_tests=True)
-
-        def run(name: str) -> object:
-            return opa.query(f"x := {name}")
-    else:
-        raise InputError(f"unknown policy engine {engine!r}")
+def _run_each(names: Sequence[str], run: Callable[[str], object]) -> list[TestCase]:
     cases: list[TestCase] = []
     for name in names:
         try:
-            value = run(name)
+            cases.append(_case(name, run(name)))
         except PolicyError as err:
             cases.append(TestCase(name=name, passed=False, error=str(err)))
-            continue
-        cases.append(
-            TestCase(name=name, passed=value is True, error=None if value is True else f"got {value!r}")
-        )
-    return TestReport(cases=tuple(cases))
+    return cases
+
+
+# --- wasm ---------------------------------------------------------------------------------------------
+
+
+def _entrypoint(name: str) -> str:
+    return name.removeprefix("data.").replace(".", "/")
+
+
+def _build_test_wasm(policy_set: PolicySet, names: Sequence[str]) -> bytes:
+    from gate.policy.wasm import find_opa
+
+    opa = find_opa()
+    with tempfile.TemporaryDirectory(prefix="provgate-tests-") as tmp:
+        src = Path(tmp) / "src"
+        src.mkdir()
+        files: dict[str, str] = {}
+        modules = {**policy_set.modules, **policy_set.test_modules}
+        # Numbered files: modules from several roots may share a name. Errors are mapped back.
+        for n, (path, source) in enumerate(sorted(modules.items())):
+            target = src / f"m{n:04d}.rego"
+            target.write_text(source, encoding="utf-8")
+            files[str(target)] = path
+        out = Path(tmp) / "bundle.tar.gz"
+        cmd = [str(opa), "build", "-t", "wasm", "-o", str(out)]
+        for name in names:
+            cmd += ["-e", _entrypoint(name)]
+        try:
+            proc = subprocess.run([*cmd, str(src)], capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+        except (OSError, subprocess.SubprocessError) as err:
+            raise PolicyError(f"{opa}: cannot compile the policy tests: {err}") from None
+        if proc.returncode != 0:
+            text = proc.stderr.strip() or proc.stdout.strip()
+            for tmp_name, real in files.items():
+                text = text.replace(tmp_name, real)
+            first = next((line.strip() for line in text.splitlines() if line.strip()), "unknown error")
+            raise PolicyError(f"policy tests do not compile: {first}")
+        with tarfile.open(out, "r:gz") as tar:
+            for member in tar:
+                if member.name.lstrip("/") == "policy.wasm" and member.isfile():
+                    fh = tar.extractfile(member)
+                    if fh is not None:
+                        return fh.read()
+    raise PolicyError("opa build produced no policy.wasm")
+
+
+def _run_wasm(policy_set: PolicySet, names: Sequence[str]) -> list[TestCase]:
+    from opapywasm import OpaWasmError, OpaWasmPolicy, PolicyConfig
+
+    from gate.policy.wasm import HOST_BUILTINS
+
+    wasm = _build_test_wasm(policy_set, names)
+    try:
+        policy = OpaWasmPolicy(wasm, PolicyConfig(pool_size=1, eval_timeout_seconds=CHILD_IDLE_TIMEOUT_S))
+    except OpaWasmError as err:
+        raise PolicyError(f"compiled policy tests do not load: {err}") from None
+    try:
+        missing = sorted(set(policy.builtins) - set(HOST_BUILTINS))
+        if missing:
+            raise PolicyError(
+                f"policy tests use built-in {', '.join(missing)}, which the wasm engine cannot evaluate; "
+                "use --engine opa"
+            )
+        for builtin, fn in HOST_BUILTINS.items():
+            policy.register_builtin(builtin, fn)
+        policy.set_data(dict(policy_set.data))
+
+        def run(name: str) -> object:
+            try:
+                value = policy.evaluate({}, _entrypoint(name))
+            except OpaWasmError as err:
+                raise PolicyError(f"evaluation failed: {str(err).splitlines()[0][:300]}") from None
+            return value if isinstance(value, (bool, int, float, str, list, dict)) else None
+
+        return _run_each(names, run)
+    finally:
+        policy.close()
+
+
+# --- rego-cpp in a child process ----------------------------------------------------------------------
+
+
+def _child_main() -> None:
+    """Child side: read {modules, data, names} from stdin, print one JSON line per test."""
+    from gate.policy.embedded import new_interpreter, raw_query
+    from gate.policy.model import PolicySet
+
+    job = json.loads(sys.stdin.read())
+    policy_set = PolicySet(
+        roots=(), modules={}, data=job["data"], rules=(), digest="", test_modules=job["modules"]
+    )
+    rego = new_interpreter(policy_set, with_tests=True)
+    for name in job["names"]:
+        print(json.dumps({"start": name}), flush=True)
+        try:
+            value: Any = raw_query(rego, f"x := {name}")
+            line = {"name": name, "value": value}
+        except PolicyError as err:
+            line = {"name": name, "error": str(err)}
+        print(json.dumps(line), flush=True)
+
+
+def _signal_name(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return signal.Signals(-returncode).name
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+def _run_child(job: dict[str, Any]) -> tuple[dict[str, TestCase], str | None, str]:
+    """Run one child; (finished cases, name of the test running when it died or None, how it ended)."""
+    cmd = [sys.executable, "-c", "from gate.policy.testing import _child_main; _child_main()"]
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONFAULTHANDLER": ""},
+        cwd=str(Path(__file__).resolve().parents[2]),
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(json.dumps(job).encode())
+    proc.stdin.close()
+    done: dict[str, TestCase] = {}
+    running: str | None = None
+    how = ""
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    buffer = b""
+    try:
+        while True:
+            if not sel.select(timeout=CHILD_IDLE_TIMEOUT_S):
+                proc.kill()
+                how = f"timed out after {CHILD_IDLE_TIMEOUT_S:.0f} s"
+                break
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for raw in lines:
+                msg = json.loads(raw)
+                if "start" in msg:
+                    running = msg["start"]
+                elif "error" in msg:
+                    done[msg["name"]] = TestCase(name=msg["name"], passed=False, error=msg["error"])
+                    running = None
+                else:
+                    done[msg["name"]] = _case(msg["name"], msg["value"])
+                    running = None
+    finally:
+        sel.close()
+        proc.stdout.close()
+        returncode = proc.wait()
+    if not how and returncode != 0:
+        how = f"crashed ({_signal_name(returncode)})"
+    return done, running, how
+
+
+def _run_rego_cpp(policy_set: PolicySet, names: Sequence[str]) -> list[TestCase]:
+    modules = {**policy_set.modules, **policy_set.test_modules}
+    results: dict[str, TestCase] = {}
+    todo = list(names)
+    crashes = 0
+    while todo:
+        done, running, how = _run_child({"modules": modules, "data": policy_set.data, "names": todo})
+        results.update(done)
+        if not how:
+            break
+        victim = running or next((n for n in todo if n not in done), None)
+        if victim is not None:
+            results[victim] = TestCase(name=victim, passed=False, error=f"the rego-cpp engine {how}")
+        crashes = crashes + 1 if not done else 1
+        todo = [n for n in todo if n not in results]
+        if todo and crashes >= MAX_CONSECUTIVE_CRASHES:
+            error = f"not run: the rego-cpp engine {how} {crashes} times in a row"
+            for name in todo:
+                results[name] = TestCase(name=name, passed=False, error=error)
+            break
+    return [results[n] for n in names]

@@ -30,7 +30,9 @@ taskrun_build_types_v02 := {
 	"tekton.dev/v1/TaskRun",
 }
 
-build_types_v1 := {"https://tekton.dev/chains/v2/slsa", "https://tekton.dev/chains/v2/slsa-tekton"}
+slsa_tekton := "https://tekton.dev/chains/v2/slsa-tekton"
+
+build_types_v1 := {"https://tekton.dev/chains/v2/slsa", slsa_tekton}
 
 # Names of SLSA v1.0 resolvedDependencies that describe build configuration (pipeline and task
 # definitions), not build inputs.
@@ -101,13 +103,24 @@ task_record_count[i] := count(task_dependencies[i]) if {
 	input.attestations[i].statement.predicateType == slsa_v1
 }
 
+# Only the slsa-tekton build type embeds the child TaskRuns; plain slsa provenance lists pipelineTask
+# dependencies by URI and digest alone, which name no task, so it records no tasks (pipeline_has_tasks).
 task_dependencies[i] := [dep |
-	some dep in array_or_empty(input.attestations[i].statement.predicate.buildDefinition.resolvedDependencies)
+	some dep in array_or_empty(object.get(st.predicate, ["buildDefinition", "resolvedDependencies"], []))
 	is_object(dep)
 	dep.name == "pipelineTask"
 ] if {
 	some i in pipelinerun_indexes
-	input.attestations[i].statement.predicateType == slsa_v1
+	st := input.attestations[i].statement
+	st.predicateType == slsa_v1
+	st.predicate.buildDefinition.buildType == slsa_tekton
+}
+
+task_dependencies[i] := [] if {
+	some i in pipelinerun_indexes
+	st := input.attestations[i].statement
+	st.predicateType == slsa_v1
+	st.predicate.buildDefinition.buildType != slsa_tekton
 }
 
 array_or_empty(x) := x if is_array(x)
@@ -150,10 +163,13 @@ string_or_empty(x) := x if is_string(x)
 
 string_or_empty(x) := "" if not is_string(x)
 
-# v1 TaskRuns keep results in status.results, v1beta1 ones in status.taskResults.
-taskrun_results(tr) := results(tr.status.results) if is_array(tr.status.results)
-
-taskrun_results(tr) := results(object.get(tr, ["status", "taskResults"], [])) if not is_array(tr.status.results)
+# v1 TaskRuns keep results in status.results, v1beta1 ones in status.taskResults. object.get, not
+# `not is_array(tr.status.results)`: OPA hoists the ref out of the negation, so a TaskRun without results
+# (a lint task) would make the whole function undefined and the task would drop out of every check.
+taskrun_results(tr) := results(rs) if {
+	rs := object.get(tr, ["status", "results"], null)
+	is_array(rs)
+} else := results(object.get(tr, ["status", "taskResults"], []))
 
 results(rs) := [{"name": r.name, "value": r.value} | some r in array_or_empty(rs); is_string(r.name)]
 

@@ -55,9 +55,12 @@ deny contains result if {
 	result := lib.result_helper_with_term("subject.build_task_image_matches", [text, admitted_text, reported], text)
 }
 
-admitted_text := input.image.ref if is_string(input.image.ref)
-
-admitted_text := "(no image in the policy input)" if not is_string(input.image.ref)
+# Total: `not is_string(input.image.ref)` would be undefined (not true) without an image, and the deny
+# above would silently not fire.
+admitted_text := ref if {
+	ref := object.get(input, ["image", "ref"], null)
+	is_string(ref)
+} else := "(no image in the policy input)"
 
 image_built(built) if {
 	digest := input.image.digest

@@ -65,22 +65,26 @@ def test_every_rule_has_metadata_and_a_code_in_its_package() -> None:
         assert f'"{rule.code}"' in Path(rule.path).read_text()
 
 
-def test_tep0084_sample_is_denied_only_for_the_tagged_scan_bundle() -> None:
-    # Checked by hand against the sample: source-security-scan references trivy-scanner:0.1 (a tag);
-    # everything else (git-clone, trivy-scanner before buildah, sha1 commit, IMAGE_URL/DIGEST) holds.
+def test_tep0084_doc_statement_is_denied_for_its_tagged_and_unbundled_tasks() -> None:
+    # Checked by hand against the TEP-0084 document's statement: source-security-scan references
+    # trivy-scanner:0.1 (a tag, though in the trusted catalog); git-clone (a Task) and image-build (a
+    # ClusterTask) come from no bundle at all, so they are not from the trusted catalog. Everything else
+    # (git-clone, trivy-scanner before buildah, sha1 commit, IMAGE_URL/DIGEST) holds.
     engine = make_engine(load_policy_set([ROOT]))
     evaluation = engine.evaluate(tep0084_input())
     assert [(r.code, r.term) for r in evaluation.violations] == [
-        ("trusted_task.pinned", "gcr.io/tekton-releases/catalog/upstream/trivy-scanner:0.1")
+        ("trusted_task.pinned", "gcr.io/tekton-releases/catalog/upstream/trivy-scanner:0.1"),
+        ("trusted_task.trusted", "git-clone"),
+        ("trusted_task.trusted", "image-build"),
     ]
     assert evaluation.violations[0].msg == (
         "Pipeline task source-security-scan uses bundle "
         "gcr.io/tekton-releases/catalog/upstream/trivy-scanner:0.1, which is not pinned by digest"
     )
-    assert {r.code for r in evaluation.warnings} == {
-        "materials.allowed_source_repos_provided",
-        "trusted_task.trusted_task_bundles_provided",
-    }
+    assert evaluation.violations[1].msg == (
+        "Pipeline task git-clone comes from no bundle, which is not a trusted task bundle"
+    )
+    assert {r.code for r in evaluation.warnings} == {"materials.allowed_source_repos_provided"}
     assert evaluation.rules_evaluated == len(load_policy_set([ROOT]).rules) > 0
 
 
