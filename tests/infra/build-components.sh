@@ -83,7 +83,7 @@ build() {
   esac
 }
 
-ALL=(opa registry ggcr-registry cosign timestamp-server)
+ALL=(opa registry ggcr-registry cosign timestamp-server spire-server spire-agent)
 components=("$@")
 [[ ${#components[@]} -gt 0 ]] || components=("${ALL[@]}")
 for c in "${components[@]}"; do build "$c"; done
