@@ -325,8 +325,18 @@ def policy_test_cmd(path: str, engine: str, opa_url: str | None) -> int:
     return 0 if report.ok else 1
 
 
+def _skip_httpx_cli() -> None:
+    # httpx's package import also imports its own command-line client (click, rich, pygments) whenever
+    # those happen to be installed, as they are here (sigstore needs rich): ~100 ms of every registry
+    # verification for code this process never runs (fixed upstream only in a fork, pydantic/httpx2#947).
+    # A None entry in sys.modules makes that optional import fail, and httpx falls back to a stub.
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script entry point; returns (and exits with) the exit code."""
+    _skip_httpx_cli()
     code = run(argv)
     sys.exit(code)
 

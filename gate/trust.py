@@ -155,6 +155,8 @@ def _load_x509_trust(
     spiffe_ids: Sequence[str],
     tsa_cert_files: Sequence[str | os.PathLike[str]],
 ) -> tuple[tuple[Any, ...], tuple[str, ...], tuple[Any, ...]]:
+    if not (bundle_files or spiffe_ids or tsa_cert_files):
+        return (), (), ()  # key-only trust: spare every start-up the SPIFFE/TSA imports (grpc, httpx)
     from attestation.spiffe import load_trust_bundle, merge_bundles, parse_spiffe_id
     from attestation.timestamp import load_tsa_certs
 

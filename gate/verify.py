@@ -424,17 +424,37 @@ class Gate:
         from attestation.oci import reader
 
         t0 = time.perf_counter()
-        resolved = await reader.resolve(client, ref, deadline=deadline)
-        t1 = time.perf_counter()
+        if ref.digest is None:
+            resolved = await reader.resolve(client, ref, deadline=deadline)
+            t1 = time.perf_counter()
+            stored = await reader.fetch_attestations(client, resolved, deadline=deadline)
+            t2 = time.perf_counter()
+        else:
+            # The digest is known: look for the attestations while the manifest is checked, one round
+            # trip less. Both must succeed; the manifest's answer comes first, so an image that is not in
+            # the registry is "not found" whatever attestations exist for its digest.
+            provisional = reader.ResolvedImage(reference=ref, media_type="")
+            resolving = asyncio.ensure_future(reader.resolve(client, ref, deadline=deadline))
+            fetching = asyncio.ensure_future(
+                reader.fetch_attestations(client, provisional, deadline=deadline)
+            )
+            try:
+                resolved = await resolving
+                t1 = time.perf_counter()
+                stored = await fetching
+            finally:
+                _settle(resolving, fetching)
+            t2 = time.perf_counter()
+            if resolved.digest != ref.digest:  # resolve checks this already; never evaluate a mismatch
+                raise RegistryError(f"{ref}: the registry returned manifest {resolved.digest}")
         # Only the digest is evaluated from here on, whatever tag was asked for.
         pinned: ImageReference = resolved.reference
-        stored = await reader.fetch_attestations(client, resolved, deadline=deadline)
-        t2 = time.perf_counter()
         if len(stored) > MAX_ATTESTATIONS:
             raise InputError(
                 f"{pinned.pinned} has {len(stored)} attestations, the limit is {MAX_ATTESTATIONS}"
             )
-        timings = Timings(resolve_ms=(t1 - t0) * 1000, fetch_ms=(t2 - t1) * 1000)
+        fetch_started = t0 if ref.digest is not None else t1  # concurrent with resolve for a digest
+        timings = Timings(resolve_ms=(t1 - t0) * 1000, fetch_ms=(t2 - fetch_started) * 1000)
         return self._check(pinned, stored, timings, started)
 
     def _check(
@@ -516,6 +536,15 @@ class Gate:
         if attestations is not None:
             return self.decide(self.prepare_offline(image, attestations), deadline=deadline)
         return asyncio.run(self.verify(image, deadline=deadline))
+
+
+def _settle(*tasks: asyncio.Future[Any]) -> None:
+    """Cancel what is still running and mark failures as seen (the first one is already raised)."""
+    for task in tasks:
+        if not task.done():
+            task.cancel()
+        elif not task.cancelled():
+            task.exception()
 
 
 def _policy_failure(message: str) -> str:

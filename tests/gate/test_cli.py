@@ -185,7 +185,7 @@ def test_policy_test(capsys, tmp_path, policy_dir) -> None:
     )
     (root / "release" / "provenance_test.rego").write_text(
         "package policy.release.provenance_test\n\nimport rego.v1\n\n"
-        'test_format if {\n\tsprintf("%d task(s)", [2]) == "2 task(s)"\n}\n'
+        'test_format if {\n\tconcat(" ", ["2", "task(s)"]) == "2 task(s)"\n}\n'
     )
     code, out, _ = gate(capsys, "policy", "test", root)
     assert code == 0, out
