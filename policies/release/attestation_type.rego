@@ -32,6 +32,13 @@ deny contains result if {
 #     Sign the build provenance (for example with the provgate signer or Tekton Chains) and store it
 #     with the image.
 deny contains result if {
-	count(object.get(input, "attestations", [])) == 0
+	not has_attestations
 	result := lib.result_helper("attestation_type.attestations_provided", [])
+}
+
+# A list, not merely something with a length: a string or object there holds nothing any rule iterates,
+# so every other rule would find nothing to deny.
+has_attestations if {
+	is_array(input.attestations)
+	count(input.attestations) > 0
 }

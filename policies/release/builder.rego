@@ -14,9 +14,13 @@ import data.lib.tekton
 #     Make sure the build system fills in builder.id (SLSA v0.2) or runDetails.builder.id (SLSA v1.0).
 deny contains result if {
 	some i in tekton.provenance_indexes
-	not is_string(tekton.builder_id(input.attestations[i].statement))
+	not has_builder_id(input.attestations[i].statement)
 	result := lib.result_helper_with_term("builder.builder_id_found", [format_int(i, 10)], format_int(i, 10))
 }
+
+# A helper rather than `not is_string(tekton.builder_id(st))`: OPA evaluates a call nested in a negated
+# expression before the negation, so a statement without a builder made that rule undefined (a silent pass).
+has_builder_id(st) if is_string(tekton.builder_id(st))
 
 # METADATA
 # title: Builder ID accepted
