@@ -141,6 +141,7 @@ class Spire:
     agent_bin: Path
     agent_socket_path: str  # path of the Workload API socket
     node_id: str  # alias of the agent's node, parent of workload entries
+    agent: subprocess.Popen  # for tests that take the agent down (only on a private pair)
 
     @property
     def trust_domain(self) -> str:
@@ -251,7 +252,13 @@ def run_spire() -> Iterator[Spire]:
         proc = _start(args, base / "agent.log")
         try:
             _wait_healthy(agent_bin, agent_socket, proc, base / "agent.log")
-            yield Spire(server=server, agent_bin=agent_bin, agent_socket_path=agent_socket, node_id=node_id)
+            yield Spire(
+                server=server,
+                agent_bin=agent_bin,
+                agent_socket_path=agent_socket,
+                node_id=node_id,
+                agent=proc,
+            )
         finally:
             stop(proc)
 
