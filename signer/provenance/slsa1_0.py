@@ -29,7 +29,7 @@ from typing import Any
 
 from attestation.errors import InputError
 from signer import typehints
-from signer.provenance import common
+from signer.provenance import common, gojson
 from signer.run import PIPELINE_TASK_LABEL, Result, Run, value_type
 from signer.typehints import Artifact
 
@@ -221,71 +221,9 @@ def _go_duration(value: Any) -> Any:
     return value if ns is None else format_go_duration(ns)
 
 
-# Top-level fields of tekton.dev/v1 TaskRunSpec / PipelineRunSpec and how Go's json.Marshal treats them:
-# "omit" = omitempty (dropped when null/""/0/[]), "ptr" = omitempty pointer (dropped only when null),
-# "always" = emitted even when empty, "duration" = *metav1.Duration.
-_TASKRUN_SPEC_FIELDS = {
-    "debug": "ptr",
-    "params": "omit",
-    "serviceAccountName": "always",
-    "taskRef": "ptr",
-    "taskSpec": "ptr",
-    "status": "omit",
-    "statusMessage": "omit",
-    "retries": "omit",
-    "timeout": "duration",
-    "podTemplate": "ptr",
-    "workspaces": "omit",
-    "stepSpecs": "omit",
-    "sidecarSpecs": "omit",
-    "computeResources": "ptr",
-    "managedBy": "ptr",
-}
-_PIPELINERUN_SPEC_FIELDS = {
-    "pipelineRef": "ptr",
-    "pipelineSpec": "ptr",
-    "params": "omit",
-    "status": "omit",
-    "timeouts": "ptr",
-    "taskRunTemplate": "always",
-    "workspaces": "omit",
-    "taskRunSpecs": "omit",
-    "managedBy": "ptr",
-}
-_ALWAYS_DEFAULTS = {"serviceAccountName": "", "taskRunTemplate": {}}
-
-
-def _empty(value: Any) -> bool:
-    # Go's omitempty for the string, int and slice fields of the spec.
-    return value is None or value == "" or value == [] or (type(value) is int and value == 0)
-
-
 def run_spec(run: Run) -> dict[str, Any]:
-    """``runSpec``: the run's spec as Chains' Go round trip emits it (unknown keys dropped)."""
-    fields = _TASKRUN_SPEC_FIELDS if run.kind == "TaskRun" else _PIPELINERUN_SPEC_FIELDS
-    spec = run.spec
-    out: dict[str, Any] = {}
-    for key, rule in fields.items():
-        value = spec.get(key)
-        if rule == "always":
-            if value is None:
-                value = _ALWAYS_DEFAULTS[key]
-            if key == "taskRunTemplate" and isinstance(value, Mapping):
-                # PipelineTaskRunTemplate: podTemplate (pointer) and serviceAccountName (omitempty).
-                value = {k: v for k, v in value.items() if v is not None and not (
-                    k == "serviceAccountName" and v == "")}
-            out[key] = value
-        elif rule == "ptr":
-            if value is not None:
-                if key == "timeouts" and isinstance(value, Mapping):
-                    value = {k: _go_duration(v) for k, v in value.items() if v is not None}
-                out[key] = value
-        elif rule == "duration":
-            if value is not None:
-                out[key] = _go_duration(value)
-        elif not _empty(value):
-            out[key] = value
-    return out
+    """``runSpec``: the run's spec as Chains' Go round trip emits it (see :mod:`signer.provenance.gojson`)."""
+    return gojson.run_spec(run.kind, run.spec)
 
 
 def remote_refsource(run: Run) -> Mapping[str, Any] | None:
@@ -632,8 +570,8 @@ def executed_taskruns(pipelinerun: Run, children: Sequence[Run]) -> list[Run]:
 def _pipeline_task_descriptor(taskrun: Run, build_type: str) -> Dependency | None:
     ref_source = _refsource(taskrun.status)
     if build_type == TEKTON_BUILD_TYPE:
-        # The whole TaskRun, as Go's json.Marshal of the object (field order is not significant).
-        content = go_json(taskrun.obj, sort_keys=False)
+        # The whole TaskRun as Go's json.Marshal writes it: struct field order, map keys sorted.
+        content = go_json(gojson.taskrun(taskrun.obj), sort_keys=False)
         if ref_source is None:
             return Dependency(name=PIPELINE_TASK_CONFIG, content=content)
         return Dependency(
