@@ -1,17 +1,22 @@
 """Benchmark of the gate against what a user would pick instead, in one run on the same attestations.
 
-    .venv/bin/python bench/gate.py [--runs N] [--process-runs M]
+    .venv/bin/python bench/gate.py [--runs N] [--process-runs M] [--engines a,b] [--markdown]
 
-Starts a local registry (distribution) and an OPA server on loopback, pushes one image per size
-(4-task and 200-task Tekton PipelineRun provenance, SLSA v0.2, built by the signer from the bundled
-TEP-0084 sample) with its attestation in cosign's ``.att`` layout, then measures:
+Starts a local registry (distribution) and an OPA server on loopback, pushes one image per size (4-task
+and 200-task Tekton PipelineRun provenance, SLSA v0.2, made by the signer from the bundled TEP-0084
+sample, the 200-task one by repeating its ``lint`` task) with its attestation in cosign's ``.att``
+layout, then measures on exactly those attestations:
 
-* policy evaluation only: embedded engine, OPA server (REST), ``opa eval`` (one process per run);
-* a full verify in a warm process (``Gate.verify``: resolve, fetch, signature, subject, policy);
-* the ``gate verify`` command as a whole process, and its start-up alone (``gate --help``);
+* policy evaluation only, for every engine of ``gate.policy.ENGINES`` (the OPA one over REST), and
+  ``opa eval`` (one process per run) over the same policy input;
+* a full verify in a warm process (``Gate.verify``: resolve, fetch, signature, subject, policy) for
+  every engine, and the same minus the policy time;
+* the ``gate verify`` command as a whole process (default engine), with its start-up (the process time
+  minus the decision's own ``elapsed_ms``) shown separately, and ``gate --help`` alone;
 * ``cosign verify-attestation --policy`` with an equivalent Rego v0 policy (one process per run).
 
-Not a test: prints a table. Needs the components from tests/infra/build-components.sh.
+Every row's ratio is cosign's p50 for the same attestation divided by the row's p50. Not a test: prints
+a table and the goals. Needs the components from tests/infra/build-components.sh.
 """
 
 # The closures below run inside the loop iteration that defines them, so late binding cannot bite.
@@ -22,28 +27,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import datetime
 import json
 import os
-import statistics
+import platform
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from attestation import dsse, intoto  # noqa: E402
-from attestation.keys import PrivateKeySigner, encrypt_cosign_private_key  # noqa: E402
-from attestation.oci.reader import resolve  # noqa: E402
+from attestation.keys import PrivateKeySigner  # noqa: E402
 from attestation.oci.writer import push_attestation_legacy, push_image  # noqa: E402
 from tests.infra import free_port, require_binary, stop, wait_for_port  # noqa: E402
 from tests.infra.registry import start_distribution  # noqa: E402
 
 # cosign evaluates Rego v0 at data.signature.allow over the whole statement; the same checks as the
-# bundled library's core: builder, build type, required tasks present, every task succeeded.
+# bundled library's core: builder, required tasks present, every task succeeded.
 COSIGN_POLICY = """package signature
 
 default allow = false
@@ -64,6 +71,8 @@ allow {
   count(failed) == 0
 }
 """
+GOAL_POLICY_MS = 10.0
+GOAL_WARM_RATIO = 10.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -83,10 +92,11 @@ def timed(fn: Callable[[], object], runs: int, warmup: int = 2) -> list[float]:
     return out
 
 
-def run_process(argv: list[str], env: dict[str, str] | None = None, ok: tuple[int, ...] = (0,)) -> None:
-    proc = subprocess.run(argv, capture_output=True, env=env, timeout=120)
+def run_process(argv: list[str], env: dict[str, str] | None = None, ok: tuple[int, ...] = (0,)) -> bytes:
+    proc = subprocess.run(argv, capture_output=True, env=env, timeout=300)
     if proc.returncode not in ok:
         raise RuntimeError(f"{argv[0]} exited {proc.returncode}: {proc.stderr.decode()[-500:]}")
+    return proc.stdout
 
 
 def statement_for(image_name: str, digest: str, tasks: int) -> dict:
@@ -110,7 +120,7 @@ def statement_for(image_name: str, digest: str, tasks: int) -> dict:
     return statement
 
 
-async def setup_image(host: str, signer: PrivateKeySigner, tasks: int) -> tuple[str, str, dict]:
+async def setup_image(host: str, signer: PrivateKeySigner, tasks: int) -> tuple[str, dict]:
     from attestation.oci.registry import RegistryClient
 
     deadline = time.monotonic() + 60
@@ -121,26 +131,76 @@ async def setup_image(host: str, signer: PrivateKeySigner, tasks: int) -> tuple[
         statement = statement_for(image.reference.name, image.digest, tasks)
         envelope = dsse.sign(intoto.serialize(statement), signer).to_json()
         await push_attestation_legacy(client, image, envelope, deadline=deadline)
-        await resolve(client, image.pinned, deadline=deadline)
-    return image.pinned, f"{image.reference.name}:latest", statement
+    return image.pinned, statement
+
+
+@dataclass
+class Row:
+    what: str
+    size: str
+    values: list[float]
+    note: str = ""
+
+    @property
+    def p50(self) -> float:
+        return percentile(self.values, 0.5)
+
+    @property
+    def p95(self) -> float:
+        return percentile(self.values, 0.95)
+
+
+def engines_to_run(requested: str | None) -> tuple[list[str], str]:
+    """The engines to measure and the one ``embedded`` (the default) stands for."""
+    import gate.policy as gp
+
+    default = getattr(gp, "DEFAULT_EMBEDDED", "embedded")
+    names = [e for e in gp.ENGINES if e != "embedded" or default == "embedded"]
+    if requested:
+        names = [e for e in requested.split(",") if e]
+    return names, default
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "load": os.getloadavg()}
+
+
+def version_of(binary: Path, *args: str) -> str:
+    out = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=60).stdout
+    for line in out.splitlines():
+        if "ersion" in line:
+            return line.split(":", 1)[-1].strip()
+    return out.strip().splitlines()[0] if out.strip() else "?"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--runs", type=int, default=200, help="in-process repetitions")
+    parser.add_argument("--runs", type=int, default=100, help="in-process repetitions")
     parser.add_argument("--process-runs", type=int, default=10, help="repetitions of whole processes")
+    parser.add_argument("--engines", help="comma-separated engines (default: every engine of gate.policy)")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     args = parser.parse_args()
 
     from cryptography.hazmat.primitives.asymmetric import ec
 
     import policies
-    from gate.policy import load_policy_set, make_engine
+    from attestation.keys import encrypt_cosign_private_key
     from gate.verify import Gate, GateConfig
 
+    before = machine()
+    started_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    engines, default_engine = engines_to_run(args.engines)
     work = Path(tempfile.mkdtemp(prefix="provgate-bench-"))
     procs = []
+    opened: list[Any] = []
     try:
         reg_proc, server = start_distribution(work / "registry")
         procs.append(reg_proc)
@@ -149,11 +209,13 @@ def main() -> None:
         opa_port = free_port()
         opa_proc = subprocess.Popen(
             [str(opa), "run", "--server", "--addr", f"127.0.0.1:{opa_port}", "--log-level", "error"],
+            cwd=work,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         procs.append(opa_proc)
         wait_for_port(opa_port, opa_proc)
+        opa_url = f"http://127.0.0.1:{opa_port}"
 
         key = ec.generate_private_key(ec.SECP256R1())
         signer = PrivateKeySigner(key)
@@ -162,144 +224,186 @@ def main() -> None:
         (work / "cosign.key").write_bytes(encrypt_cosign_private_key(key, b"", scrypt_n=32768))
         (work / "policy.rego").write_text(COSIGN_POLICY)
 
-        policy_set = load_policy_set([Path(policies.ROOT)])
-        embedded = make_engine(policy_set)
-        opa_engine = make_engine(policy_set, engine="opa", opa_url=f"http://127.0.0.1:{opa_port}")
-        gate = Gate(GateConfig(key_files=(pub,)))
+        policy_engines: dict[str, Any] = {}
+        gates: dict[str, Gate] = {}
+        for name in engines:
+            url = opa_url if name == "opa" else None
+            # One engine per name, shared by the policy-only rows and the gate (an OPA server holds one
+            # policy set at a time).
+            gates[name] = Gate(GateConfig(key_files=(pub,), engine=name, opa_url=url))
+            policy_engines[name] = gates[name].engine
+            opened.append(gates[name])
 
-        rows: list[tuple[str, str, list[float]]] = []
-        startup = timed(lambda: run_process([sys.executable, "-m", "gate", "--help"]), args.process_runs, 1)
-        rows.append(("gate start-up (gate --help)", "-", startup))
+        rows: list[Row] = []
+        notes: list[str] = []
+        gate_bin = Path(sys.executable).with_name("gate")
+        gate_cmd = [str(gate_bin)] if gate_bin.exists() else [sys.executable, "-m", "gate"]
         env = {**os.environ, "COSIGN_PASSWORD": "", "PYTHONPATH": str(REPO)}
+        help_times = timed(lambda: run_process([*gate_cmd, "--help"]), args.process_runs, 1)
+        rows.append(Row("gate --help (interpreter + CLI import)", "-", help_times))
 
         for tasks in (4, 200):
-            pinned, _tag, statement = asyncio.run(setup_image(server.host, signer, tasks))
-            size = len(intoto.serialize(statement))
-            label = f"{tasks} tasks ({size // 1024} KiB)"
-            prepared = asyncio.run(gate.prepare(pinned))
+            pinned, statement = asyncio.run(setup_image(server.host, signer, tasks))
+            size = f"{tasks} tasks ({len(intoto.serialize(statement)) // 1024} KiB)"
+            reference = gates[engines[0]]
+            prepared = asyncio.run(reference.prepare(pinned))
             policy_input = prepared.policy_input()
-            decision = gate.decide(prepared)
-            print(
-                f"# {label}: gate says {decision.verdict}, {decision.rules_evaluated} rules, "
-                f"{len(decision.violations)} violations, {len(decision.warnings)} warnings",
-                file=sys.stderr,
-            )
             input_file = work / f"input-{tasks}.json"
             input_file.write_text(json.dumps(policy_input))
+            verdicts = {}
+            for name in engines:
+                d = gates[name].decide(prepared)
+                verdicts[name] = (d.verdict, sorted(v.code for v in d.violations), d.rules_evaluated)
+            notes.append(f"{size}: gate verdicts {json.dumps(verdicts)}")
 
-            rows.append(
-                (
-                    "policy eval: embedded (regopy)",
-                    label,
-                    timed(lambda: embedded.evaluate(policy_input), args.runs),
+            for name in engines:
+                label = f"{name} (default)" if name == default_engine else name
+                engine = policy_engines[name]
+                rows.append(
+                    Row(
+                        f"policy eval: {label}", size, timed(lambda: engine.evaluate(policy_input), args.runs)
+                    )
                 )
-            )
+            opa_eval = [
+                str(opa),
+                "eval",
+                "-d",
+                str(policies.ROOT),
+                "-i",
+                str(input_file),
+                "data.policy.release",
+            ]
             rows.append(
-                (
-                    "policy eval: OPA server (REST)",
-                    label,
-                    timed(lambda: opa_engine.evaluate(policy_input), args.runs),
-                )
-            )
-            rows.append(
-                (
-                    "policy eval: opa eval (process)",
-                    label,
-                    timed(
-                        lambda: run_process(
-                            [
-                                str(opa),
-                                "eval",
-                                "-d",
-                                str(policies.ROOT),
-                                "-i",
-                                str(input_file),
-                                "data.policy.release",
-                            ]
-                        ),
-                        args.process_runs,
-                        1,
-                    ),
-                )
+                Row("policy eval: opa eval (process)", size, timed(lambda: run_process(opa_eval), 5, 1))
             )
 
-            async def warm(n: int) -> list[float]:
-                out = []
-                async with gate:
-                    for i in range(n + 3):
-                        t0 = time.perf_counter()
-                        d = await gate.verify(pinned)
-                        if i >= 3:
-                            out.append((time.perf_counter() - t0) * 1000)
-                        assert d.decided, d.errors
-                return out
+            for name in engines:
+                label = f"{name} (default)" if name == default_engine else name
+                g = gates[name]
 
-            rows.append(("warm verify: Gate.verify (in process)", label, asyncio.run(warm(args.runs))))
+                async def warm(n: int) -> tuple[list[float], list[float]]:
+                    total, non_policy = [], []
+                    async with g:  # one registry client for all calls, as the server keeps it
+                        for i in range(n + 3):
+                            t0 = time.perf_counter()
+                            d = await g.verify(pinned)
+                            elapsed = (time.perf_counter() - t0) * 1000
+                            if not d.decided:
+                                raise RuntimeError(f"gate could not decide: {d.errors}")
+                            if i >= 3:
+                                total.append(elapsed)
+                                non_policy.append(elapsed - d.timings.policy_ms)
+                    return total, non_policy
+
+                total, non_policy = asyncio.run(warm(args.runs))
+                rows.append(Row(f"warm Gate.verify: {label}", size, total))
+                if name == default_engine:
+                    rows.append(Row("warm Gate.verify minus policy", size, non_policy))
+
+            in_process: list[float] = []
+
+            def gate_verify() -> None:
+                out = run_process(
+                    [*gate_cmd, "verify", pinned, "--key", str(pub), "--output", "json"], env=env, ok=(0, 1)
+                )
+                in_process.append(json.loads(out)["elapsed_ms"])
+
+            whole = timed(gate_verify, args.process_runs, 1)
+            in_process = in_process[1:]
+            rows.append(Row("gate verify (whole process)", size, whole))
             rows.append(
-                (
-                    "gate verify (whole process)",
-                    label,
-                    timed(
-                        lambda: run_process(
-                            [
-                                sys.executable,
-                                "-m",
-                                "gate",
-                                "verify",
-                                pinned,
-                                "--key",
-                                str(pub),
-                                "--output",
-                                "json",
-                            ],
-                            env=env,
-                            ok=(0, 1),
-                        ),
-                        args.process_runs,
-                        1,
-                    ),
+                Row(
+                    "  of which start-up (process - elapsed_ms)",
+                    size,
+                    [w - e for w, e in zip(whole, in_process, strict=True)],
                 )
             )
+            cosign_cmd = [
+                str(cosign),
+                "verify-attestation",
+                "--key",
+                str(pub),
+                "--insecure-ignore-tlog=true",
+                "--type",
+                "slsaprovenance02",
+                "--policy",
+                str(work / "policy.rego"),
+                "--new-bundle-format=false",
+                "--allow-http-registry",
+                pinned,
+            ]
             rows.append(
-                (
+                Row(
                     "cosign verify-attestation --policy",
-                    label,
-                    timed(
-                        lambda: run_process(
-                            [
-                                str(cosign),
-                                "verify-attestation",
-                                "--key",
-                                str(pub),
-                                "--insecure-ignore-tlog=true",
-                                "--type",
-                                "slsaprovenance02",
-                                "--policy",
-                                str(work / "policy.rego"),
-                                "--new-bundle-format=false",
-                                "--allow-http-registry",
-                                pinned,
-                            ],
-                            env=env,
-                        ),
-                        args.process_runs,
-                        1,
-                    ),
+                    size,
+                    timed(lambda: run_process(cosign_cmd, env=env), args.process_runs, 1),
                 )
             )
+            notes.append(f"{size}: cosign verify-attestation --policy exits 0 (policy passed)")
 
-        print(f"{'what':42} {'attestation':22} {'n':>4} {'p50 ms':>9} {'p95 ms':>9} {'mean ms':>9}")
-        for what, label, values in rows:
+        after = machine()
+        cosign_p50 = {r.size: r.p50 for r in rows if r.what.startswith("cosign")}
+        header = ["what", "attestation", "n", "p50 ms", "p95 ms", "cosign p50 / p50"]
+        table = []
+        for r in rows:
+            ratio = f"{cosign_p50[r.size] / r.p50:.1f}x" if r.size in cosign_p50 and r.p50 > 0 else ""
+            table.append([r.what, r.size, str(len(r.values)), f"{r.p50:.2f}", f"{r.p95:.2f}", ratio])
+        print(f"# bench/gate.py, {started_at}")
+        print(
+            f"# machine: {before['cpus']} CPUs ({before['cpu']}), Python {before['python']}; "
+            f"load average (1/5/15 min) before {fmt_load(before['load'])}, after {fmt_load(after['load'])}"
+        )
+        print(f"# cosign {version_of(cosign, 'version')}, opa {version_of(opa, 'version')}")
+        print(f"# runs: {args.runs} in process, {args.process_runs} per process row (opa eval: 5)")
+        if args.markdown:
+            print("| " + " | ".join(header) + " |")
+            print("|" + "|".join(["---", "---", "--:", "--:", "--:", "--:"]) + "|")
+            for cells in table:
+                print("| " + " | ".join(cells) + " |")
+        else:
             print(
-                f"{what:42} {label:22} {len(values):>4} {percentile(values, 0.5):9.2f} "
-                f"{percentile(values, 0.95):9.2f} {statistics.fmean(values):9.2f}"
+                f"{header[0]:44} {header[1]:20} {header[2]:>4} {header[3]:>9} {header[4]:>9} {header[5]:>17}"
             )
-        gate.close()
-        embedded.close()
-        opa_engine.close()
+            for c in table:
+                print(f"{c[0]:44} {c[1]:20} {c[2]:>4} {c[3]:>9} {c[4]:>9} {c[5]:>17}")
+        for note in notes:
+            print(f"# {note}")
+        print_goals(rows, default_engine, cosign_p50)
     finally:
+        for obj in opened:
+            obj.close()
         for proc in procs:
             stop(proc)
+
+
+def fmt_load(load: tuple[float, float, float]) -> str:
+    return "/".join(f"{x:.2f}" for x in load)
+
+
+def print_goals(rows: list[Row], default_engine: str, cosign_p50: dict[str, float]) -> None:
+    def find(prefix: str, size_prefix: str) -> Row:
+        return next(r for r in rows if r.what.startswith(prefix) and r.size.startswith(size_prefix))
+
+    policy = find(f"policy eval: {default_engine} (default)", "200 tasks")
+    ok = "met" if policy.p50 <= GOAL_POLICY_MS else "NOT met"
+    print(
+        f"# goal: default-engine policy eval, 200 tasks, p50 {policy.p50:.2f} ms "
+        f"<= {GOAL_POLICY_MS:g} ms: {ok}"
+    )
+    for size_prefix in ("4 tasks", "200 tasks"):
+        warm = find(f"warm Gate.verify: {default_engine} (default)", size_prefix)
+        whole = find("gate verify (whole process)", size_prefix)
+        cosign = cosign_p50[warm.size]
+        ratio = cosign / warm.p50
+        ok = "met" if ratio >= GOAL_WARM_RATIO else "NOT met"
+        print(
+            f"# goal: warm verify vs cosign, {warm.size}: {ratio:.1f}x faster (>= {GOAL_WARM_RATIO:g}x): {ok}"
+        )
+        ok = "met" if whole.p50 <= cosign else "NOT met"
+        print(
+            f"# goal: gate verify command vs cosign, {whole.size}: {whole.p50:.0f} ms vs {cosign:.0f} ms "
+            f"(no slower): {ok}"
+        )
 
 
 if __name__ == "__main__":
