@@ -11,7 +11,6 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from attestation.reference import InvalidReference, parse
 from signer.run import Result, Run, children_by_pipeline_task
 
 IMAGE_URL = "IMAGE_URL"
@@ -29,6 +28,7 @@ IS_BUILD_ARTIFACT = "isBuildArtifact"
 _GO_DIGEST_HEX = {"sha256": 64, "sha384": 96, "sha512": 128}
 _SHA1 = re.compile(r"[a-f0-9]{40}")
 _LOWER_HEX = re.compile(r"[a-f0-9]+")
+_SHA256_HEX = re.compile(r"[a-f0-9]{64}")
 _MAX_SHOWN = 120
 
 
@@ -122,12 +122,63 @@ def _pairs(results: Sequence[Result], uri_suffix: str, digest_suffix: str, warni
     return out
 
 
-def _oci(ref: str) -> OCIImage | None:
-    try:
-        parsed = parse(ref, require_digest=True)
-    except InvalidReference:
+_GGCR_REPOSITORY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-./")
+_GGCR_TAG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-.ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# Characters Go's url.Parse accepts in a host (RFC 3986 authority without userinfo).
+_AUTHORITY = re.compile(r"(\[[0-9A-Fa-f:.]*\]|[A-Za-z0-9\-._~!$&'()*+,;=]*)(:[0-9]*)?")
+_DOCKER_HUB = "index.docker.io"
+
+
+def _ggcr_repository(name: str) -> str | None:
+    """ggcr ``name.NewRepository(name).Name()`` (weak validation), or None where it errs.
+
+    Unlike a reference grammar, ggcr only checks the repository's characters and its length (2..255,
+    before ``library/`` is added), so ``gcr.io/a`` is rejected and ``gcr.io/a__b`` accepted.
+    """
+    if not name:
         return None
-    return OCIImage(parsed.name, parsed.digest or "")
+    registry, repo = "", name
+    first, sep, rest = name.partition("/")
+    if sep and (first == "localhost" or "." in first or ":" in first):
+        registry, repo = first, rest
+    if not 2 <= len(repo) <= 255 or not set(repo) <= _GGCR_REPOSITORY_CHARS:
+        return None
+    if not _AUTHORITY.fullmatch(registry):
+        return None
+    if registry in ("", "docker.io"):
+        registry = _DOCKER_HUB
+    if "/" not in repo and registry == _DOCKER_HUB:
+        repo = "library/" + repo
+    return f"{registry}/{repo}"
+
+
+def _ggcr_tagged_repository(name: str) -> str | None:
+    """The repository of ggcr ``name.NewTag(name)``, or None where it errs."""
+    base, tag = name, ""
+    parts = name.split(":")
+    # A last ':' part without '/' is a tag (not a registry port).
+    if len(parts) > 1 and "/" not in parts[-1]:
+        base, tag = ":".join(parts[:-1]), parts[-1]
+        if not tag:
+            return None
+    if tag and (len(tag) > 128 or not set(tag) <= _GGCR_TAG_CHARS):
+        return None
+    return _ggcr_repository(base)
+
+
+def _oci(ref: str) -> OCIImage | None:
+    """ggcr ``name.NewDigest(ref)`` as Chains calls it for type hints: exactly one ``@``, a
+    ``sha256:`` digest of 64 lowercase hex; a valid tag is dropped; the subject name is
+    ``Repository.Name()`` (``busybox`` -> ``index.docker.io/library/busybox``)."""
+    parts = ref.split("@")
+    if len(parts) != 2:
+        return None
+    base, digest = parts
+    if not digest.startswith("sha256:") or not _SHA256_HEX.fullmatch(digest[7:]):
+        return None
+    tagged = _ggcr_tagged_repository(base)
+    name = _ggcr_repository(tagged if tagged is not None else base)
+    return OCIImage(name, digest) if name is not None else None
 
 
 def _split_images(value: str) -> list[str]:

@@ -123,20 +123,39 @@ _SCALARS: dict[str, tuple[Encoder, Any]] = {
 # ------------------------------------------------------------------------------------------ compiled types
 
 class _Field:
-    __slots__ = ("encode", "name", "never_empty", "omitempty", "omitzero", "type", "zero")
+    __slots__ = ("empty", "encode", "name", "omitempty", "omitzero", "type", "zero")
 
     def __init__(self, name: str, type_: str, flags: list[str]) -> None:
         self.name = name
         self.type = type_
         self.omitempty = "omitempty" in flags
         self.omitzero = "omitzero" in flags
-        # omitempty never drops a struct value (custom marshalers here are all structs).
-        self.never_empty = not (type_.startswith(("*", "[]", "map:")) or type_ in _SCALARS)
+        # What omitempty drops: a nil pointer, an empty slice or map, a zero scalar; never a struct
+        # (the custom marshalers here are all structs).
+        if type_.startswith("*") or type_ == "any":
+            self.empty = _is_nil
+        elif type_.startswith(("[]", "map:")) or type_ == "bytes":
+            self.empty = _is_empty_collection
+        elif type_ in _SCALARS:
+            self.empty = _is_zero_scalar
+        else:
+            self.empty = _never
 
 
-def _is_empty(value: Any) -> bool:
-    return value is None or value is False or value == "" or value == [] or value == {} or (
-        type(value) in (int, float) and value == 0)
+def _is_nil(value: Any) -> bool:
+    return value is None
+
+
+def _is_empty_collection(value: Any) -> bool:
+    return value is None or value == [] or value == {} or value == ""
+
+
+def _is_zero_scalar(value: Any) -> bool:
+    return value is None or value is False or value == "" or (type(value) in (int, float) and value == 0)
+
+
+def _never(value: Any) -> bool:
+    return False
 
 
 def _struct_fields(name: str) -> list[_Field]:
@@ -222,7 +241,7 @@ class _Struct:
             value = f.encode(given.get(f.name, _MISSING))
             if f.omitzero and f.zero == value:
                 continue
-            if f.omitempty and not f.never_empty and _is_empty(value):
+            if f.omitempty and f.empty(value):
                 continue
             out[f.name] = value
         return out

@@ -96,23 +96,23 @@ def test_images_deduplicated_by_normalised_reference():
 
 
 def test_images_split_on_comma_and_newline_with_blanks():
-    value = f"gcr.io/a@sha256:{A},\n  gcr.io/b:tag@sha256:{B}\n,\n\n"
+    value = f"gcr.io/aa@sha256:{A},\n  gcr.io/bb:tag@sha256:{B}\n,\n\n"
     assert oci_images([R("IMAGES", value)], []) == [
-        OCIImage("gcr.io/a", f"sha256:{A}"),
-        OCIImage("gcr.io/b", f"sha256:{B}"),
+        OCIImage("gcr.io/aa", f"sha256:{A}"),
+        OCIImage("gcr.io/bb", f"sha256:{B}"),
     ]
 
 
 def test_images_entry_without_digest_is_skipped_with_warning():
     w: list[str] = []
-    assert oci_images([R("IMAGES", f"gcr.io/a:latest, gcr.io/b@sha256:{B}")], w) == [
-        OCIImage("gcr.io/b", f"sha256:{B}")
+    assert oci_images([R("IMAGES", f"gcr.io/aa:latest, gcr.io/bb@sha256:{B}")], w) == [
+        OCIImage("gcr.io/bb", f"sha256:{B}")
     ]
-    assert len(w) == 1 and "'gcr.io/a:latest'" in w[0]
+    assert len(w) == 1 and "'gcr.io/aa:latest'" in w[0]
 
 
 def test_images_only_matches_exact_name():
-    assert oci_images([R("MY_IMAGES", f"gcr.io/a@sha256:{A}")], []) == []
+    assert oci_images([R("MY_IMAGES", f"gcr.io/aa@sha256:{A}")], []) == []
 
 
 # ---------------------------------------------------------------- ParseDigest / ARTIFACT_URI
@@ -310,11 +310,11 @@ def test_subjects_v1_order_images_then_uri_pairs_then_outputs():
             {"name": "o-ARTIFACT_OUTPUTS", "value": {"uri": "file.tgz", "digest": f"sha256:{B}"}},
             {"name": "ARTIFACT_URI", "value": "pkg:x"},
             {"name": "ARTIFACT_DIGEST", "value": f"sha256:{A}"},
-            {"name": "IMAGES", "value": f"gcr.io/i@sha256:{A}"},
+            {"name": "IMAGES", "value": f"gcr.io/img@sha256:{A}"},
         ]
     )
     got = subjects_v1(run, [], deep_inspection=False, warnings=[])
-    assert [s.uri for s in got] == ["gcr.io/i", "pkg:x", "file.tgz"]
+    assert [s.uri for s in got] == ["gcr.io/img", "pkg:x", "file.tgz"]
 
 
 def test_subjects_v1_build_artifact_image_named_twice():
@@ -342,3 +342,40 @@ def test_subjects_build_artifacts_skip_uri_pairs_and_non_build_outputs():
         ]
     )
     assert subjects_build_artifacts(run, [], deep_inspection=False, warnings=[]) == []
+
+
+# ---------------------------------------------------------------- ggcr name.NewDigest (weak validation)
+
+
+@pytest.mark.parametrize(
+    ("ref", "name"),
+    [
+        # The repository (after the registry, before library/ is added) needs 2..255 characters.
+        ("gcr.io/a", None),
+        ("a", None),
+        ("ab", "index.docker.io/library/ab"),
+        # Only the characters are checked, not a component grammar.
+        ("gcr.io/a__b", "gcr.io/a__b"),
+        ("gcr.io/-x.", "gcr.io/-x."),
+        ("gcr.io/Foo", None),
+        # A tag with a character outside [A-Za-z0-9_.-] fails NewTag; the ':' then fails the repository.
+        ("gcr.io/foo:ta g", None),
+        ("foo:", None),
+        ("localhost:5000/x/y:v1", "localhost:5000/x/y"),
+        # docker.io is rewritten to index.docker.io; other registries are kept as written.
+        ("docker.io/foo", "index.docker.io/library/foo"),
+        ("GCR.io/foo", "GCR.io/foo"),
+        ("localhost/foo", "localhost/foo"),
+        ("my_reg.io:80/foo", "my_reg.io:80/foo"),
+        # The registry must be a URL authority: a port is digits only.
+        ("reg.io:abc/foo", None),
+    ],
+)
+def test_image_names_follow_ggcr_new_digest(ref: str, name: str | None) -> None:
+    got = oci_images([R("IMAGES", f"{ref}@sha256:{A}")], [])
+    assert got == ([OCIImage(name, f"sha256:{A}")] if name else [])
+
+
+def test_image_digest_must_be_lowercase_sha256() -> None:
+    assert oci_images([R("IMAGES", f"gcr.io/foo@sha256:{A.upper()}")], []) == []
+    assert oci_images([R("IMAGES", f"gcr.io/foo@sha512:{A}{A}")], []) == []
