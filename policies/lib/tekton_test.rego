@@ -169,6 +169,7 @@ test_task_name_of_plain_and_other_refs if {
 	tekton.ref_task_name("buildah") == ""
 	tekton.ref_task_name({"name": 5}) == ""
 	tekton.ref_bundle({"bundle": ["x"]}) == ""
+	tekton.ref_bundle("quay.io/tasks/buildah") == ""
 }
 
 test_param_takes_first_value_and_skips_junk if {

@@ -100,13 +100,16 @@ sha1(value) if {
 #   solution: >-
 #     Build from an allowed repository, or add it to the rule data key allowed_source_repos.
 deny contains result if {
-	allowed := {repo_url(p) | some p in lib.as_set(lib.rule_data("allowed_source_repos"))}
-	count(allowed) > 0
+	count(allowed_repos) > 0
 	some i in tekton.provenance_indexes
 	some source in git_sources[i]
-	not lib.prefix_allowed(repo_url(source.uri), allowed)
+	not lib.prefix_allowed(repo_url(source.uri), allowed_repos)
 	result := lib.result_helper_with_term("materials.source_repo_allowed", [source.uri], source.uri)
 }
+
+# The usable entries of allowed_source_repos. The deny above and the warning below share it, so entries
+# that are not strings (which check nothing) cannot silence the warning.
+allowed_repos := {repo_url(p) | some p in lib.as_set(lib.rule_data("allowed_source_repos")); is_string(p)}
 
 # METADATA
 # title: Allowed source repositories provided
@@ -119,6 +122,6 @@ deny contains result if {
 #   solution: >-
 #     Set the rule data key allowed_source_repos.
 warn contains result if {
-	count(lib.as_set(lib.rule_data("allowed_source_repos"))) == 0
+	count(allowed_repos) == 0
 	result := lib.result_helper("materials.allowed_source_repos_provided", [])
 }

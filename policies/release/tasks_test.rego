@@ -98,3 +98,77 @@ test_task_order_without_times_denies if {
 	results := tasks.deny with input as td.input_of([td.v1([td.clone_task, no_time, td.build_task], td.v1_deps)])
 	td.codes(results) == {"tasks.task_order"}
 }
+
+test_unreadable_task_records_deny if {
+	# SLSA v0.2: a record that is not an object; SLSA v1.0: content that is not base64 JSON of a TaskRun
+	v02 := td.input_of([td.v02(array.concat(td.tasks, ["scan"]), td.materials)])
+	tasks.deny == {{"code": "tasks.task_records_readable", "params": ["1", "4"]}} with input as v02
+	bad := [
+		{"name": "pipelineTask", "content": "%%%"},
+		{"name": "pipelineTask", "content": base64.encode("not json")},
+		{"name": "pipelineTask", "content": base64.encode("[]")},
+	]
+	v1 := td.input_of([td.v1(td.tasks, array.concat(td.v1_deps, bad))])
+	tasks.deny == {{"code": "tasks.task_records_readable", "params": ["3", "6"]}} with input as v1
+}
+
+test_taskrun_or_plain_slsa_provenance_records_no_tasks if {
+	taskrun := object.union(td.v02(td.tasks, td.materials), {"predicate": {"buildType": "tekton.dev/v1/TaskRun"}})
+	"tasks.pipeline_has_tasks" in td.codes(tasks.deny) with input as td.input_of([taskrun])
+	plain := object.union(td.v1(td.tasks, td.v1_deps), {"predicate": {"buildDefinition": {"buildType": "https://tekton.dev/chains/v2/slsa"}}})
+	td.codes(tasks.deny) == {"tasks.pipeline_has_tasks", "tasks.required_tasks_found"} with input as td.input_of([plain])
+}
+
+test_v1_task_without_outcome_denies if {
+	# a TaskRun with no Succeeded condition never reported success
+	tr := {"apiVersion": "tekton.dev/v1", "kind": "TaskRun", "metadata": {"labels": {"tekton.dev/pipelineTask": "lint"}}}
+	lint := {"name": "pipelineTask", "content": base64.encode(json.marshal(tr))}
+	results := tasks.deny with input as td.input_of([td.v1(td.tasks, array.concat(td.v1_deps, [lint]))])
+	results == {{"code": "tasks.successful_pipeline_tasks", "params": ["lint", "Unknown"], "term": "lint"}}
+}
+
+test_missing_required_task_denies_on_v1 if {
+	results := tasks.deny with input as td.input_of([td.v1([td.clone_task, td.scan_task], td.v1_deps)])
+	results == {{
+		"code": "tasks.required_tasks_found",
+		"params": ["build or buildah or kaniko"],
+		"term": "build or buildah or kaniko",
+	}}
+}
+
+test_required_task_names_from_rule_data if {
+	# a plain name and a list of alternatives, matched by task definition name on both SLSA versions
+	required := ["git-clone", ["sast-scan", "trivy-scanner"]]
+	count(tasks.deny) == 0 with input as td.good_v1 with data.rule_data.required_tasks as required
+	missing := ["git-clone", "unit-tests", ["lint", "sast"]]
+	results := tasks.deny with input as td.good_v1 with data.rule_data.required_tasks as missing
+	results == {
+		{"code": "tasks.required_tasks_found", "params": ["unit-tests"], "term": "unit-tests"},
+		{"code": "tasks.required_tasks_found", "params": ["lint or sast"], "term": "lint or sast"},
+	}
+}
+
+test_malformed_required_tasks_warn if {
+	td.codes(tasks.warn) == {"tasks.required_tasks_list_provided"} with input as td.good_v02
+		with data.rule_data.required_tasks as ["git-clone", []]
+	td.codes(tasks.warn) == {"tasks.required_tasks_list_provided"} with input as td.good_v02
+		with data.rule_data.required_tasks as ["git-clone", ["buildah", 7]]
+	count(tasks.warn) == 0 with input as td.good_v02 with data.rule_data.required_tasks as ["git-clone", ["buildah"]]
+}
+
+test_task_order_from_rule_data if {
+	# single names on both sides
+	clone_first := [{"before": "git-clone", "after": "trivy-scanner"}]
+	count(tasks.deny) == 0 with input as td.good_v02 with data.rule_data.task_order as clone_first
+	count(tasks.deny) == 0 with input as td.good_v1 with data.rule_data.task_order as clone_first
+	build_first := [{"before": "buildah", "after": ["git-clone"]}]
+	expected := {{"code": "tasks.task_order", "params": ["clone", "buildah"], "term": "clone"}}
+	tasks.deny == expected with input as td.good_v02 with data.rule_data.task_order as build_first
+	tasks.deny == expected with input as td.good_v1 with data.rule_data.task_order as build_first
+}
+
+test_task_order_without_before_denies if {
+	# an entry that names no predecessor cannot be satisfied, so it denies rather than checking nothing
+	results := tasks.deny with input as td.good_v02 with data.rule_data.task_order as [{"after": "buildah"}]
+	results == {{"code": "tasks.task_order", "params": ["build", ""], "term": "build"}}
+}
