@@ -1,4 +1,7 @@
-"""Policy evaluation: the Rego library in ``policies/`` run by rego-cpp in process or by an OPA server.
+"""Policy evaluation: the Rego library in ``policies/`` run in process or by an OPA server.
+
+Engines (docs/rego-engines.md): ``embedded`` is the default in-process engine, currently ``wasm`` (the
+OPA compiler's wasm output run by opapywasm); ``rego-cpp`` is regopy in process; ``opa`` is an OPA server.
 
 Public API (shared with the verification pipeline and the CLI)::
 
@@ -27,8 +30,11 @@ from gate.policy.model import (
 )
 from gate.policy.testing import run_policy_tests
 
-EngineName = Literal["embedded", "opa"]
-ENGINES: tuple[str, ...] = ("embedded", "opa")
+EngineName = Literal["embedded", "wasm", "rego-cpp", "opa"]
+ENGINES: tuple[str, ...] = ("embedded", "wasm", "rego-cpp", "opa")
+# What "embedded" means: the in-process engine that meets the latency goal and decides like OPA
+# (docs/rego-engines.md has the measurements).
+DEFAULT_EMBEDDED = "wasm"
 
 __all__ = [
     "ENGINES",
@@ -49,12 +55,20 @@ __all__ = [
 def make_engine(
     policy_set: PolicySet, *, engine: str = "embedded", opa_url: str | None = None
 ) -> PolicyEngine:
-    """Compile (embedded) or upload (opa) ``policy_set`` once; reuse the engine for every evaluation.
+    """Compile (in-process engines) or upload (opa) ``policy_set`` once; reuse the engine for every
+    evaluation.
 
-    Both engines are safe to call from several threads. The OPA engine takes over the server's policies
-    and data: one OPA server serves one policy set.
+    Every engine is safe to call from several threads: ``wasm`` evaluates concurrently on a pool of
+    instances, ``rego-cpp`` and ``opa`` serialise calls on a lock. The OPA engine takes over the server's
+    policies and data: one OPA server serves one policy set.
     """
     if engine == "embedded":
+        engine = DEFAULT_EMBEDDED
+    if engine == "wasm":
+        from gate.policy.wasm import WasmEngine
+
+        return WasmEngine(policy_set)
+    if engine == "rego-cpp":
         from gate.policy.embedded import EmbeddedEngine
 
         return EmbeddedEngine(policy_set)

@@ -1,7 +1,9 @@
-"""The embedded engine: rego-cpp in process through ``regopy``."""
+"""The rego-cpp engine (``--engine rego-cpp``): rego-cpp in process through ``regopy``."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import threading
 import time
@@ -73,6 +75,46 @@ def raw_query(rego: regopy.Interpreter, query: str, bundle: regopy.Bundle | None
     return exprs[0]
 
 
+def _has_exponent(text: str) -> bool:
+    found = False
+
+    def number(token: str) -> float:
+        nonlocal found
+        found = found or "e" in token or "E" in token
+        return float(token)
+
+    json.loads(text, parse_float=number)
+    return found
+
+
+def unreadable_content(policy_input: Mapping[str, Any]) -> str | None:
+    """Where ``policy_input`` holds JSON that rego-cpp 1.5.2's ``json.unmarshal`` misreads, or None.
+
+    rego-cpp rejects string escapes such as ``\\n``, ``\\"``, ``\\u000a``, silently mangles ``\\u005c``
+    (a backslash) into nothing, and rejects most numbers with exponents. The library unmarshals the
+    base64 ``content`` of SLSA v1.0 resolvedDependencies (the child TaskRuns), so such content would be
+    decided differently from OPA; the engine refuses those inputs instead (docs/rego-engines.md).
+    """
+    attestations = policy_input.get("attestations")
+    for n, att in enumerate(attestations if isinstance(attestations, list) else []):
+        statement = att.get("statement") if isinstance(att, Mapping) else None
+        predicate = statement.get("predicate") if isinstance(statement, Mapping) else None
+        definition = predicate.get("buildDefinition") if isinstance(predicate, Mapping) else None
+        deps = definition.get("resolvedDependencies") if isinstance(definition, Mapping) else None
+        for m, dep in enumerate(deps if isinstance(deps, list) else []):
+            content = dep.get("content") if isinstance(dep, Mapping) else None
+            if not isinstance(content, str):
+                continue
+            try:
+                text = base64.b64decode(content, validate=True).decode("utf-8")
+                exponent = _has_exponent(text)
+            except (binascii.Error, UnicodeDecodeError, ValueError, RecursionError):
+                continue  # unreadable on every engine alike: the library reports it
+            if "\\" in text or exponent:
+                return f"attestations[{n}] resolvedDependencies[{m}].content"
+    return None
+
+
 class EmbeddedEngine:
     """rego-cpp, compiled once. One interpreter holds the input of the evaluation in progress, so
     ``evaluate`` is serialised by a lock; it is safe to call from several threads."""
@@ -95,6 +137,12 @@ class EmbeddedEngine:
 
     def evaluate(self, policy_input: Mapping[str, Any]) -> Evaluation:
         start = time.perf_counter()
+        where = unreadable_content(policy_input)
+        if where is not None:
+            raise PolicyError(
+                f"{where}: JSON with escape sequences or exponents, which the rego-cpp engine misreads; "
+                "use --engine embedded or opa"
+            )
         with self._lock:
             if self._rego is None:
                 raise PolicyError("policy engine is closed")
