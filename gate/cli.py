@@ -20,7 +20,9 @@ MAX_INPUT_BYTES = 64 * 1024 * 1024
 
 
 def _fail(message: str) -> None:
-    click.echo(f"gate: error: {' '.join(message.split())}", err=True)
+    from gate.decision import printable
+
+    click.echo(f"gate: error: {printable(' '.join(message.split()))}", err=True)
 
 
 def _paths(values: Sequence[str]) -> tuple[Path, ...]:

@@ -159,9 +159,20 @@ def undecided(image: str, errors: Iterable[str], *, elapsed_ms: float = 0.0, **k
     )
 
 
+# C0 and C1 control characters except none: registry error bodies, image references from admission
+# requests and signed statements all reach the text output, and none of them may drive the terminal.
+_CONTROL = dict.fromkeys([*range(0x00, 0x20), *range(0x7F, 0xA0)], "\N{REPLACEMENT CHARACTER}")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character (escape sequences, newlines, tabs) replaced by U+FFFD."""
+    return text.translate(_CONTROL)
+
+
 def _wrap(text: str, indent: str, width: int = 100) -> list[str]:
     import textwrap
 
+    text = printable(text)
     return textwrap.wrap(text, width=width, initial_indent=indent, subsequent_indent=indent) or [indent]
 
 
@@ -171,16 +182,16 @@ def render_text(decision: Decision) -> str:
     head = {"allowed": "ALLOWED", "denied": "DENIED", "could not decide": "COULD NOT DECIDE"}[
         decision.verdict
     ]
-    lines.append(f"{head}: {decision.image}")
+    lines.append(f"{head}: {printable(decision.image)}")
     if not decision.decided:
         lines.append("  (treat as denied)")
     for err in decision.errors if not decision.decided else ():
-        lines.append(f"  error: {err}")
+        lines.append(printable(f"  error: {err}"))
     if decision.violations:
         lines.append("")
         lines.append(f"{len(decision.violations)} violation(s):")
         for v in decision.violations:
-            lines.append(f"  ✗ [{v.code}] {v.title or v.code}")
+            lines.append(printable(f"  ✗ [{v.code}] {v.title or v.code}"))
             lines.extend(_wrap(v.msg, "      "))
             if v.solution:
                 lines.extend(_wrap(f"fix: {v.solution}", "      "))
@@ -188,7 +199,7 @@ def render_text(decision: Decision) -> str:
         lines.append("")
         lines.append(f"{len(decision.warnings)} warning(s):")
         for w in decision.warnings:
-            lines.append(f"  ! [{w.code}] {w.title or w.code}")
+            lines.append(printable(f"  ! [{w.code}] {w.title or w.code}"))
             lines.extend(_wrap(w.msg, "      "))
             if w.solution:
                 lines.extend(_wrap(f"fix: {w.solution}", "      "))
@@ -200,7 +211,8 @@ def render_text(decision: Decision) -> str:
             mark = "✓" if a.verified else "✗"
             what = a.predicate_type or "(unparsed)"
             signer = a.signer.get("keyid") or a.signer.get("spiffe_id") or ""
-            lines.append(f"  {mark} {a.source}: {what}" + (f" signed by {signer}" if signer else ""))
+            line = f"  {mark} {a.source}: {what}" + (f" signed by {signer}" if signer else "")
+            lines.append(printable(line))
             if a.error:
                 lines.extend(_wrap(a.error, "      "))
     shown = {a.error for a in decision.attestations if a.error}

@@ -44,6 +44,7 @@ ANN_TIMESTAMP = "dev.sigstore.cosign/rfc3161timestamp"
 
 NO_VERIFIED_ATTESTATION = "builtin.attestation.signature_check"
 NO_RULES_EVALUATED = "builtin.policy.rules_evaluated"
+UNUSABLE_STATEMENT = "builtin.attestation.statement_usable"
 
 
 class StoredAttestationLike(Protocol):
@@ -85,10 +86,16 @@ class GateConfig:
 
 @dataclass
 class Checked:
-    """The outcome of checking one attestation; ``statement`` only when it may reach the policy."""
+    """The outcome of checking one attestation; ``statement`` only when it may reach the policy.
+
+    ``unusable`` marks a payload a trusted signer signed that is not a usable statement: unlike a
+    forgery or a statement about another image, it may be provenance the policy should have seen, so
+    it denies the image rather than being skipped.
+    """
 
     report: AttestationReport
     statement: VerifiedStatement | None = None
+    unusable: bool = False
 
 
 @dataclass
@@ -177,10 +184,9 @@ def decode_attestation(raw: StoredAttestationLike) -> tuple[Envelope, Verificati
 
 
 def _decode_bundle(data: bytes, source: str) -> tuple[Envelope, VerificationMaterial]:
-    try:
-        from attestation.bundle import parse_bundle
-    except ImportError:
-        raise InputError(f"{source}: Sigstore bundles are not supported by this build") from None
+    from attestation.bundle import parse_bundle
+
+    # The bundle's key hint and certificates are untrusted material, checked by verify_attestation.
     bundle = parse_bundle(data, source=source)
     return bundle.envelope, VerificationMaterial(
         certificate=bundle.certificate,
@@ -208,6 +214,7 @@ def check_attestation(raw: StoredAttestationLike, image: ImageReference, trust: 
     source = raw.source
     predicate_type: str | None = None
     signer: dict[str, Any] = {}
+    signed = False
     try:
         if len(raw.data) > MAX_ENVELOPE_BYTES:
             raise LimitExceeded(
@@ -216,10 +223,12 @@ def check_attestation(raw: StoredAttestationLike, image: ImageReference, trust: 
         envelope, material = decode_attestation(raw)
         identities = verify_attestation(envelope, material, trust)
         signer = identities[0].to_signer_dict()
+        signed = True
         # Only now, with the signature verified over these exact bytes, is the payload read.
         doc = load_json(envelope.payload, max_bytes=MAX_STATEMENT_BYTES, what=f"{source}: statement")
         statement = intoto.from_dict(doc, source=f"{source}: statement")
         predicate_type = statement.predicate_type
+        signed = False  # a usable statement: from here on a failure only means "not about this image"
         want = image.digest_hex
         if not any(s.digest.get("sha256") == want for s in statement.subject):
             names = ", ".join(
@@ -233,7 +242,7 @@ def check_attestation(raw: StoredAttestationLike, image: ImageReference, trust: 
         report = AttestationReport(
             source=source, verified=False, predicate_type=predicate_type, signer=signer, error=str(err)
         )
-        return Checked(report=report)
+        return Checked(report=report, unusable=signed)
     report = AttestationReport(
         source=source,
         verified=True,
@@ -298,6 +307,20 @@ def _no_verified(image: ImageReference, checked: Sequence[Checked]) -> Finding:
         description="An image is admitted only with provenance signed by a trusted signer for its digest.",
         solution="Sign the image's provenance with a trusted key (see the errors for each attestation) "
         "or add the signer's public key with --key.",
+    )
+
+
+def _unusable(checked: Sequence[Checked]) -> Finding:
+    bad = [c.report for c in checked if c.unusable]
+    first = bad[0].error or bad[0].source
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    return Finding(
+        code=UNUSABLE_STATEMENT,
+        msg=f"a trusted signer signed a payload that is not a usable in-toto statement: {first}{more}",
+        title="Unusable signed statement",
+        description="Provenance that a trusted signer produced but the gate cannot read may hold what "
+        "the policy needed to see, so it denies the image instead of ignoring it.",
+        solution="Fix the signer that produced it, or remove the attestation from the image's registry.",
     )
 
 
@@ -502,6 +525,8 @@ class Gate:
         warnings = tuple(Finding.from_result(r) for r in evaluation.warnings)
         if not verified:
             violations.insert(0, _no_verified(prepared.image, prepared.checked))
+        if any(c.unusable for c in prepared.checked):
+            violations.append(_unusable(prepared.checked))
         if evaluation.rules_evaluated <= 0:
             violations.append(NO_RULES)
         return Decision(
