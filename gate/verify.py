@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from attestation.errors import InputError, LimitExceeded, ProvgateError, RegistryError, VerificationError
 from attestation.limits import MAX_ENVELOPE_BYTES, MAX_STATEMENT_BYTES, load_json
@@ -77,7 +77,7 @@ class GateConfig:
     trust_bundles: tuple[Path, ...] = ()
     spiffe_ids: tuple[str, ...] = ()
     tsa_cert_files: tuple[Path, ...] = ()
-    engine: Literal["embedded", "opa"] = "embedded"
+    engine: str = "embedded"  # one of gate.policy.ENGINES
     opa_url: str | None = None
     insecure_registries: tuple[str, ...] = ()
     ca_file: Path | None = None
@@ -610,7 +610,7 @@ def evaluate_document(
     image_doc = doc.get("image")
     image = str(image_doc.get("ref", "")) if isinstance(image_doc, dict) else ""
     policy_set = load_policy_set(list(policy_paths), list(expand_data_paths(data_paths)))
-    policy_engine = make_engine(policy_set, engine=engine, opa_url=opa_url)  # type: ignore[arg-type]
+    policy_engine = make_engine(policy_set, engine=engine, opa_url=opa_url)
     try:
         t0 = time.perf_counter()
         try:
