@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--engines", default="rego-cpp,wasm,opa")
     args = parser.parse_args()
 
+    from attestation.errors import PolicyError
     from gate.policy import load_policy_set, make_engine
     from tests.infra import stop
 
@@ -105,10 +106,14 @@ def main() -> None:
                 size = len(json.dumps(doc))
                 times = []
                 evaluation = None
-                for _ in range(args.repeat + 2):
-                    t0 = time.perf_counter()
-                    evaluation = engine.evaluate(doc)
-                    times.append((time.perf_counter() - t0) * 1000)
+                try:
+                    for _ in range(args.repeat + 2):
+                        t0 = time.perf_counter()
+                        evaluation = engine.evaluate(doc)
+                        times.append((time.perf_counter() - t0) * 1000)
+                except PolicyError as err:  # rego-cpp refuses JSON it would misread
+                    rows.append((name, f"{label} ({size // 1024} KiB)", f"refused: {str(err)[:60]}"))
+                    continue
                 times = times[2:]  # first calls warm caches
                 assert evaluation is not None
                 decisions.setdefault(label, {})[name] = (
