@@ -376,19 +376,44 @@ def git_material(run: Run, warnings: list[str], *, where: str | None = None) -> 
     return Artifact(spdx_git(url), {"sha1": commit})
 
 
-def append_subjects(existing: list[Artifact], new: Iterable[Artifact]) -> list[Artifact]:
-    """Chains ``AppendSubjects``/``AppendMaterials``: an item with the same name as an earlier one and
-    at least one equal ``alg:hex`` merges its digests into that entry (first position kept)."""
-    out = list(existing)
-    for item in new:
-        for i, have in enumerate(out):
+class ArtifactList:
+    """An ordered artifact list that merges as Chains' ``AppendSubjects``/``AppendMaterials`` do: an item
+    with the same name as an earlier one and at least one equal ``alg:hex`` merges its digests into
+    that entry (first position kept). Entries are indexed by name, so building a PipelineRun's
+    thousands of materials stays linear."""
+
+    def __init__(self, existing: Iterable[Artifact] = ()) -> None:
+        self._items: list[Artifact] = []
+        self._by_uri: dict[str, list[int]] = {}
+        # Entries already in the list are kept as they are, even if they would merge with each other.
+        for item in existing:
+            self._append(item)
+
+    def _append(self, item: Artifact) -> None:
+        self._by_uri.setdefault(item.uri, []).append(len(self._items))
+        self._items.append(item)
+
+    def add(self, item: Artifact) -> None:
+        for i in self._by_uri.get(item.uri, ()):
+            have = self._items[i]
             # Go indexes a missing key as "", so an empty hex matches an absent algorithm.
-            if have.uri == item.uri and any(item.digest.get(a, "") == h for a, h in have.digest.items()):
-                out[i] = Artifact(have.uri, {**have.digest, **item.digest})
-                break
-        else:
-            out.append(Artifact(item.uri, dict(item.digest)))
-    return out
+            if any(item.digest.get(a, "") == h for a, h in have.digest.items()):
+                self._items[i] = Artifact(have.uri, {**have.digest, **item.digest})
+                return
+        self._append(Artifact(item.uri, dict(item.digest)))
+
+    def extend(self, items: Iterable[Artifact]) -> ArtifactList:
+        for item in items:
+            self.add(item)
+        return self
+
+    def items(self) -> list[Artifact]:
+        return list(self._items)
+
+
+def append_subjects(existing: Iterable[Artifact], new: Iterable[Artifact]) -> list[Artifact]:
+    """Chains ``AppendSubjects``/``AppendMaterials`` (see :class:`ArtifactList`)."""
+    return ArtifactList(existing).extend(new).items()
 
 
 append_materials = append_subjects
@@ -423,10 +448,10 @@ def subjects_v1(run: Run, children: Sequence[Run], *, deep_inspection: bool,
     own = _subjects_of(run, warnings)
     if run.kind == "TaskRun" or not deep_inspection:
         return own
-    out: list[Artifact] = []
+    out = ArtifactList()
     for _, tr in executed_children(run, children):
-        out = append_subjects(out, _subjects_of(tr, warnings))
-    return append_subjects(out, own)
+        out.extend(_subjects_of(tr, warnings))
+    return out.extend(own).items()
 
 
 def _build_artifact_subjects(results: Sequence[Result], warnings: list[str], where: str) -> list[Artifact]:
@@ -440,11 +465,11 @@ def subjects_build_artifacts(run: Run, children: Sequence[Run], *, deep_inspecti
     TaskRun's results. PipelineRun: its own results, then (deep inspection) each executed child."""
     if run.kind == "TaskRun":
         return _taskrun_build_artifact_subjects(run, warnings)
-    out = _build_artifact_subjects(run.results, warnings, run.display)
+    out = ArtifactList(_build_artifact_subjects(run.results, warnings, run.display))
     if deep_inspection:
         for _, tr in executed_children(run, children):
-            out = append_subjects(out, _taskrun_build_artifact_subjects(tr, warnings))
-    return out
+            out.extend(_taskrun_build_artifact_subjects(tr, warnings))
+    return out.items()
 
 
 def _taskrun_build_artifact_subjects(run: Run, warnings: list[str]) -> list[Artifact]:

@@ -590,14 +590,14 @@ def pipeline_inputs(
 ) -> list[Artifact]:
     """Chains' ``FromPipelineParamsAndResults``: the PipelineRun's ``*ARTIFACT_INPUTS``, then (deep
     inspection) each child's git pair and inputs, then the PipelineRun's git pair."""
-    mats = typehints.append_subjects([], typehints.artifact_inputs(pipelinerun.results, warnings))
+    mats = typehints.ArtifactList().extend(typehints.artifact_inputs(pipelinerun.results, warnings))
     if deep_inspection:
         for tr in executed:
-            mats = typehints.append_subjects(mats, task_inputs(tr, warnings))
+            mats.extend(task_inputs(tr, warnings))
     git = typehints.git_material(pipelinerun, warnings)
     if git is not None:
-        mats = typehints.append_subjects(mats, [git])
-    return mats
+        mats.add(git)
+    return mats.items()
 
 
 def pipelinerun_dependencies(

@@ -19,6 +19,7 @@ from signer.provenance.common import (
 from signer.run import Run, children_by_pipeline_task
 from signer.typehints import (
     Artifact,
+    ArtifactList,
     append_materials,
     artifact_inputs,
     executed_children,
@@ -116,24 +117,25 @@ def _task_hint_materials(run: Run, warnings: list[str]) -> list[Artifact]:
 
 
 def pipeline_materials(run: Run, children: Sequence[Run], deep: bool, warnings: list[str]) -> list[Artifact]:
-    mats: list[Artifact] = []
+    mats = ArtifactList()
     top = ref_source_artifact(run)
     if top is not None:
-        mats = append_materials(mats, [top])
-    for _, tr in executed_children(run, children):
-        mats = append_materials(mats, step_image_materials(tr))
+        mats.add(top)
+    executed = [tr for _, tr in executed_children(run, children)]
+    for tr in executed:
+        mats.extend(step_image_materials(tr))
         src = ref_source_artifact(tr)
         if src is not None:
-            mats = append_materials(mats, [src])
+            mats.add(src)
     # Chains FromPipelineParamsAndResults: PR inputs, [deep: each child's git + inputs], PR git.
-    hints = artifact_inputs(run.results, warnings, where=run.display)
+    hints = ArtifactList(artifact_inputs(run.results, warnings, where=run.display))
     if deep:
-        for _, tr in executed_children(run, children):
-            hints = append_materials(hints, _task_hint_materials(tr, warnings))
+        for tr in executed:
+            hints.extend(_task_hint_materials(tr, warnings))
     git = git_material(run, warnings)
     if git is not None:
-        hints = append_materials(hints, [git])
-    return append_materials(mats, hints)
+        hints.add(git)
+    return mats.extend(hints.items()).items()
 
 
 def pipeline_tasks(run: Run, children: Sequence[Run]) -> list[dict] | None:
@@ -148,7 +150,13 @@ def pipeline_tasks(run: Run, children: Sequence[Run]) -> list[dict] | None:
     last = ""
     by_task = children_by_pipeline_task(children)
     for index, task in enumerate(all_tasks):
-        for tr in by_task.get(task["name"], []):
+        taskruns = by_task.get(task["name"], [])
+        if not taskruns:
+            # Chains skips a task without TaskRuns before noting it as the last one run, so a finally
+            # task's implicit "after" names the last non-finally task that has a TaskRun (even one that
+            # did not complete), not simply the last task of the pipeline.
+            continue
+        for tr in taskruns:
             entry = _task_entry(task, tr, index >= len(tasks), last, service_account)
             if entry is not None:
                 out.append(entry)
