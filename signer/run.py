@@ -278,7 +278,20 @@ class _Checker:
             if not isinstance(item.get("name"), str):
                 self.fail(f"{field}[{i}].name", "a string")
             if value_key and value_key in item:
-                item[value_key] = normalize_param_value(item[value_key])
+                # A ParamSpec default is a pointer in Go: JSON null means "no default", not "".
+                if value_key == "default" and item[value_key] is None:
+                    del item[value_key]
+                else:
+                    item[value_key] = normalize_param_value(item[value_key])
+
+    def duration(self, parent: dict, key: str, field: str) -> None:
+        """A metav1.Duration: Go's time.ParseDuration syntax (Chains cannot decode the run otherwise)."""
+        # Imported here: signer.provenance imports this module.
+        from signer.provenance.slsa1_0 import parse_go_duration
+
+        value = parent.get(key)
+        if value is not None and parse_go_duration(value) is None:
+            self.fail(field, "a Go duration such as 1h0m0s")
 
     def time(self, parent: dict, key: str, field: str) -> None:
         value = parent.get(key)
@@ -325,6 +338,10 @@ def _validate(obj: dict, kind: str, checker: _Checker) -> None:
     c.string_map(meta, "annotations", "metadata.annotations")
     spec = c.mapping(obj, "spec", "spec")
     c.named(spec, "params", "spec.params", "value")
+    c.duration(spec, "timeout", "spec.timeout")
+    timeouts = c.mapping(spec, "timeouts", "spec.timeouts")
+    for key in ("pipeline", "tasks", "finally"):
+        c.duration(timeouts, key, f"spec.timeouts.{key}")
     status = c.mapping(obj, "status", "status")
     c.time(status, "startTime", "status.startTime")
     c.time(status, "completionTime", "status.completionTime")

@@ -3,6 +3,9 @@ own formatters on the same inputs). Each test names the Chains rule; inputs are 
 
 from __future__ import annotations
 
+import pytest
+
+from attestation.errors import InputError
 from signer.provenance import Options, generate
 from signer.run import Run, to_run
 
@@ -57,3 +60,28 @@ def test_incomplete_taskrun_still_counts_as_last() -> None:
     children = [taskrun("pr-clone", "clone"), taskrun("pr-build", "build", completed=False),
                 taskrun("pr-notify", "notify")]
     assert build_config_tasks(pr, children) == [("clone", None), ("notify", ["build"])]
+
+
+def test_param_default_null_is_no_default() -> None:
+    # ParamSpec.default is a *ParamValue: JSON null decodes to nil, so attest.Invocation adds nothing and
+    # the CHAINS-GIT_URL hint has no default to fall back on (only the commit is required for a TaskRun,
+    # so the material is named from the empty URL: "git+.git").
+    tr = to_run({"apiVersion": "tekton.dev/v1", "kind": "TaskRun", "metadata": {"name": "t"},
+                 "spec": {"params": [{"name": "CHAINS-GIT_COMMIT", "value": "abc"}]},
+                 "status": {"completionTime": T1, "taskSpec": {"params": [
+                     {"name": "CHAINS-GIT_URL", "type": "string", "default": None},
+                     {"name": "level", "type": "string", "default": None},
+                 ]}}}, source="test")
+    got = generate(tr, [], Options(format="slsa/v1")).statement["predicate"]
+    assert got["invocation"]["parameters"] == {"CHAINS-GIT_COMMIT": "abc"}
+    assert got["materials"] == [{"uri": "git+.git", "digest": {"sha1": "abc"}}]
+
+
+def test_unparseable_timeout_is_rejected() -> None:
+    # spec.timeout is a metav1.Duration; Chains cannot decode such a run, so there is no provenance.
+    with pytest.raises(InputError, match=r"spec\.timeout must be a Go duration"):
+        to_run({"apiVersion": "tekton.dev/v1", "kind": "TaskRun", "metadata": {"name": "t"},
+                "spec": {"timeout": "soon"}}, source="test")
+    with pytest.raises(InputError, match=r"spec\.timeouts\.tasks must be a Go duration"):
+        to_run({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "metadata": {"name": "p"},
+                "spec": {"timeouts": {"tasks": "1 hour"}}}, source="test")
