@@ -81,14 +81,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
-def timed(fn: Callable[[], object], runs: int, warmup: int = 2) -> list[float]:
+# In-process rows stop early once this much time was spent, so a slow engine (rego-cpp on 200 tasks
+# takes about a second a call) does not stretch the run; the table shows each row's n.
+ROW_BUDGET_S = 20.0
+MIN_RUNS = 10
+
+
+def timed(fn: Callable[[], object], runs: int, warmup: int = 2, budget_s: float | None = None) -> list[float]:
     for _ in range(warmup):
         fn()
-    out = []
+    out: list[float] = []
+    deadline = time.monotonic() + budget_s if budget_s else None
     for _ in range(runs):
         t0 = time.perf_counter()
         fn()
         out.append((time.perf_counter() - t0) * 1000)
+        if deadline is not None and len(out) >= MIN_RUNS and time.monotonic() > deadline:
+            break
     return out
 
 
@@ -187,6 +196,9 @@ def main() -> None:
     parser.add_argument("--process-runs", type=int, default=10, help="repetitions of whole processes")
     parser.add_argument("--engines", help="comma-separated engines (default: every engine of gate.policy)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument(
+        "--import-breakdown", action="store_true", help="also show what `gate verify` spends its imports on"
+    )
     args = parser.parse_args()
 
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -242,8 +254,10 @@ def main() -> None:
         help_times = timed(lambda: run_process([*gate_cmd, "--help"]), args.process_runs, 1)
         rows.append(Row("gate --help (interpreter + CLI import)", "-", help_times))
 
+        first_pinned = ""
         for tasks in (4, 200):
             pinned, statement = asyncio.run(setup_image(server.host, signer, tasks))
+            first_pinned = first_pinned or pinned
             size = f"{tasks} tasks ({len(intoto.serialize(statement)) // 1024} KiB)"
             reference = gates[engines[0]]
             prepared = asyncio.run(reference.prepare(pinned))
@@ -261,7 +275,9 @@ def main() -> None:
                 engine = policy_engines[name]
                 rows.append(
                     Row(
-                        f"policy eval: {label}", size, timed(lambda: engine.evaluate(policy_input), args.runs)
+                        f"policy eval: {label}",
+                        size,
+                        timed(lambda: engine.evaluate(policy_input), args.runs, budget_s=ROW_BUDGET_S),
                     )
                 )
             opa_eval = [
@@ -274,7 +290,11 @@ def main() -> None:
                 "data.policy.release",
             ]
             rows.append(
-                Row("policy eval: opa eval (process)", size, timed(lambda: run_process(opa_eval), 5, 1))
+                Row(
+                    "policy eval: opa eval (process)",
+                    size,
+                    timed(lambda: run_process(opa_eval), args.process_runs, 1),
+                )
             )
 
             for name in engines:
@@ -283,8 +303,11 @@ def main() -> None:
 
                 async def warm(n: int) -> tuple[list[float], list[float]]:
                     total, non_policy = [], []
+                    stop_at = time.monotonic() + ROW_BUDGET_S
                     async with g:  # one registry client for all calls, as the server keeps it
                         for i in range(n + 3):
+                            if len(total) >= MIN_RUNS and time.monotonic() > stop_at:
+                                break
                             t0 = time.perf_counter()
                             d = await g.verify(pinned)
                             elapsed = (time.perf_counter() - t0) * 1000
@@ -354,7 +377,10 @@ def main() -> None:
             f"load average (1/5/15 min) before {fmt_load(before['load'])}, after {fmt_load(after['load'])}"
         )
         print(f"# cosign {version_of(cosign, 'version')}, opa {version_of(opa, 'version')}")
-        print(f"# runs: {args.runs} in process, {args.process_runs} per process row (opa eval: 5)")
+        print(
+            f"# runs: up to {args.runs} in process (at most {ROW_BUDGET_S:g} s a row), "
+            f"{args.process_runs} per process row"
+        )
         if args.markdown:
             print("| " + " | ".join(header) + " |")
             print("|" + "|".join(["---", "---", "--:", "--:", "--:", "--:"]) + "|")
@@ -369,6 +395,14 @@ def main() -> None:
         for note in notes:
             print(f"# {note}")
         print_goals(rows, default_engine, cosign_p50)
+        if args.import_breakdown:
+            argv = ["-m", "gate", "verify", first_pinned, "--key", str(pub), "--output", "json"]
+            print(
+                f"# imports of `gate verify` (4 tasks), min of {args.process_runs} runs "
+                "of python -X importtime"
+            )
+            for name, label, ms in import_breakdown(argv, args.process_runs, env):
+                print(f"#   {ms:8.1f} ms  {name:26} {label}")
     finally:
         for obj in opened:
             obj.close()
@@ -378,6 +412,45 @@ def main() -> None:
 
 def fmt_load(load: tuple[float, float, float]) -> str:
     return "/".join(f"{x:.2f}" for x in load)
+
+
+# What a `gate verify` process spends its imports on, by the modules that pull in each third-party stack.
+IMPORT_GROUPS = (
+    ("attestation.intoto", "in-toto statement model (pydantic)"),
+    ("attestation.keys", "key loading (cryptography, nacl)"),
+    ("attestation.oci.registry", "registry client (httpx, anyio, h11)"),
+    ("gate.policy.wasm", "wasm engine (wasmtime, opapywasm)"),
+    ("gate.policy", "policy loader (yaml)"),
+    ("gate.cli", "CLI (click)"),
+    ("asyncio", "asyncio"),
+)
+
+
+def import_breakdown(argv: list[str], runs: int, env: dict[str, str]) -> list[tuple[str, str, float]]:
+    """Cumulative import time of each group's first import in ``python -X importtime`` runs of
+    ``argv`` (a ``-m gate ...`` command line), the minimum over ``runs``: the least a start can cost on
+    this machine, whatever else it was doing."""
+    best: dict[str, float] = {}
+    for _ in range(runs):
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", *argv], capture_output=True, text=True, env=env, timeout=300
+        )
+        seen: dict[str, float] = {}
+        total = 0.0
+        for line in proc.stderr.splitlines():
+            if not line.startswith("import time:") or "cumulative" in line:
+                continue
+            self_us, cumulative, name = (part.strip() for part in line[len("import time:") :].split("|"))
+            total += int(self_us) / 1000
+            if name in dict(IMPORT_GROUPS) and name not in seen:
+                seen[name] = int(cumulative) / 1000
+        seen["(every import)"] = total
+        for name, ms in seen.items():
+            best[name] = min(best.get(name, ms), ms)
+    labels = {**dict(IMPORT_GROUPS), "(every import)": "all imports of the process"}
+    return [
+        (name, labels[name], best[name]) for name in [*dict(IMPORT_GROUPS), "(every import)"] if name in best
+    ]
 
 
 def print_goals(rows: list[Row], default_engine: str, cosign_p50: dict[str, float]) -> None:
