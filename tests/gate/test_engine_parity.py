@@ -9,6 +9,7 @@ its server's policies and data.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import json
 import subprocess
@@ -27,7 +28,6 @@ from signer.provenance import Options, generate
 from signer.run import child_taskruns, to_run
 from tests.gate.test_policy_library import tep0084_input
 from tests.infra import free_port, require_binary, stop, wait_for_port
-from tests.infra.opa import opa_server  # noqa: F401
 
 TEKTON = "https://tekton.dev/chains/v2/slsa-tekton"
 Doc = dict[str, Any]
@@ -249,21 +249,10 @@ def open_engines(policy_set: PolicySet, opa_url: str) -> dict[str, PolicyEngine]
     }
 
 
-@pytest.fixture(scope="module")
-def engines(opa_server: str) -> Iterator[dict[str, PolicyEngine]]:  # noqa: F811
-    opened = open_engines(load_policy_set([ROOT]), opa_server)
-    yield opened
-    for engine in opened.values():
-        engine.close()
-
-
-@pytest.fixture(scope="module", params=sorted(DATA_VARIANTS))
-def variant_engines(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, PolicyEngine]]:
-    workdir = tmp_path_factory.mktemp(f"opa-{request.param}")
-    data = workdir / "rule-data.json"
-    data.write_text(json.dumps(DATA_VARIANTS[request.param]))
+@contextlib.contextmanager
+def own_opa_server(workdir: Path) -> Iterator[str]:
+    """An OPA server for one module: an OPA engine owns its server's policies and data, and other test
+    modules load other policy sets into the shared session server."""
     port = free_port()
     proc = subprocess.Popen(
         [str(require_binary("opa")), "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level=error"],
@@ -273,12 +262,32 @@ def variant_engines(
     )
     try:
         wait_for_port(port, proc)
-        opened = open_engines(load_policy_set([ROOT], [Path(data)]), f"http://127.0.0.1:{port}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, PolicyEngine]]:
+    with own_opa_server(tmp_path_factory.mktemp("opa-default")) as url:
+        opened = open_engines(load_policy_set([ROOT]), url)
         yield opened
         for engine in opened.values():
             engine.close()
-    finally:
-        stop(proc)
+
+
+@pytest.fixture(scope="module", params=sorted(DATA_VARIANTS))
+def variant_engines(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, PolicyEngine]]:
+    workdir = tmp_path_factory.mktemp(f"opa-{request.param}")
+    data = workdir / "rule-data.json"
+    data.write_text(json.dumps(DATA_VARIANTS[request.param]))
+    with own_opa_server(workdir) as url:
+        opened = open_engines(load_policy_set([ROOT], [Path(data)]), url)
+        yield opened
+        for engine in opened.values():
+            engine.close()
 
 
 @pytest.mark.parametrize(("name", "doc"), CORPUS, ids=[n for n, _ in CORPUS])

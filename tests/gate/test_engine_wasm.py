@@ -16,7 +16,7 @@ from gate.policy import PolicyEngine, load_policy_set, make_engine
 from gate.policy.opa_server import OpaEngine
 from gate.policy.wasm import WasmEngine, opa_version, parse_rfc3339_ns
 from policies import ROOT
-from tests.gate.test_engine_parity import CORPUS, summary
+from tests.gate.test_engine_parity import CORPUS, own_opa_server, summary
 from tests.infra.opa import opa_binary, opa_server  # noqa: F401
 
 TIMESTAMPS = [
@@ -165,10 +165,13 @@ def test_missing_opa_binary_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tm
 
 
 @pytest.fixture(scope="module", params=["wasm", "rego-cpp", "opa"])
-def any_engine(request: pytest.FixtureRequest, opa_server: str) -> Iterator[PolicyEngine]:  # noqa: F811
-    engine = make_engine(load_policy_set([ROOT]), engine=request.param, opa_url=opa_server)
-    yield engine
-    engine.close()
+def any_engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PolicyEngine]:
+    with own_opa_server(tmp_path_factory.mktemp("opa-threads")) as url:
+        engine = make_engine(load_policy_set([ROOT]), engine=request.param, opa_url=url)
+        yield engine
+        engine.close()
 
 
 def test_concurrent_evaluations_decide_as_sequential_ones(any_engine: PolicyEngine) -> None:
