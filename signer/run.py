@@ -418,10 +418,11 @@ def _convert_pipeline_spec(ps: Any) -> None:
 
 
 def _convert_provenance(status: dict) -> None:
+    # Provenance.convertTo copies refSource and featureFlags only: the deprecated configSource does not
+    # exist in v1, so Chains (which reads v1 objects) never sees it.
     prov = status.get("provenance")
-    if isinstance(prov, dict) and "configSource" in prov:
-        cs = prov.pop("configSource")
-        prov.setdefault("refSource", cs)
+    if isinstance(prov, dict):
+        prov.pop("configSource", None)
 
 
 def _convert_run_specs(items: Any) -> None:
@@ -463,22 +464,32 @@ def convert_v1beta1(obj: dict) -> dict:
                     o["computeResources"] = o.pop("resources")
         if "taskResults" in status:
             status["results"] = status.pop("taskResults")
+        # StepState.convertTo: v1's terminationReason is the terminated container's reason.
+        for step in status.get("steps") or []:
+            if isinstance(step, dict):
+                terminated = step.get("terminated")
+                step.pop("terminationReason", None)
+                if isinstance(terminated, dict) and terminated.get("reason"):
+                    step["terminationReason"] = terminated["reason"]
         _convert_task_spec(status.get("taskSpec"))
         status.pop("cloudEvents", None)
     else:
         if isinstance(spec.get("pipelineRef"), dict):
             _bundle_ref(spec["pipelineRef"], "Pipeline")
         _convert_pipeline_spec(spec.get("pipelineSpec"))
+        # PipelineRunSpec.ConvertTo: taskRunTemplate is built from the v1beta1 fields (v1beta1 has no
+        # taskRunTemplate), and a v1beta1 timeout replaces the whole timeouts block.
         template = {}
+        spec.pop("taskRunTemplate", None)
         if "serviceAccountName" in spec:
             template["serviceAccountName"] = spec.pop("serviceAccountName")
         if "podTemplate" in spec:
             template["podTemplate"] = spec.pop("podTemplate")
         if template:
-            spec["taskRunTemplate"] = {**template, **(spec.get("taskRunTemplate") or {})}
-        if "timeout" in spec:
-            timeouts = spec.setdefault("timeouts", {})
-            timeouts.setdefault("pipeline", spec.pop("timeout"))
+            spec["taskRunTemplate"] = template
+        timeout = spec.pop("timeout", None)
+        if timeout is not None:
+            spec["timeouts"] = {"pipeline": timeout}
         _convert_run_specs(spec.get("taskRunSpecs"))
         if "pipelineResults" in status:
             status["results"] = status.pop("pipelineResults")

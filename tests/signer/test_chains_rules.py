@@ -3,6 +3,9 @@ own formatters on the same inputs). Each test names the Chains rule; inputs are 
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 
 from attestation.errors import InputError
@@ -85,3 +88,51 @@ def test_unparseable_timeout_is_rejected() -> None:
     with pytest.raises(InputError, match=r"spec\.timeouts\.tasks must be a Go duration"):
         to_run({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "metadata": {"name": "p"},
                 "spec": {"timeouts": {"tasks": "1 hour"}}}, source="test")
+
+
+# v1beta1 input: Chains reads v1 objects, converted by Pipeline's ConvertTo (v1beta1 -> v1).
+
+
+def test_v1beta1_config_source_does_not_survive_conversion() -> None:
+    # Provenance.convertTo copies refSource and featureFlags only; the deprecated configSource is lost,
+    # so neither invocation.configSource nor a "task" dependency comes from it.
+    tr = to_run({"apiVersion": "tekton.dev/v1beta1", "kind": "TaskRun", "metadata": {"name": "t"},
+                 "status": {"completionTime": T1, "provenance": {
+                     "configSource": {"uri": "git+https://example.com/t", "digest": {"sha1": "a" * 40}}}}},
+                source="test")
+    v02 = generate(tr, [], Options(format="slsa/v1")).statement["predicate"]
+    assert v02["invocation"]["configSource"] == {}
+    v10 = generate(tr, [], Options(format="slsa/v2alpha4")).statement["predicate"]
+    assert "resolvedDependencies" not in v10["buildDefinition"]
+
+
+def test_v1beta1_pipelinerun_timeout_replaces_timeouts() -> None:
+    # PipelineRunSpec.ConvertTo: a v1beta1 timeout becomes timeouts = {pipeline: timeout}, dropping any
+    # other timeouts; serviceAccountName moves into taskRunTemplate.
+    pr = to_run({"apiVersion": "tekton.dev/v1beta1", "kind": "PipelineRun", "metadata": {"name": "p"},
+                 "spec": {"timeout": "2h", "timeouts": {"tasks": "30m"}, "serviceAccountName": "builder"},
+                 "status": {"completionTime": T1}}, source="test")
+    got = generate(pr, [], Options(format="slsa/v2alpha3")).statement
+    assert got["predicate"]["buildDefinition"]["externalParameters"]["runSpec"] == {
+        "timeouts": {"pipeline": "2h0m0s"},
+        "taskRunTemplate": {"serviceAccountName": "builder"},
+    }
+
+
+def test_v1beta1_step_termination_reason_comes_from_terminated_state() -> None:
+    # StepState.convertTo sets v1 terminationReason from terminated.reason; it shows in the TaskRun
+    # that slsa-tekton embeds.
+    child = to_run({"apiVersion": "tekton.dev/v1beta1", "kind": "TaskRun",
+                    "metadata": {"name": "c", "labels": {"tekton.dev/pipelineTask": "build"}},
+                    "status": {"completionTime": T1, "steps": [
+                        {"name": "run", "container": "step-run", "imageID": IMG,
+                         "terminated": {"exitCode": 1, "reason": "Error"}}]}}, source="test")
+    pr = pipelinerun(["build"], [])
+    got = generate(pr, [child], Options(format="slsa/v2alpha4",
+                                        build_type="https://tekton.dev/chains/v2/slsa-tekton")).statement
+    (task,) = [d for d in got["predicate"]["buildDefinition"]["resolvedDependencies"]
+               if d.get("name") == "pipelineTask"]
+    (step,) = json.loads(base64.b64decode(task["content"]))["status"]["steps"]
+    assert step["terminationReason"] == "Error"
+    # startedAt/finishedAt are metav1.Time structs: omitempty keeps them, as null.
+    assert step["terminated"] == {"exitCode": 1, "reason": "Error", "startedAt": None, "finishedAt": None}
