@@ -25,7 +25,8 @@ def bundle_from_workload_api(socket: str | None, trust_domain: str, *, timeout: 
         reason = " ".join(str(err).split())
         raise InputError(f"cannot fetch the trust bundle from {address}: {reason}") from None
     bundle = bundles.get_bundle_for_trust_domain(TrustDomain(trust_domain))
-    authorities = bundle.x509_authorities() if bundle is not None else set()
+    # py-spiffe >= 0.3: a property returning a copy of the set, not a method.
+    authorities = bundle.x509_authorities if bundle is not None else set()
     if not authorities:
         raise InputError(f"the SPIRE agent at {address} has no X.509 bundle for trust domain {trust_domain}")
     return TrustBundle(authorities=tuple(authorities), source=f"Workload API {address}")
