@@ -57,6 +57,9 @@ class TaskRunEntry:
     parent_id: str
     selectors: tuple[str, ...]  # "type:value", sorted
     x509_svid_ttl: int | None = None  # seconds; None: the server's default_x509_svid_ttl
+    # Unix time after which the server prunes the entry by itself: a safety net for a run whose
+    # deregistration never happens (operator down, run deleted while it was away).
+    expires_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ def taskrun_entry(
     node_alias_prefix: str = DEFAULT_NODE_ALIAS_PREFIX,
     pod_uid: str | None = None,
     x509_svid_ttl: int | None = None,
+    expires_at: int | None = None,
 ) -> TaskRunEntry | None:
     """The entry for ``taskrun`` (a TaskRun object), or None while its pod is not known yet.
 
@@ -113,8 +117,10 @@ def taskrun_entry(
         selectors.append(f"k8s:pod-uid:{pod_uid}")
     if x509_svid_ttl is not None and (not isinstance(x509_svid_ttl, int) or x509_svid_ttl <= 0):
         raise InputError(f"x509 SVID TTL {x509_svid_ttl!r} must be a positive number of seconds")
+    if expires_at is not None and (not isinstance(expires_at, int) or expires_at <= 0):
+        raise InputError(f"entry expiry {expires_at!r} must be a positive Unix time")
     spiffe_id = parse_spiffe_id(taskrun_spiffe_id(trust_domain, namespace, name), what="TaskRun SPIFFE ID")
-    return TaskRunEntry(spiffe_id, parent, tuple(sorted(selectors)), x509_svid_ttl)
+    return TaskRunEntry(spiffe_id, parent, tuple(sorted(selectors)), x509_svid_ttl, expires_at)
 
 
 class SpireServerCli:
@@ -177,6 +183,8 @@ class SpireServerCli:
             args += ["-selector", selector]
         if entry.x509_svid_ttl is not None:
             args += ["-x509SVIDTTL", str(entry.x509_svid_ttl)]
+        if entry.expires_at is not None:
+            args += ["-entryExpiry", str(entry.expires_at)]
         return _only_result(self.run_json(*args), "entry create")
 
     def delete(self, entry_id: str) -> bool:
@@ -193,7 +201,8 @@ class SpireServerCli:
 def register_taskrun(cli: SpireServerCli, entry: TaskRunEntry) -> Registered:
     """Make ``entry`` the one registration of its SPIFFE ID.
 
-    An identical entry (same parent and selectors) is kept; entries with this SPIFFE ID but other
+    An identical entry (same parent and selectors; SPIRE's own notion of "similar", so TTL and expiry
+    are not compared) is kept; entries with this SPIFFE ID but other
     selectors or parent are deleted first: they belong to an earlier pod of a TaskRun with the same name,
     and leaving them would let that pod (or whatever now matches its selectors) speak as this run.
     """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 
 import pytest
 
@@ -102,6 +103,18 @@ def test_registering_twice_keeps_one_entry(server, cli):
     assert [e["id"] for e in server.show(entry.spiffe_id)] == [first.entry_id]
 
 
+def test_concurrent_registrations_leave_one_entry(server, cli):
+    # Two operator replicas (or retries) racing: whoever loses the create finds the winner's entry.
+    from concurrent.futures import ThreadPoolExecutor
+
+    entry = entry_for("build-race")
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: register_taskrun(cli, entry), range(4)))
+    [shown] = server.show(entry.spiffe_id)
+    assert {r.entry_id for r in results} == {shown["id"]}
+    assert sum(r.created for r in results) == 1
+
+
 def test_an_entry_left_by_an_earlier_pod_of_the_same_name_is_replaced(server, cli):
     old = taskrun_entry(run("build-3", pod="build-3-old"), trust_domain=TD, node_name="node-b")
     new = entry_for("build-3")
@@ -124,11 +137,13 @@ def test_deregistering_a_missing_entry_is_fine(server, cli):
     assert server.show(entry.spiffe_id) == []
 
 
-def test_svid_ttl_reaches_the_entry(server, cli):
-    entry = entry_for("build-4", x509_svid_ttl=120)
+def test_svid_ttl_and_expiry_reach_the_entry(server, cli):
+    expires = int(time.time()) + 3600
+    entry = entry_for("build-4", x509_svid_ttl=120, expires_at=expires)
     register_taskrun(cli, entry)
     [shown] = server.show(entry.spiffe_id)
     assert shown["x509_svid_ttl"] == 120
+    assert int(shown["expires_at"]) == expires
 
 
 def test_server_refusal_is_a_clear_error_and_nothing_is_registered(server, cli):
@@ -198,5 +213,7 @@ def test_bad_settings_are_refused():
         taskrun_entry(TASKRUN, trust_domain=TD, node_name="n", pod_uid="x; rm")
     with pytest.raises(InputError, match="TTL"):
         taskrun_entry(TASKRUN, trust_domain=TD, node_name="n", x509_svid_ttl=0)
+    with pytest.raises(InputError, match="entry expiry"):
+        taskrun_entry(TASKRUN, trust_domain=TD, node_name="n", expires_at=-1)
     with pytest.raises(LimitExceeded):
         taskrun_entry(run("a" * 254), trust_domain=TD, node_name="n")
