@@ -66,13 +66,7 @@ class OpaEngine:
     def _load(self, with_tests: bool) -> None:
         session = self._opa._session
         root = self._opa.root_url
-        existing = session.get(f"{root}/policies", timeout=self._opa.timeout)
-        existing.raise_for_status()
-        for policy in existing.json().get("result", []):
-            if policy.get("id", "").startswith(POLICY_ID_PREFIX):
-                session.delete(
-                    f"{root}/policies/{policy['id']}", timeout=self._opa.timeout
-                ).raise_for_status()
+        self._clear(session, root)
         # Data first: modules may refer to it, and OPA checks them against what is there.
         resp = session.put(f"{root}/data", json=dict(self._policy_set.data), timeout=self._opa.timeout)
         if resp.status_code not in (200, 204):
@@ -90,6 +84,36 @@ class OpaEngine:
             )
             if resp.status_code != 200:
                 raise PolicyError(f"{path}: OPA rejected the module: {_opa_error(resp)}")
+
+    def _clear(self, session: requests.Session, root: str) -> None:
+        """Delete the server's ``provgate/*`` modules, dependents before what they import.
+
+        OPA refuses (HTTP 400) to delete a module that a remaining module still refers to, and uploading
+        over the old set would compile each new module against stale neighbours, so the old set goes
+        first, in reverse upload order. The dependency scan is textual; a pass that could not delete
+        everything is repeated while it makes progress.
+        """
+        listing = session.get(f"{root}/policies", timeout=self._opa.timeout)
+        listing.raise_for_status()
+        ours = {
+            p["id"]: p.get("raw", "")
+            for p in listing.json().get("result", [])
+            if str(p.get("id", "")).startswith(POLICY_ID_PREFIX)
+        }
+        pending = [pid for pid, _ in reversed(upload_order(ours))]
+        while pending:
+            refused: list[str] = []
+            for pid in pending:
+                resp = session.delete(f"{root}/policies/{pid}", timeout=self._opa.timeout)
+                if resp.status_code == 400:
+                    refused.append(pid)
+                elif resp.status_code not in (200, 404):
+                    raise PolicyError(f"OPA at {self._url}: cannot remove {pid}: {_opa_error(resp)}")
+            if len(refused) == len(pending):
+                raise PolicyError(
+                    f"OPA at {self._url}: cannot remove the previous policies: {_opa_error(resp)}"
+                )
+            pending = refused
 
     def query(self, query: str, policy_input: Mapping[str, Any] | None = None) -> Any:
         """The value bound to ``x`` by ``query`` (None when undefined); :class:`PolicyError` on failure."""

@@ -19,7 +19,6 @@ import selectors
 import signal
 import subprocess
 import sys
-import tarfile
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -35,7 +34,6 @@ TEST_ENGINES = ("embedded", "wasm", "rego-cpp", "opa")
 MAX_TESTS = 10_000
 # A child that reports nothing for this long is killed and its current test reported as timed out.
 CHILD_IDLE_TIMEOUT_S = 120.0
-BUILD_TIMEOUT_S = 300.0
 # Consecutive child crashes after which the remaining tests are reported as not run: a policy set that
 # crashes the engine while compiling would otherwise cost one child per test.
 MAX_CONSECUTIVE_CRASHES = 3
@@ -113,12 +111,10 @@ def _entrypoint(name: str) -> str:
 
 
 def _build_test_wasm(policy_set: PolicySet, names: Sequence[str]) -> bytes:
-    from gate.policy.wasm import find_opa
+    from gate.policy.wasm import compile_wasm_entrypoints, find_opa
 
-    opa = find_opa()
     with tempfile.TemporaryDirectory(prefix="provgate-tests-") as tmp:
-        src = Path(tmp) / "src"
-        src.mkdir()
+        src = Path(tmp)
         files: dict[str, str] = {}
         modules = {**policy_set.modules, **policy_set.test_modules}
         # Numbered files: modules from several roots may share a name. Errors are mapped back.
@@ -126,48 +122,19 @@ def _build_test_wasm(policy_set: PolicySet, names: Sequence[str]) -> bytes:
             target = src / f"m{n:04d}.rego"
             target.write_text(source, encoding="utf-8")
             files[str(target)] = path
-        out = Path(tmp) / "bundle.tar.gz"
-        cmd = [str(opa), "build", "-t", "wasm", "-o", str(out)]
-        for name in names:
-            cmd += ["-e", _entrypoint(name)]
-        try:
-            proc = subprocess.run([*cmd, str(src)], capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-        except (OSError, subprocess.SubprocessError) as err:
-            raise PolicyError(f"{opa}: cannot compile the policy tests: {err}") from None
-        if proc.returncode != 0:
-            text = proc.stderr.strip() or proc.stdout.strip()
-            for tmp_name, real in files.items():
-                text = text.replace(tmp_name, real)
-            first = next((line.strip() for line in text.splitlines() if line.strip()), "unknown error")
-            raise PolicyError(f"policy tests do not compile: {first}")
-        with tarfile.open(out, "r:gz") as tar:
-            for member in tar:
-                if member.name.lstrip("/") == "policy.wasm" and member.isfile():
-                    fh = tar.extractfile(member)
-                    if fh is not None:
-                        return fh.read()
-    raise PolicyError("opa build produced no policy.wasm")
+        return compile_wasm_entrypoints(src, [_entrypoint(n) for n in names], find_opa(), files)
 
 
 def _run_wasm(policy_set: PolicySet, names: Sequence[str]) -> list[TestCase]:
-    from opapywasm import OpaWasmError, OpaWasmPolicy, PolicyConfig
+    from opapywasm import OpaWasmError, PolicyConfig
 
-    from gate.policy.wasm import HOST_BUILTINS
+    from gate.policy.wasm import load_wasm_policy
 
     wasm = _build_test_wasm(policy_set, names)
+    # The production engine's loader: the same host built-ins (undefined on failure, as on OPA), the same
+    # refusal of built-ins it cannot evaluate exactly, and a memory import of any initial size.
+    policy = load_wasm_policy(wasm, PolicyConfig(pool_size=1, eval_timeout_seconds=CHILD_IDLE_TIMEOUT_S))
     try:
-        policy = OpaWasmPolicy(wasm, PolicyConfig(pool_size=1, eval_timeout_seconds=CHILD_IDLE_TIMEOUT_S))
-    except OpaWasmError as err:
-        raise PolicyError(f"compiled policy tests do not load: {err}") from None
-    try:
-        missing = sorted(set(policy.builtins) - set(HOST_BUILTINS))
-        if missing:
-            raise PolicyError(
-                f"policy tests use built-in {', '.join(missing)}, which the wasm engine cannot evaluate; "
-                "use --engine opa"
-            )
-        for builtin, fn in HOST_BUILTINS.items():
-            policy.register_builtin(builtin, fn)
         policy.set_data(dict(policy_set.data))
 
         def run(name: str) -> object:

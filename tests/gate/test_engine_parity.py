@@ -12,7 +12,6 @@ import base64
 import contextlib
 import copy
 import json
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from signer import samples
 from signer.provenance import Options, generate
 from signer.run import child_taskruns, to_run
 from tests.gate.test_policy_library import tep0084_input
-from tests.infra import free_port, require_binary, stop, wait_for_port
+from tests.infra.opa import running_opa
 
 TEKTON = "https://tekton.dev/chains/v2/slsa-tekton"
 Doc = dict[str, Any]
@@ -249,22 +248,9 @@ def open_engines(policy_set: PolicySet, opa_url: str) -> dict[str, PolicyEngine]
     }
 
 
-@contextlib.contextmanager
-def own_opa_server(workdir: Path) -> Iterator[str]:
-    """An OPA server for one module: an OPA engine owns its server's policies and data, and other test
-    modules load other policy sets into the shared session server."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(require_binary("opa")), "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level=error"],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(proc)
+def own_opa_server(workdir: Path) -> contextlib.AbstractContextManager[str]:
+    """An OPA server for one fixture: an OPA engine owns its server's policies and data."""
+    return running_opa(workdir)
 
 
 @pytest.fixture(scope="module")

@@ -86,6 +86,22 @@ def test_failing_and_undefined_tests_fail(
     assert undefined.error == "undefined"
 
 
+def test_one_opa_server_takes_policy_sets_one_after_another(user_tree: Path, opa_url: str) -> None:  # noqa: F811
+    # OPA refuses to delete a module that others still import; a reload must clear the old set in
+    # dependency order and leave nothing of it behind.
+    first = run_policy_tests(ROOT, engine="opa", opa_url=opa_url)
+    assert first.ok
+    second = run_policy_tests(user_tree, engine="opa", opa_url=opa_url)
+    assert outcome(second) == {
+        "test_allow": True,
+        "test_deny": True,
+        "test_wrong": False,
+        "test_undefined": False,
+    }
+    again = run_policy_tests(ROOT, engine="opa", opa_url=opa_url)
+    assert again.ok and again.passed == first.passed
+
+
 def test_rego_cpp_crash_becomes_an_error_not_a_crash(user_tree: Path) -> None:
     # rego-cpp 1.5.2 segfaults on `with input as` once the rule under test calls a built-in
     # (docs/rego-engines.md); the runner must survive that and name the engine and the signal.
