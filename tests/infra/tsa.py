@@ -2,12 +2,14 @@
 
 ``timestamp-server`` also starts a Prometheus listener on the fixed port 2112 and exits if it is taken,
 so only one may run per machine: mark tests that use it ``pytest.mark.xdist_group("spire")`` (the SPIRE
-tests' group) so ``--dist loadgroup`` runs them all on one worker with one TSA.
+tests' group) so ``--dist loadgroup`` runs them all on one worker with one TSA, and a machine-wide file
+lock makes a second test session wait for the first one's TSA instead of failing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import shutil
 import subprocess
 import tempfile
@@ -34,9 +36,39 @@ class Tsa:
         return parse_tsa_certs(self.chain_pem, source=str(self.chain_file))
 
 
+LOCK_FILE = Path(tempfile.gettempdir()) / "provgate-tsa-metrics-2112.lock"
+LOCK_WAIT_SECONDS = 600
+
+
+@contextlib.contextmanager
+def _metrics_port_lock() -> Iterator[None]:
+    """Hold the machine-wide lock on the TSA's fixed metrics port for as long as a TSA runs."""
+    with open(LOCK_FILE, "a+b") as handle:
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"another test session held {LOCK_FILE} for {LOCK_WAIT_SECONDS}s"
+                    ) from None
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @contextlib.contextmanager
 def run_tsa(attempts: int = 5) -> Iterator[Tsa]:
-    # Another test run on the machine may hold the fixed metrics port 2112 for a moment; retry.
+    with _metrics_port_lock():
+        yield from _run_tsa_retrying(attempts)
+
+
+def _run_tsa_retrying(attempts: int) -> Iterator[Tsa]:
+    # Something outside our lock may hold the fixed metrics port 2112 for a moment; retry.
     for attempt in range(attempts):
         try:
             cm = _run_tsa_once()
