@@ -373,19 +373,11 @@ def _validate(obj: dict, kind: str, checker: _Checker) -> None:
 
 # --------------------------------------------------------------------------------------------- v1beta1 -> v1
 
-def _bundle_ref(ref: dict, kind: str) -> None:
-    """v1beta1 ``taskRef/pipelineRef.bundle`` becomes a ``bundles`` resolver reference."""
-    bundle = ref.pop("bundle", None)
-    if not bundle:
-        return
-    name = ref.pop("name", "")
-    ref.pop("kind", None)
-    ref["resolver"] = "bundles"
-    ref["params"] = [
-        {"name": "bundle", "value": bundle},
-        {"name": "name", "value": name},
-        {"name": "kind", "value": kind},
-    ]
+def _bundle_ref(ref: dict) -> None:
+    """The v1beta1 ``bundle`` field has no v1 counterpart: the TaskRef/PipelineRef conversion of the
+    Pipeline release Chains vendors (v1.15) copies name, kind, apiVersion and the resolver fields only,
+    so the bundle reference is dropped (older Pipelines rewrote it into a ``bundles`` resolver)."""
+    ref.pop("bundle", None)
 
 
 def _convert_steps(spec: dict) -> None:
@@ -413,7 +405,7 @@ def _convert_pipeline_spec(ps: Any) -> None:
                 continue
             t.pop("resources", None)
             if isinstance(t.get("taskRef"), dict):
-                _bundle_ref(t["taskRef"], "Task")
+                _bundle_ref(t["taskRef"])
             _convert_task_spec(t.get("taskSpec"))
 
 
@@ -452,7 +444,7 @@ def convert_v1beta1(obj: dict) -> dict:
     spec.pop("resources", None)
     if out.get("kind") == "TaskRun":
         if isinstance(spec.get("taskRef"), dict):
-            _bundle_ref(spec["taskRef"], "Task")
+            _bundle_ref(spec["taskRef"])
         _convert_task_spec(spec.get("taskSpec"))
         if "stepOverrides" in spec:
             spec["stepSpecs"] = spec.pop("stepOverrides")
@@ -475,7 +467,7 @@ def convert_v1beta1(obj: dict) -> dict:
         status.pop("cloudEvents", None)
     else:
         if isinstance(spec.get("pipelineRef"), dict):
-            _bundle_ref(spec["pipelineRef"], "Pipeline")
+            _bundle_ref(spec["pipelineRef"])
         _convert_pipeline_spec(spec.get("pipelineSpec"))
         # PipelineRunSpec.ConvertTo: taskRunTemplate is built from the v1beta1 fields (v1beta1 has no
         # taskRunTemplate), and a v1beta1 timeout replaces the whole timeouts block.

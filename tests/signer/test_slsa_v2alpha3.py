@@ -136,9 +136,9 @@ def test_v1beta1_taskrun_is_formatted_as_v1() -> None:
         {"name": "pkg:npm/app@1.0.0", "digest": {"sha512": "cd" * 64}},
     ]
     run_spec = got["predicate"]["buildDefinition"]["externalParameters"]["runSpec"]
-    # The v1beta1 bundle reference becomes a bundles resolver reference; bundles is a remote resolver
-    # but there is no refSource, so no buildConfigSource.
-    assert run_spec["taskRef"]["resolver"] == "bundles"
+    # TaskRef.convertTo (Pipeline v1.15) drops the v1beta1 bundle field; without a resolver the task is
+    # not remote, so there is no buildConfigSource.
+    assert run_spec["taskRef"] == {"name": "build"}
     assert "buildConfigSource" not in got["predicate"]["buildDefinition"]["externalParameters"]
     assert [b["name"] for b in got["predicate"]["runDetails"]["byproducts"]] == [
         "taskRunResults/IMAGES",
