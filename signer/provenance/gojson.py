@@ -10,15 +10,16 @@ values (``"computeResources": {}`` in every step, ``"serviceAccountName": ""``),
 records, per Go struct, the fields in declaration order with their JSON names and ``omitempty`` /
 ``omitzero`` flags (obtained by reflecting over the types Chains vendors).
 
-Known approximation: ``resource.Quantity`` values are kept as written (Go canonicalises e.g. ``1000m``
-to ``1``); values of the wrong JSON type are passed through where Go would reject the object.
+Known approximation: values of the wrong JSON type are passed through where Go would reject the object.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from fractions import Fraction
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,91 @@ def _param_value(raw: Any) -> Any:
     return {k: value[k] for k in sorted(value)} if isinstance(value, dict) else value
 
 
+_QUANTITY = re.compile(r"([+-]?)(\d*)(?:\.(\d*))?(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?")
+_DECIMAL_SUFFIX = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+_DECIMAL_NAME = {v: k for k, v in _DECIMAL_SUFFIX.items()}
+_BINARY_SUFFIX = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
+_BINARY_NAME = {0: "", **{v: k for k, v in _BINARY_SUFFIX.items()}}
+
+
+def _decimal_canonical(value: Fraction, *, exponent_form: bool) -> str:
+    """resource.Quantity's DecimalSI/DecimalExponent form: the smallest exponent that is a multiple of 3
+    and keeps an integer mantissa; values below a nano round up (Quantity keeps 9 decimal places)."""
+    if value == 0:
+        return "0"
+    scaled = value * 10**9
+    nanos = scaled.numerator // scaled.denominator
+    if nanos != scaled:
+        nanos += 1  # ceil, as Quantity rounds up lost precision
+    exponent = -9
+    while nanos % 1000 == 0 and exponent < 18:
+        nanos //= 1000
+        exponent += 3
+    if exponent_form:
+        return f"{nanos}" if exponent == 0 else f"{nanos}e{exponent}"
+    return f"{nanos}{_DECIMAL_NAME[exponent]}"
+
+
+def _quantity(raw: Any) -> Any:
+    """resource.Quantity re-encoded in canonical form (``0.5`` -> ``500m``, ``1024Mi`` -> ``1Gi``,
+    ``1000m`` -> ``1``). Anything it cannot read passes through."""
+    if raw is _MISSING or raw is None:
+        return "0"
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        raw = str(raw)
+    if not isinstance(raw, str) or len(raw) > 64:
+        return raw
+    m = _QUANTITY.fullmatch(raw.strip())
+    if not m or not (m.group(2) or m.group(3)):
+        return raw
+    sign, whole, frac, suffix = m.group(1), m.group(2) or "0", m.group(3) or "", m.group(4) or ""
+    if _kept_as_written(whole.lstrip("0") or "0", frac, suffix):
+        return raw
+    value = Fraction(int(whole + frac), 10 ** len(frac))
+    if sign == "-":
+        value = -value
+    if suffix in _BINARY_SUFFIX:
+        value *= 2 ** _BINARY_SUFFIX[suffix]
+        if -1024 < value < 1024 or value.denominator != 1:
+            return _signed(value, lambda v: _decimal_canonical(v, exponent_form=False))
+        return _signed(value, _binary_canonical)
+    if suffix[:1] in ("e", "E"):
+        value *= Fraction(10) ** int(suffix[1:])
+        return _signed(value, lambda v: _decimal_canonical(v, exponent_form=True))
+    value *= Fraction(10) ** _DECIMAL_SUFFIX[suffix]
+    return _signed(value, lambda v: _decimal_canonical(v, exponent_form=False))
+
+
+def _kept_as_written(num: str, denom: str, suffix: str) -> bool:
+    """ParseQuantity's fast path keeps the input string when it looks canonical already: decimal
+    values whose scale is a multiple of 3 with digits neither ending in ``000`` nor starting with ``0``
+    (so ``1.234``, ``+2`` and ``1E6`` stay as written), binary values with an integer count of a
+    ``Ki``/``Mi``/... unit that is not a multiple of 8."""
+    if suffix in _BINARY_SUFFIX:
+        exponent = _BINARY_SUFFIX[suffix]
+        precision = 15 - len(num) - int(exponent * 3 / 10) - 1
+        return not denom and precision >= 0 and exponent % 10 == 0 and int(num) & 7 != 0
+    exponent = int(suffix[1:]) if suffix[:1] in ("e", "E") else _DECIMAL_SUFFIX[suffix]
+    if 18 - (len(num) + len(denom)) < 0:
+        return False
+    scale = exponent - len(denom)
+    shifted = num + denom
+    # Go's % keeps the sign; only "is it zero" matters here, which Python's % answers the same way.
+    return scale >= -9 and scale % 3 == 0 and not shifted.endswith("000") and shifted[0] != "0"
+
+
+def _binary_canonical(value: Fraction) -> str:
+    amount, exponent = int(value), 0
+    while amount % 1024 == 0 and exponent < 60:
+        amount //= 1024
+        exponent += 10
+    return f"{amount}{_BINARY_NAME[exponent]}"
+
+
+def _signed(value: Fraction, fmt: Callable[[Fraction], str]) -> str:
+    return "-" + fmt(-value) if value < 0 else fmt(value)
+
+
 _CUSTOM: dict[str, tuple[Encoder, Any]] = {
     # custom type -> (encoder, Go zero value as encoded)
     "meta.Time": (_time, None),
@@ -106,7 +192,7 @@ _CUSTOM: dict[str, tuple[Encoder, Any]] = {
     "meta.Duration": (_duration, "0s"),
     "tekton.ParamValue": (_param_value, ""),
     "intstr.IntOrString": (_zero_number, 0),
-    "resource.Quantity": (lambda raw: "0" if raw is _MISSING or raw is None else raw, "0"),
+    "resource.Quantity": (_quantity, "0"),
     "runtime.RawExtension": (_nullable, None),
     "meta.FieldsV1": (_nullable, None),
 }
@@ -273,6 +359,11 @@ def _root(kind: str) -> Encoder:
 def taskrun(obj: dict) -> dict:
     """A TaskRun object as ``json.Marshal(*v1.TaskRun)`` writes it."""
     return _root("TaskRun")(obj)
+
+
+def encode(go_type: str, value: Any) -> Any:
+    """``json.Marshal`` of ``value`` decoded as a schema type, e.g. ``tekton.TaskRef``."""
+    return _encoder(go_type)[0](value)
 
 
 def run_spec(kind: str, spec: dict) -> dict:

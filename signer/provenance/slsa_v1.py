@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from signer.provenance import Options
+from signer.provenance import Options, gojson
 from signer.provenance.common import (
     ZERO_TIME,
     condition_status,
@@ -191,7 +191,8 @@ def _task_entry(task: dict, tr: Run, is_finally: bool, last: str, service_accoun
     entry: dict = {"name": task["name"]}
     if after:
         entry["after"] = after
-    entry["ref"] = dict(task.get("taskRef") or {})
+    # A v1.TaskRef struct (Go drops unknown and empty fields); {} for an embedded taskSpec.
+    entry["ref"] = gojson.encode("tekton.TaskRef", task.get("taskRef") or {})
     entry["startedOn"] = rfc3339(tr.start_time) or ZERO_TIME
     entry["finishedOn"] = rfc3339(tr.completion_time)
     if service_account:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 
+import pytest
+
 from signer.provenance import Options, generate, gojson
 from signer.provenance.slsa1_0 import go_json
 from signer.run import to_run
@@ -113,3 +115,22 @@ def test_v2alpha3_run_spec_uses_the_go_encoding() -> None:
         "taskSpec": {"steps": [{"name": "s", "image": "alpine", "computeResources": {}}]},
     }
     json.dumps(got)  # plain JSON values only
+
+
+@pytest.mark.parametrize(
+    ("written", "encoded"),
+    [
+        # Canonical-looking input is kept as written (ParseQuantity's fast path): scale a multiple of 3,
+        # digits not ending in 000 and not starting with 0.
+        ("250m", "250m"), ("1.234", "1.234"), ("+2", "+2"), ("1E6", "1E6"), ("1Gi", "1Gi"), ("7Mi", "7Mi"),
+        # Otherwise the canonical form: smallest suffix keeping an integer mantissa.
+        ("0.5", "500m"), ("1000m", "1"), ("1.0", "1"), ("5000", "5k"), ("2.5G", "2500M"), ("12e2", "1200"),
+        # Binary units: a multiple of 8 is re-expressed in the largest exact unit.
+        ("1024Mi", "1Gi"), ("2048Ki", "2Mi"), ("1536Mi", "1536Mi"), ("1.5Mi", "1536Ki"),
+        # Below 1Ki a binary value is written in decimal; below a nano it rounds up to 1n.
+        ("0.5Ki", "512"), ("0.0000000001", "1n"),
+    ],
+)
+def test_quantities_are_canonicalised_like_resource_quantity(written: str, encoded: str) -> None:
+    spec = {"computeResources": {"limits": {"memory": written}}}
+    assert gojson.run_spec("TaskRun", spec)["computeResources"] == {"limits": {"memory": encoded}}
