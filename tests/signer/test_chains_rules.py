@@ -142,7 +142,8 @@ def test_build_config_ref_is_a_go_task_ref() -> None:
     # TaskAttestation.Ref is a v1.TaskRef struct: unknown keys and empty omitempty fields disappear.
     pr = to_run({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "metadata": {"name": "pr"},
                  "spec": {}, "status": {"startTime": T0, "completionTime": T1, "pipelineSpec": {"tasks": [
-                     {"name": "build", "taskRef": {"name": "build", "kind": "", "bundle": "gcr.io/x/y:1"}}]}}},
+                     {"name": "build",
+                      "taskRef": {"name": "build", "kind": "", "bundle": "gcr.io/x/y:1"}}]}}},
                 source="test")
     got = generate(pr, [taskrun("pr-build", "build")], Options(format="slsa/v1")).statement
     assert got["predicate"]["buildConfig"]["tasks"][0]["ref"] == {"name": "build"}
