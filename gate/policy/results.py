@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -10,7 +11,7 @@ from typing import Any
 from attestation.errors import PolicyError
 from gate.policy.model import Evaluation, PolicySet, Result, Rule
 
-_PLACEHOLDER = re.compile(r"%%|%s")
+_PLACEHOLDER_GROUP = re.compile(r"(%%|%s)")
 MAX_RESULTS = 10_000
 
 
@@ -18,22 +19,32 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
+@functools.lru_cache(maxsize=1024)
+def _template_parts(template: str) -> tuple[str, ...]:
+    """The literal text around each ``%s`` of ``template``, ``%%`` unescaped: n placeholders, n+1 parts."""
+    literals = [""]
+    # re.split with a group alternates text (even indexes) and placeholders (odd indexes).
+    for n, token in enumerate(_PLACEHOLDER_GROUP.split(template)):
+        if n % 2 == 0:
+            literals[-1] += token
+        elif token == "%%":
+            literals[-1] += "%"
+        else:
+            literals.append("")
+    return tuple(literals)
+
+
 def format_message(template: str, params: list[Any]) -> str:
     """Fill ``%s`` placeholders in order; missing parameters stay visible as ``%s``."""
-    it = iter(params)
-
-    def sub(match: re.Match[str]) -> str:
-        if match.group(0) == "%%":
-            return "%"
-        try:
-            return _text(next(it))
-        except StopIteration:
-            return "%s"
-
-    return _PLACEHOLDER.sub(sub, template)
+    literals = _template_parts(template)
+    out = [literals[0]]
+    for n, literal in enumerate(literals[1:]):
+        out.append(_text(params[n]) if n < len(params) else "%s")
+        out.append(literal)
+    return "".join(out)
 
 
-def enrich(raw: Any, package: str, policy_set: PolicySet) -> Result:
+def enrich(raw: Any, package: str, rules: Mapping[str, Rule]) -> Result:
     """One raw result. Anything malformed still becomes a result (a violation stays a violation)."""
     if not isinstance(raw, Mapping):
         return Result(
@@ -47,7 +58,7 @@ def enrich(raw: Any, package: str, policy_set: PolicySet) -> Result:
     term = raw.get("term")
     params = raw.get("params")
     params = params if isinstance(params, list) else []
-    rule: Rule | None = policy_set.rule(code) if isinstance(code, str) else None
+    rule = rules.get(code) if isinstance(code, str) else None
     if rule is None:
         return Result(
             code=code if isinstance(code, str) else f"{package}.unknown",
@@ -82,6 +93,7 @@ def evaluation_from(output: Any, policy_set: PolicySet, elapsed_ms: float) -> Ev
     violations: list[Result] = []
     warnings: list[Result] = []
     expected = policy_set.packages
+    rules = {rule.code: rule for rule in reversed(policy_set.rules)}  # the first rule of a code wins
     for package, kinds in expected.items():
         doc = output.get(package)
         if not isinstance(doc, Mapping):
@@ -93,7 +105,7 @@ def evaluation_from(output: Any, policy_set: PolicySet, elapsed_ms: float) -> Ev
             if len(items) > MAX_RESULTS:
                 raise PolicyError(f"policy.release.{package}.{kind} returned more than {MAX_RESULTS} results")
             target = violations if kind == "deny" else warnings
-            target.extend(enrich(item, package, policy_set) for item in items)
+            target.extend(enrich(item, package, rules) for item in items)
     violations.sort(key=_sort_key)
     warnings.sort(key=_sort_key)
     return Evaluation(

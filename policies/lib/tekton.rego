@@ -123,9 +123,11 @@ task_dependencies[i] := [] if {
 	st.predicate.buildDefinition.buildType != slsa_tekton
 }
 
+# else-chains rather than two complementary rules: OPA evaluates every rule of a function to check that
+# they agree, and these run several times per task.
 array_or_empty(x) := x if is_array(x)
 
-array_or_empty(x) := [] if not is_array(x)
+else := []
 
 # Undefined (not an error) for anything but base64 JSON of an object, so the record counts as unreadable.
 decode_taskrun(dep) := tr if {
@@ -139,13 +141,15 @@ decode_taskrun(dep) := tr if {
 
 normalise_v02(t) := {
 	"name": string_or_empty(object.get(t, "name", "")),
-	"task": ref_task_name(object.get(t, "ref", {})),
-	"bundle": ref_bundle(object.get(t, "ref", {})),
+	"task": ref_task_name(ref),
+	"bundle": ref_bundle(ref),
 	"status": string_or_empty(object.get(t, "status", "")),
 	"after": [a | some a in array_or_empty(object.get(t, "after", [])); is_string(a)],
 	"started": string_or_empty(object.get(t, "startedOn", "")),
 	"finished": string_or_empty(object.get(t, "finishedOn", "")),
 	"results": results(object.get(t, "results", [])),
+} if {
+	ref := object.get(t, "ref", {})
 }
 
 normalise_taskrun(tr) := {
@@ -161,7 +165,7 @@ normalise_taskrun(tr) := {
 
 string_or_empty(x) := x if is_string(x)
 
-string_or_empty(x) := "" if not is_string(x)
+else := ""
 
 # v1 TaskRuns keep results in status.results, v1beta1 ones in status.taskResults. object.get, not
 # `not is_array(tr.status.results)`: OPA hoists the ref out of the negation, so a TaskRun without results

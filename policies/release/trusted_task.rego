@@ -17,9 +17,21 @@ import data.lib.tekton
 deny contains result if {
 	some i in tekton.pipelinerun_indexes
 	some task in tekton.tasks[i]
-	task.bundle != ""
-	not pinned(task.bundle)
+	task.bundle in unpinned_bundles
 	result := lib.result_helper_with_term("trusted_task.pinned", [task.name, task.bundle], task.bundle)
+}
+
+# The distinct bundle references of every PipelineRun attestation. Pipelines reuse a handful of catalog
+# bundles, so each reference is parsed and checked once instead of once per task.
+bundles contains task.bundle if {
+	some i in tekton.pipelinerun_indexes
+	some task in tekton.tasks[i]
+}
+
+unpinned_bundles contains bundle if {
+	some bundle in bundles
+	bundle != ""
+	not pinned(bundle)
 }
 
 pinned(ref) if regex.match(`@sha256:[0-9a-f]{64}$`, ref)
@@ -41,14 +53,21 @@ deny contains result if {
 	count(trusted) > 0
 	some i in tekton.pipelinerun_indexes
 	some task in tekton.tasks[i]
-	not trusted_bundle(task.bundle, trusted)
-	source := bundle_text(task.bundle)
-	result := lib.result_helper_with_term("trusted_task.trusted", [task.name, source], task.name)
+	task.bundle in untrusted_bundles
+	result := lib.result_helper_with_term("trusted_task.trusted", [task.name, bundle_text(task.bundle)], task.name)
+}
+
+# lib.as_set of the rule data once, not once per task.
+trusted_repos := lib.as_set(lib.rule_data("trusted_task_bundles"))
+
+untrusted_bundles contains bundle if {
+	some bundle in bundles
+	not trusted_bundle(bundle, trusted_repos)
 }
 
 trusted_bundle(bundle, trusted) if {
 	bundle != ""
-	lib.prefix_allowed(image.repo(bundle), lib.as_set(trusted))
+	lib.prefix_allowed(image.repo(bundle), trusted)
 }
 
 bundle_text(bundle) := bundle if bundle != ""
