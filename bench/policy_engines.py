@@ -12,6 +12,8 @@ engines decided the same.
 from __future__ import annotations
 
 import argparse
+import base64
+import copy
 import json
 import statistics
 import subprocess
@@ -32,6 +34,43 @@ def statement_input(statement: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _renamed_taskrun(dep: dict[str, Any], suffix: str) -> dict[str, Any]:
+    taskrun = json.loads(base64.b64decode(dep["content"]))
+    labels = taskrun["metadata"]["labels"]
+    labels["tekton.dev/pipelineTask"] += suffix
+    content = base64.b64encode(json.dumps(taskrun, separators=(",", ":")).encode()).decode()
+    return {**dep, "content": content}
+
+
+def scaled_sample(doc: dict[str, Any], n_tasks: int) -> dict[str, Any]:
+    """The TEP-0084 sample's tasks repeated (names suffixed) up to ``n_tasks``, each copy running after the
+    previous one: catalog tasks, trusted bundles, a scan before every build, git sources and image results,
+    so every rule does its full work (the synthetic run's tasks match no rule data) and the v0.2 task graph
+    is one long chain (the worst case for the transitive ``after`` closure). Allowed, like the sample."""
+    doc = copy.deepcopy(doc)
+    predicate = doc["attestations"][0]["statement"]["predicate"]
+    if "buildConfig" in predicate:
+        tasks = predicate["buildConfig"]["tasks"]
+        copies, previous = [], None
+        for k in range(-(-n_tasks // len(tasks))):
+            for task in tasks:
+                t = copy.deepcopy(task)
+                t["name"] += f"-{k}"
+                after = [f"{a}-{k}" for a in t.get("after") or []]
+                t["after"] = after or ([previous] if previous else [])
+                copies.append(t)
+            previous = copies[-1]["name"]
+        predicate["buildConfig"]["tasks"] = copies[:n_tasks]
+    else:
+        deps = predicate["buildDefinition"]["resolvedDependencies"]
+        pipeline_tasks = [d for d in deps if d.get("name") == "pipelineTask"]
+        others = [d for d in deps if d.get("name") != "pipelineTask"]
+        rounds = -(-n_tasks // len(pipeline_tasks))
+        copies = [_renamed_taskrun(d, f"-{k}") for k in range(rounds) for d in pipeline_tasks]
+        predicate["buildDefinition"]["resolvedDependencies"] = copies[:n_tasks] + others
+    return doc
+
+
 def inputs(n_tasks: int) -> dict[str, dict[str, Any]]:
     from bench.provenance import synthetic
     from signer import samples
@@ -47,11 +86,15 @@ def inputs(n_tasks: int) -> dict[str, dict[str, Any]]:
     tekton = "https://tekton.dev/chains/v2/slsa-tekton"
     sample = samples.load("tep0084-pipelinerun")
     big = synthetic(n_tasks)
+    small_v02 = make(*sample, "slsa/v1", None)
+    small_v1 = make(*sample, "slsa/v2alpha4", tekton)
     return {
-        "sample 4 tasks v0.2": make(*sample, "slsa/v1", None),
-        "sample 4 tasks v1.0": make(*sample, "slsa/v2alpha4", tekton),
+        "sample 4 tasks v0.2": small_v02,
+        "sample 4 tasks v1.0": small_v1,
         f"{n_tasks} tasks v0.2": make(*big, "slsa/v1", None),
         f"{n_tasks} tasks v1.0 slsa-tekton": make(*big, "slsa/v2alpha4", tekton),
+        f"sample x{n_tasks} tasks v0.2": scaled_sample(small_v02, n_tasks),
+        f"sample x{n_tasks} tasks v1.0": scaled_sample(small_v1, n_tasks),
     }
 
 

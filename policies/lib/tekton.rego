@@ -238,12 +238,36 @@ predecessors[i] := {t.name: pred_names(i, t) | some t in tasks[i]} if {
 
 pred_names(i, t) := graph.reachable(after_graph[i], {t.name}) - {t.name}
 
-after_graph[i] := {name: afters |
-	some name in {t.name | some t in tasks[i]}
-	afters := {a | some t in tasks[i]; t.name == name; some a in t.after}
-} if {
+after_graph[i] := {name: object.get(edges, name, set()) | some name in task_names[i]} if {
 	some i in pipelinerun_indexes
 	input.attestations[i].statement.predicateType == slsa_v02
+	edges := object.get(after_edges, i, {})
+}
+
+# The names of the tasks of attestation i.
+task_names[i] := {t.name | some t in tasks[i]} if some i in pipelinerun_indexes
+
+# Edges grouped by name in one pass over the tasks (a comprehension per name would be quadratic). A name
+# that only appears in "after" is not a node: graph.reachable neither follows nor returns it.
+after_edges[i][t.name] contains a if {
+	some i in pipelinerun_indexes
+	some t in tasks[i]
+	some a in t.after
+}
+
+successor_edges[i][a] contains t.name if {
+	some i in pipelinerun_indexes
+	some t in tasks[i]
+	some a in t.after
+}
+
+# successor_graph[i]: the SLSA v0.2 task graph reversed, name -> tasks that run after it. One
+# graph.reachable call over it from a set of tasks gives every task that runs after any of them, where
+# walking each task's predecessors (predecessors[i]) costs O(tasks^2).
+successor_graph[i] := {name: object.get(edges, name, set()) | some name in task_names[i]} if {
+	some i in pipelinerun_indexes
+	input.attestations[i].statement.predicateType == slsa_v02
+	edges := object.get(successor_edges, i, {})
 }
 
 # precedes(i, a, b): task a ran before task b in attestation i.

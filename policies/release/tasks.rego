@@ -2,6 +2,7 @@ package policy.release.tasks
 
 import data.lib
 import data.lib.tekton
+import data.lib.time as ltime
 
 # METADATA
 # title: Pipeline run has tasks
@@ -127,13 +128,12 @@ valid_alternatives(item) if {
 #   solution: >-
 #     Make the task run after the required task in the pipeline (runAfter or a result reference).
 deny contains result if {
-	some order in lib.rule_data("task_order")
-	before := lib.as_set(object.get(order, "before", []))
+	some k, order in lib.rule_data("task_order")
 	after := lib.as_set(object.get(order, "after", []))
 	some i in tekton.pipelinerun_indexes
 	some task in tekton.tasks[i]
 	task.task in after
-	not has_predecessor(i, task, before)
+	not has_predecessor(i, k, task)
 	result := lib.result_helper_with_term(
 		"tasks.task_order",
 		[task.name, lib.describe(object.get(order, "before", []))],
@@ -141,8 +141,52 @@ deny contains result if {
 	)
 }
 
-has_predecessor(i, task, before) if {
-	some other in tekton.tasks[i]
-	other.task in before
-	tekton.precedes(i, other, task)
+# Whether some task named in "before" of task_order entry k precedes task (tekton.precedes), answered from
+# values computed once per attestation and entry rather than by comparing every pair of tasks.
+# SLSA v0.2: the task runs after one of them when it is reachable from them in the reversed task graph.
+# A task that is itself one of them must be reached from the others (precedence excludes the task itself).
+has_predecessor(i, k, task) if {
+	not task.name in before_names[i][k]
+	task.name in after_before_names[i][k]
+}
+
+has_predecessor(i, k, task) if {
+	task.name in before_names[i][k]
+	task.name in graph.reachable(tekton.successor_graph[i], before_names[i][k] - {task.name})
+}
+
+# SLSA v1.0: the task started no earlier than the earliest finish of one of them.
+has_predecessor(i, k, task) if {
+	input.attestations[i].statement.predicateType == tekton.slsa_v1
+	task.started != ""
+	earliest_before_finish[i][k] <= ltime.parse_ns(task.started)
+}
+
+# before_names[i][k]: the names of the tasks of attestation i that task_order entry k names in "before".
+before_names[i][k] := {t.name | some t in tekton.tasks[i]; t.task in before} if {
+	some k, order in lib.rule_data("task_order")
+	before := lib.as_set(object.get(order, "before", []))
+	some i in tekton.pipelinerun_indexes
+}
+
+# SLSA v0.2: every task that runs after one of them (and those of them that are nodes of the graph).
+after_before_names[i][k] := graph.reachable(tekton.successor_graph[i], names) if {
+	some i, by_entry in before_names
+	input.attestations[i].statement.predicateType == tekton.slsa_v02
+	some k, names in by_entry
+}
+
+# SLSA v1.0: the earliest parseable finish time of one of them; undefined when none has one.
+earliest_before_finish[i][k] := min(finishes) if {
+	some k, order in lib.rule_data("task_order")
+	before := lib.as_set(object.get(order, "before", []))
+	some i in tekton.pipelinerun_indexes
+	input.attestations[i].statement.predicateType == tekton.slsa_v1
+	finishes := [ns |
+		some t in tekton.tasks[i]
+		t.task in before
+		t.finished != ""
+		ns := ltime.parse_ns(t.finished)
+	]
+	count(finishes) > 0
 }

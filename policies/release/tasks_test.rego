@@ -172,3 +172,20 @@ test_task_order_without_before_denies if {
 	results := tasks.deny with input as td.good_v02 with data.rule_data.task_order as [{"after": "buildah"}]
 	results == {{"code": "tasks.task_order", "params": ["build", ""], "term": "build"}}
 }
+
+test_task_order_a_task_does_not_precede_itself if {
+	# a task named on both sides needs another task before it, never itself
+	self_only := [{"before": "buildah", "after": "buildah"}]
+	expected := {{"code": "tasks.task_order", "params": ["build", "buildah"], "term": "build"}}
+	tasks.deny == expected with input as td.good_v02 with data.rule_data.task_order as self_only
+	with_clone := [{"before": ["buildah", "git-clone"], "after": "buildah"}]
+	count(tasks.deny) == 0 with input as td.good_v02 with data.rule_data.task_order as with_clone
+}
+
+test_task_order_v02_graph_ignores_unknown_after_names if {
+	# an "after" edge to a task that is not in the record links nothing
+	orphan := object.union(td.build_task, {"after": ["ghost"]})
+	ghost_scan := object.union(td.scan_task, {"after": ["ghost"]})
+	results := tasks.deny with input as td.input_of([td.v02([td.clone_task, ghost_scan, orphan], td.materials)])
+	td.codes(results) == {"tasks.task_order"}
+}
