@@ -21,9 +21,14 @@ NEVER_WITH_KEYS = ("grpc", "spiffe", "attestation.spiffe", "attestation.timestam
 
 PROBE = """
 import json, sys
-from gate.cli import main
+import gate.cli
+
+def report_instead_of_exiting(code):
+    raise SystemExit(code)
+
+gate.cli._exit_now = report_instead_of_exiting
 try:
-    main(sys.argv[1:])
+    gate.cli.main(sys.argv[1:])
 except SystemExit as exit:
     code = exit.code
 print(json.dumps({"code": code, "modules": sorted(k for k, v in sys.modules.items() if v is not None)}))
@@ -87,3 +92,42 @@ def test_registry_verify_loads_httpx_without_its_cli(
     assert code == 0
     assert "httpx" in modules  # the registry was really reached through it
     assert sorted(m for m in NEVER_WITH_KEYS if m in modules) == []
+
+
+def _console(*argv: str | Path) -> subprocess.CompletedProcess[bytes]:
+    """``gate`` exactly as the console script runs it, output through pipes."""
+    return subprocess.run(
+        [sys.executable, "-m", "gate", *map(str, argv)], capture_output=True, cwd=REPO_ROOT, timeout=120
+    )
+
+
+def test_console_script_delivers_all_output_and_the_exit_code(
+    tmp_path: Path, sign, key_file: Path, policy_dir: Path, data_file: Path
+) -> None:
+    # The one-shot commands leave without the interpreter's teardown; what they print and their exit
+    # code must still all arrive. A large policy input (~0.5 MB) goes through the pipe whole.
+    big = slsa02_statement(tasks=2000)
+    other = slsa02_statement()
+    other["predicate"]["builder"]["id"] = "https://ci.example/other"
+    args = ["--key", key_file, "--policy", policy_dir, "--data", data_file]
+    for name, statement in (("big", big), ("other", other)):
+        (tmp_path / f"{name}.jsonl").write_bytes(sign(statement) + b"\n")
+
+    proc = _console(
+        "verify", IMAGE, *args, "--attestations", tmp_path / "big.jsonl", "--output", "policy-input"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout) > 400_000
+    [att] = json.loads(proc.stdout)["attestations"]
+    assert att["statement"] == big
+
+    proc = _console("verify", IMAGE, *args, "--attestations", tmp_path / "other.jsonl")
+    assert proc.returncode == 1 and proc.stdout.startswith(b"DENIED")
+    assert proc.stdout.rstrip().endswith(b"ms")  # the last line of the text report
+
+    proc = _console("verify", IMAGE.split("@")[0], *args, "--attestations", tmp_path / "other.jsonl")
+    assert proc.returncode == 2 and proc.stdout == b""
+    assert proc.stderr.startswith(b"gate: error: ") and proc.stderr.count(b"\n") == 1
+
+    proc = _console("eval", "--input", tmp_path / "missing.json", "--policy", policy_dir)
+    assert proc.returncode == 2 and b"missing.json" in proc.stderr
