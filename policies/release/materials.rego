@@ -11,7 +11,7 @@ git_sources[i] := [m |
 	some m in tekton.array_or_empty(st.predicate.materials)
 	is_object(m)
 	startswith(object.get(m, "uri", ""), "git+")
-	not m.uri in config_uris(st)
+	not m.uri in config_uris[i]
 ] if {
 	some i in tekton.provenance_indexes
 	st := input.attestations[i].statement
@@ -29,13 +29,18 @@ git_sources[i] := [d |
 	st.predicateType == tekton.slsa_v1
 }
 
-config_uris(st) := {uri |
+# A rule, not a function of the statement: computed once per attestation rather than once per material.
+config_uris[i] := {uri |
 	some source in array.concat(
 		[object.get(st.predicate, ["invocation", "configSource"], {})],
 		[object.get(t, ["invocation", "configSource"], {}) | some t in tekton.array_or_empty(st.predicate.buildConfig.tasks)],
 	)
 	uri := object.get(source, "uri", "")
 	uri != ""
+} if {
+	some i in tekton.provenance_indexes
+	st := input.attestations[i].statement
+	st.predicateType == tekton.slsa_v02
 }
 
 config_dependency(name) if name in tekton.config_dependency_names
