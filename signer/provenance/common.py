@@ -6,7 +6,7 @@ Each mirrors one Chains helper (``formats/slsa/attest``, ``internal/material``) 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from attestation.errors import InputError
@@ -97,15 +97,16 @@ def reproducible(run: Run) -> bool:
     return run.labels.get(REPRODUCIBLE_LABEL) == "true"
 
 
-def image_material(image_id: str, *, where: str) -> Artifact:
+def image_material(image_id: str, *, where: str | Callable[[], str]) -> Artifact:
     """A step/sidecar ``imageID`` (``[docker-pullable://]repo@alg:hex``) as ``oci://repo`` material.
 
     Chains fails the whole payload when an imageID does not split into exactly one ``@`` and one ``:``;
-    so do we (fail closed).
+    so do we (fail closed). ``where`` may be a callable, so large runs only format it on error.
     """
     parts = image_id.split("@")
     if len(parts) != 2 or len(parts[1].split(":")) != 2:
-        raise InputError(f"{where}: imageID {image_id!r} is not <repository>@<algorithm>:<hex>")
+        place = where() if callable(where) else where
+        raise InputError(f"{place}: imageID {image_id!r} is not <repository>@<algorithm>:<hex>")
     alg, hexpart = parts[1].split(":")
     return Artifact(OCI_SCHEME + parts[0].removeprefix("docker-pullable://"), {alg: hexpart})
 
@@ -115,7 +116,7 @@ def step_image_materials(run: Run) -> list[Artifact]:
     out = []
     for key in ("steps", "sidecars"):
         for i, state in enumerate(run.status.get(key) or []):
-            where = f"{run.source}: {run.display} status.{key}[{i}]"
+            where = lambda key=key, i=i: f"{run.source}: {run.display} status.{key}[{i}]"  # noqa: E731
             out.append(image_material(state.get("imageID") or "", where=where))
     return out
 

@@ -478,8 +478,9 @@ def _container_images(run: Run, field: str) -> list[Artifact]:
     for i, state in enumerate(states):
         state = state if isinstance(state, Mapping) else {}
         label = state.get("name") or i
-        where = f"{run.source}: {run.display} status.{field}[{label}]"
-        images.append(common.image_material(state.get("imageID") or "", where=where))
+        images.append(common.image_material(
+            state.get("imageID") or "",
+            where=lambda label=label: f"{run.source}: {run.display} status.{field}[{label}]"))
     # Chains merges repeated images of one list with AppendMaterials.
     return typehints.append_subjects([], images)
 
