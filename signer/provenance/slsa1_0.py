@@ -571,8 +571,11 @@ def executed_taskruns(pipelinerun: Run, children: Sequence[Run]) -> list[Run]:
 def _pipeline_task_descriptor(taskrun: Run, build_type: str) -> Dependency | None:
     ref_source = _refsource(taskrun.status)
     if build_type == TEKTON_BUILD_TYPE:
-        # The whole TaskRun as Go's json.Marshal writes it: struct field order, map keys sorted.
-        content = go_json(gojson.taskrun(taskrun.obj), sort_keys=False)
+        # The whole TaskRun as Go's json.Marshal writes it: struct field order, map keys sorted. Chains
+        # takes the child from its informer's lister, and client-go's typed decoders clear TypeMeta, so
+        # the embedded object has no kind or apiVersion.
+        obj = {k: v for k, v in taskrun.obj.items() if k not in ("kind", "apiVersion")}
+        content = go_json(gojson.taskrun(obj), sort_keys=False)
         if ref_source is None:
             return Dependency(name=PIPELINE_TASK_CONFIG, content=content)
         return Dependency(
