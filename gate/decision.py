@@ -90,7 +90,8 @@ class AttestationReport:
 
 @dataclass(frozen=True)
 class Timings:
-    """Milliseconds spent in each stage; zero for stages that did not run."""
+    """Milliseconds spent in each stage; zero for stages that did not run. For an image named by digest
+    the fetch starts with the resolve (they run concurrently), so the two overlap."""
 
     resolve_ms: float = 0.0
     fetch_ms: float = 0.0

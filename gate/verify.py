@@ -466,7 +466,7 @@ class Gate:
                 t1 = time.perf_counter()
                 stored = await fetching
             finally:
-                _settle(resolving, fetching)
+                await _settle(resolving, fetching)
             t2 = time.perf_counter()
             if resolved.digest != ref.digest:  # resolve checks this already; never evaluate a mismatch
                 raise RegistryError(f"{ref}: the registry returned manifest {resolved.digest}")
@@ -563,13 +563,12 @@ class Gate:
         return asyncio.run(self.verify(image, deadline=deadline))
 
 
-def _settle(*tasks: asyncio.Future[Any]) -> None:
-    """Cancel what is still running and mark failures as seen (the first one is already raised)."""
+async def _settle(*tasks: asyncio.Future[Any]) -> None:
+    """Cancel what is still running and wait for it, so nothing outlives the registry client it uses;
+    the failures are seen here (the first one has already been raised)."""
     for task in tasks:
-        if not task.done():
-            task.cancel()
-        elif not task.cancelled():
-            task.exception()
+        task.cancel()  # no-op for a finished task
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _policy_failure(message: str) -> str:
