@@ -231,7 +231,8 @@ def normalize_param_value(value: Any) -> ParamValue:
 
 # --------------------------------------------------------------------------------------------- validation
 
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+# Go's time.Parse(time.RFC3339), which metav1.Time uses, wants an upper-case T and Z.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
 
 
 class _Checker:

@@ -23,7 +23,6 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
 
@@ -99,23 +98,23 @@ def b64(data: bytes) -> str:
 
 def proto_timestamp(value: Any, where: str) -> str:
     """An RFC 3339 time as protojson prints a ``google.protobuf.Timestamp``: UTC, ``Z``, and a
-    fraction of 0, 3, 6 or 9 digits."""
-    if not isinstance(value, str) or not value:
-        raise InputError(f"{where}: not an RFC 3339 time: {value!r}")
+    fraction of 0, 3, 6 or 9 digits (Kubernetes keeps nanoseconds when it parses the time)."""
+    # common.rfc3339 normalises to UTC with the nanosecond fraction, trailing zeros trimmed.
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise InputError(f"{where}: not an RFC 3339 time: {value!r}") from None
-    if parsed.tzinfo is None:
-        raise InputError(f"{where}: RFC 3339 time without a zone: {value!r}")
-    utc = parsed.astimezone(UTC)
-    base = utc.strftime("%Y-%m-%dT%H:%M:%S")
-    micros = utc.microsecond
-    if micros == 0:
+        utc = common.rfc3339(value) if isinstance(value, str) and value else None
+    except InputError:
+        utc = None
+    if utc is None:
+        raise InputError(f"{where}: not an RFC 3339 time: {value!r}")
+    base, _, frac = utc.removesuffix("Z").partition(".")
+    nanos = int(frac.ljust(9, "0")) if frac else 0
+    if nanos == 0:
         return base + "Z"
-    if micros % 1000 == 0:
-        return f"{base}.{micros // 1000:03d}Z"
-    return f"{base}.{micros:06d}Z"
+    if nanos % 1_000_000 == 0:
+        return f"{base}.{nanos // 1_000_000:03d}Z"
+    if nanos % 1000 == 0:
+        return f"{base}.{nanos // 1000:06d}Z"
+    return f"{base}.{nanos:09d}Z"
 
 
 def _present(value: Any) -> bool:

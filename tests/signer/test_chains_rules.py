@@ -147,3 +147,20 @@ def test_build_config_ref_is_a_go_task_ref() -> None:
                 source="test")
     got = generate(pr, [taskrun("pr-build", "build")], Options(format="slsa/v1")).statement
     assert got["predicate"]["buildConfig"]["tasks"][0]["ref"] == {"name": "build"}
+
+
+def test_v1_0_times_keep_nanoseconds() -> None:
+    # metav1.Time parses RFC 3339 with nanoseconds; runDetails.metadata holds protobuf Timestamps, which
+    # protojson prints with 0, 3, 6 or 9 fraction digits, so a nanosecond time keeps all nine.
+    tr = to_run({"apiVersion": "tekton.dev/v1", "kind": "TaskRun", "metadata": {"name": "t"},
+                 "status": {"startTime": "2024-05-02T11:00:00.123456789+02:00",
+                            "completionTime": "2024-05-02T09:05:00.5Z"}}, source="test")
+    meta = generate(tr, [], Options(format="slsa/v2alpha4")).statement["predicate"]["runDetails"]["metadata"]
+    assert meta == {"startedOn": "2024-05-02T09:00:00.123456789Z", "finishedOn": "2024-05-02T09:05:00.500Z"}
+
+
+def test_lower_case_rfc3339_letters_are_rejected() -> None:
+    # time.Parse(time.RFC3339) needs upper-case T and Z; Chains cannot decode such a run.
+    with pytest.raises(InputError, match=r"status\.startTime must be an RFC 3339 time"):
+        to_run({"apiVersion": "tekton.dev/v1", "kind": "TaskRun", "metadata": {"name": "t"},
+                "status": {"startTime": "2024-05-02t09:00:00z"}}, source="test")
