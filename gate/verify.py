@@ -16,7 +16,7 @@ import asyncio
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -82,6 +82,8 @@ class GateConfig:
     insecure_registries: tuple[str, ...] = ()
     ca_file: Path | None = None
     timeout: float = DEFAULT_TIMEOUT
+    # Attestations that verified are remembered up to this many bytes of them (0: verify every time).
+    verified_memo_bytes: int = 32 * 1024 * 1024
 
 
 @dataclass
@@ -255,6 +257,66 @@ def check_attestation(raw: StoredAttestationLike, image: ImageReference, trust: 
     )
 
 
+class VerifiedMemo:
+    """Attestations that verified, by the digest of their exact stored bytes and the image they were
+    checked for, so the webhook does not verify and parse the same provenance on every admission.
+
+    Only successes are kept, and only by a :class:`Gate` whose trust is keys alone (immutable for its
+    life, and the outcome cannot depend on the time): an entry holds what :func:`check_attestation`
+    returned for those bytes, never anything that was not verified. Bounded by the bytes of the
+    attestations it stands for, least recently used first out.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        import collections
+        import threading
+
+        self._entries: collections.OrderedDict[tuple[str, ...], tuple[Checked, int]] = (
+            collections.OrderedDict()
+        )
+        self._bytes = 0
+        self._max = max_bytes
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(raw: StoredAttestationLike, image: ImageReference) -> tuple[str, ...]:
+        import hashlib
+
+        notes = "\0".join(f"{k}={v}" for k, v in sorted(raw.annotations.items()))
+        return (
+            hashlib.sha256(raw.data).hexdigest(),
+            raw.media_type or "",
+            hashlib.sha256(notes.encode()).hexdigest(),
+            str(image.digest),
+        )
+
+    def get(self, key: tuple[str, ...], source: str) -> Checked | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._entries.move_to_end(key)
+        checked = entry[0]
+        assert checked.statement is not None
+        # The same bytes may be found under another name (a layer index moves when layers are added).
+        return Checked(
+            report=replace(checked.report, source=source),
+            statement=replace(checked.statement, source=source),
+        )
+
+    def put(self, key: tuple[str, ...], checked: Checked, size: int) -> None:
+        if size > self._max:
+            return
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = (checked, size)
+            self._bytes += size
+            while self._bytes > self._max:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self._bytes -= dropped
+
+
 # ------------------------------------------------------------------------------------------------------
 # rule data
 
@@ -363,6 +425,7 @@ class Gate:
         self.policy_set = load_policy_set(paths, list(expand_data_paths(config.data_paths)))
         self.engine = make_engine(self.policy_set, engine=config.engine, opa_url=config.opa_url)
         self._client: Any = None
+        self._verified = VerifiedMemo(config.verified_memo_bytes)
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -484,13 +547,27 @@ class Gate:
         self, ref: ImageReference, raws: Sequence[StoredAttestationLike], timings: Timings, started: float
     ) -> Prepared:
         t0 = time.perf_counter()
-        checked = [check_attestation(raw, ref, self.trust) for raw in raws]
+        checked = [self._check_one(raw, ref) for raw in raws]
         timings = Timings(
             resolve_ms=timings.resolve_ms,
             fetch_ms=timings.fetch_ms,
             verify_ms=(time.perf_counter() - t0) * 1000,
         )
         return Prepared(image=ref, checked=checked, timings=timings, started=started)
+
+    def _check_one(self, raw: StoredAttestationLike, ref: ImageReference) -> Checked:
+        # Only key-based trust decides the same way for the same bytes at any time; an X.509 signer's
+        # certificate can expire between two calls, so with certificate roots configured nothing is kept.
+        if self.trust.x509_roots:
+            return check_attestation(raw, ref, self.trust)
+        key = VerifiedMemo.key(raw, ref)
+        found = self._verified.get(key, raw.source)
+        if found is not None:
+            return found
+        checked = check_attestation(raw, ref, self.trust)
+        if checked.statement is not None:
+            self._verified.put(key, checked, len(raw.data))
+        return checked
 
     def decide(self, prepared: Prepared | Decision, *, deadline: float | None = None) -> Decision:
         """Evaluate the policy over the verified statements and build the decision."""
