@@ -70,9 +70,11 @@ trusted_bundle(bundle, trusted) if {
 	lib.prefix_allowed(image.repo(bundle), trusted)
 }
 
-bundle_text(bundle) := bundle if bundle != ""
-
+# One rule with an else, not two complementary rules: OPA evaluates every rule of a function (to check
+# that they agree), and this one runs for every untrusted task.
 bundle_text(bundle) := "no bundle" if bundle == ""
+
+else := bundle
 
 # METADATA
 # title: Trusted task bundles provided
