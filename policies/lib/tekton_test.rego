@@ -130,6 +130,11 @@ test_unreadable_v02_records_are_counted_but_not_read if {
 test_decode_taskrun if {
 	tekton.decode_taskrun({"content": base64.encode(`{"kind": "TaskRun"}`)}) == {"kind": "TaskRun"}
 	not tekton.decode_taskrun({"content": "%%%"})
+
+	# `{}` is e30= in canonical base64; unpadded and over-padded forms are refused on every engine
+	not tekton.decode_taskrun({"content": "e30"})
+	not tekton.decode_taskrun({"content": "e30=="})
+	not tekton.decode_taskrun({"content": "e30=\n"})
 	not tekton.decode_taskrun({"content": base64.encode("{")})
 	not tekton.decode_taskrun({"content": base64.encode(`"a string"`)})
 	not tekton.decode_taskrun({"content": 12})
