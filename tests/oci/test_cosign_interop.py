@@ -231,3 +231,55 @@ def test_cosign_signs_with_a_key_pair_we_generated(
         image.pinned,
     )
     assert verify.returncode == 0, verify.stderr
+
+
+@pytest.mark.parametrize(
+    ("fmt", "encoding", "cosign_type"),
+    [
+        ("slsa/v1", "dsse", "slsaprovenance"),
+        ("slsa/v2alpha4", "dsse", "slsaprovenance1"),
+        ("slsa/v2alpha4", "sigstore-bundle", "slsaprovenance1"),
+    ],
+)
+def test_signer_cli_with_cosign_key_then_cosign_verify_attestation(
+    any_registry: RegistryServer,
+    cosign: tuple[Path, dict[str, str], Path],
+    tmp_path: Path,
+    fmt: str,
+    encoding: str,
+    cosign_type: str,
+) -> None:
+    """The issue's path, as a user types it: `signer sign --key cosign.key --storage oci` on the bundled
+    TEP-0084 PipelineRun, then `cosign verify-attestation --key cosign.pub` on the image."""
+    import sys
+
+    import yaml
+
+    from signer import samples
+
+    _binary, env, home = cosign
+    image = _push(any_registry)
+    pipelinerun, taskruns = samples.load(
+        "tep0084-pipelinerun", image_url=image.reference.name, image_digest=image.digest
+    )
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(yaml.safe_dump_all([pipelinerun, *taskruns], sort_keys=False))
+    signer_cli = Path(sys.executable).parent / "signer"
+    signed = subprocess.run(
+        [signer_cli, "sign", run_file, "--key", home / "cosign.key", "--format", fmt,
+         "--storage", "oci", "--oci-encoding-format", encoding],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert signed.returncode == 0, signed.stderr
+    args = ["verify-attestation", "--key", "cosign.pub", "--insecure-ignore-tlog=true", "--type", cosign_type,
+            "--allow-http-registry", image.pinned]
+    if encoding == "dsse":
+        args.insert(1, "--new-bundle-format=false")
+    result = _cosign(cosign, *args)
+    assert result.returncode == 0, result.stderr
+    printed = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    statement = json.loads(base64.b64decode(printed[0]["payload"]))
+    # the statement cosign verified is the PipelineRun's provenance, about this image
+    assert statement["predicate"]["buildDefinition" if fmt != "slsa/v1" else "buildType"]
+    subject = {"name": image.reference.name, "digest": {"sha256": image.digest.split(":")[1]}}
+    assert subject in statement["subject"]
