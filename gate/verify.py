@@ -484,34 +484,37 @@ class Gate:
             ref = parse(image)
         except InvalidReference as err:
             return undecided(image, [str(err)])
+        # What the decision names: the digest as soon as it is known, the reference as given until then.
+        named = [ref.pinned if ref.digest else str(ref)]
         try:
             if self._client is not None:
-                return await self._fetch_and_check(self._client, ref, deadline, started)
+                return await self._fetch_and_check(self._client, ref, deadline, started, named)
             async with self._new_client() as client:
-                return await self._fetch_and_check(client, ref, deadline, started)
+                return await self._fetch_and_check(client, ref, deadline, started, named)
         except (RegistryError, InputError, VerificationError) as err:
-            return undecided(str(ref), [str(err)], elapsed_ms=_ms(started))
+            return undecided(named[0], [str(err)], elapsed_ms=_ms(started))
         except TimeoutError:
             return undecided(
-                str(ref),
+                named[0],
                 [f"timed out after {self.config.timeout:g}s talking to {ref.registry}"],
                 elapsed_ms=_ms(started),
             )
         except Exception as err:  # fail closed on anything the registry layer did not anticipate
             return undecided(
-                str(ref),
+                named[0],
                 [f"fetching attestations of {ref} failed: {type(err).__name__}: {err}"],
                 elapsed_ms=_ms(started),
             )
 
     async def _fetch_and_check(
-        self, client: Any, ref: ImageReference, deadline: float, started: float
+        self, client: Any, ref: ImageReference, deadline: float, started: float, named: list[str]
     ) -> Prepared:
         from attestation.oci import reader
 
         t0 = time.perf_counter()
         if ref.digest is None:
             resolved = await reader.resolve(client, ref, deadline=deadline)
+            named[0] = resolved.pinned
             t1 = time.perf_counter()
             stored = await reader.fetch_attestations(client, resolved, deadline=deadline)
             t2 = time.perf_counter()

@@ -71,6 +71,7 @@ def test_attestations_for_a_digest_that_is_not_in_the_registry_admit_nothing(
     _attach(server, ghost, _signed_for(ghost, trusted_signer))
     decision = gate.verify_sync(ghost.pinned)
     assert not decision.allowed and not decision.decided and decision.exit_code == 2
+    assert decision.image == ghost.pinned
     assert decision.attestations == ()
     [error] = decision.errors
     assert "not found" in error and repo.split("/", 1)[1] in error
@@ -82,3 +83,24 @@ def test_tag_and_digest_evaluates_the_digest(gate: Gate, server: RegistryServer,
     decision = gate.verify_sync(f"{image.reference.name}:not-a-pushed-tag@{image.digest}")
     assert decision.allowed, decision.to_dict()
     assert decision.image == image.pinned
+
+
+def test_registry_failure_after_the_tag_resolved_names_the_digest(gate: Gate, server: RegistryServer) -> None:
+    # The .att tag holds an index instead of a cosign attestation image: the attestations cannot be read,
+    # so no decision, and the decision names the digest the tag pointed to.
+    from attestation.oci import layout
+    from attestation.oci.writer import push_index
+
+    async def setup() -> ResolvedImage:
+        deadline = time.monotonic() + 30
+        async with server.client() as client:
+            image = await push_image(client, server.repo(), [b"spoilt"], tag="v1", deadline=deadline)
+            tag = layout.attachment_tag(image.digest, "att")
+            await push_index(client, image.reference.name, [image], tag=tag, deadline=deadline)
+            return image
+
+    image = asyncio.run(setup())
+    decision = gate.verify_sync(f"{image.reference.name}:v1")
+    assert not decision.allowed and not decision.decided and decision.exit_code == 2
+    assert decision.image == image.pinned
+    assert "is an index" in decision.errors[0]
