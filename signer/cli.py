@@ -294,9 +294,16 @@ def _write_output(data: bytes, out: str | None) -> None:
               help="SPIRE trust bundle, PEM or SPIFFE JSON (spire-server bundle show).")
 @click.option("--spiffe-socket", metavar="URI", help="Take the trust bundle from the Workload API at URI.")
 @click.option("--trust-domain", required=True, metavar="TD", help="SPIRE trust domain, e.g. example.org.")
+@click.option("--require-status-signature", is_flag=True,
+              help="Also require the Tekton controller's signature over the status "
+                   "(status.annotations tekton.dev/status-hash, -sig, controller-svid).")
+@click.option("--controller-spiffe-id", "controller_spiffe_ids", multiple=True, metavar="ID",
+              help="With --require-status-signature: the controller SVID must have this SPIFFE ID "
+                   "(repeatable; default: any SVID of the trust bundle).")
 @click.pass_context
 def verify_results_cmd(ctx: click.Context, run: str, trust_bundle: str | None, spiffe_socket: str | None,
-                       trust_domain: str) -> None:
+                       trust_domain: str, require_status_signature: bool = False,
+                       controller_spiffe_ids: tuple[str, ...] = ()) -> None:
     """Check the SPIRE-signed results of a TaskRun (TEP-0089).
 
     Exit 0: verified. Exit 1: not verified, one line per reason on stdout. Exit 2: unusable input.
@@ -304,6 +311,8 @@ def verify_results_cmd(ctx: click.Context, run: str, trust_bundle: str | None, s
     \b
     Examples:
       signer verify-results taskrun.yaml --trust-bundle bundle.pem --trust-domain example.org
+      signer verify-results taskrun.yaml --trust-bundle bundle.pem --trust-domain example.org \\
+        --require-status-signature --controller-spiffe-id spiffe://example.org/tekton/controller
     """
     from signer.run import load_documents, runs_from_documents
     from signer.spire.results import verify_run_results
@@ -311,6 +320,8 @@ def verify_results_cmd(ctx: click.Context, run: str, trust_bundle: str | None, s
 
     if (trust_bundle is None) == (spiffe_socket is None):
         raise click.UsageError("give exactly one of --trust-bundle FILE or --spiffe-socket URI")
+    if controller_spiffe_ids and not require_status_signature:
+        raise click.UsageError("--controller-spiffe-id goes with --require-status-signature")
     if trust_bundle is not None:
         from attestation.spiffe import load_trust_bundle
 
@@ -320,9 +331,15 @@ def verify_results_cmd(ctx: click.Context, run: str, trust_bundle: str | None, s
     runs = runs_from_documents(load_documents(run), source=run)
     if len(runs) != 1:
         raise InputError(f"{run}: expected one TaskRun, found {len(runs)} runs")
-    verdict = verify_run_results(runs[0], trust_domain=trust_domain, bundle=bundle)
+    verdict = verify_run_results(
+        runs[0], trust_domain=trust_domain, bundle=bundle, require_status_signature=require_status_signature,
+        controller_spiffe_ids=controller_spiffe_ids or None,
+    )
     if verdict.verified:
-        click.echo(f"verified: {len(verdict.verified_results)} results signed by {verdict.spiffe_id}")
+        status_note = "; status signed by the controller" if require_status_signature else ""
+        click.echo(
+            f"verified: {len(verdict.verified_results)} results signed by {verdict.spiffe_id}{status_note}"
+        )
         return
     for reason in verdict.reasons:
         click.echo(f"not verified: {reason}")

@@ -23,6 +23,10 @@ class SpireConfig:
     enforce_nonfalsifiability: str = "none"
     trust_domain: str = "example.org"
     bundle: TrustBundle | None = None
+    # Also require the controller's status signature (status.annotations tekton.dev/status-hash...),
+    # optionally pinned to the controller's SPIFFE IDs; off by default as Tekton never wrote it.
+    require_status_signature: bool = False
+    controller_spiffe_ids: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.enforce_nonfalsifiability not in MODES:
@@ -70,7 +74,14 @@ def check_nonfalsifiability(
     reasons: list[str] = []
     for tr in taskruns:
         try:
-            verdict = verify_run_results(tr, trust_domain=config.trust_domain, bundle=config.bundle, at=at)
+            verdict = verify_run_results(
+                tr,
+                trust_domain=config.trust_domain,
+                bundle=config.bundle,
+                at=at,
+                require_status_signature=config.require_status_signature,
+                controller_spiffe_ids=config.controller_spiffe_ids,
+            )
         except InputError as err:
             reasons.append(f"{_label(tr)}: {err}")
             continue

@@ -18,8 +18,8 @@ import base64
 import binascii
 import datetime as dt
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cryptography import x509
@@ -239,9 +239,20 @@ def verify_results(
 
 
 def verify_run_results(
-    run: Any, *, trust_domain: str, bundle: TrustBundle, at: dt.datetime | None = None
+    run: Any,
+    *,
+    trust_domain: str,
+    bundle: TrustBundle,
+    at: dt.datetime | None = None,
+    require_status_signature: bool = False,
+    controller_spiffe_ids: Collection[str] | None = None,
 ) -> ResultsVerdict:
-    """:func:`verify_results` for a ``signer.run.Run`` (or a raw TaskRun object dict, v1 or v1beta1)."""
+    """:func:`verify_results` for a ``signer.run.Run`` (or a raw TaskRun object dict, v1 or v1beta1).
+
+    With ``require_status_signature`` the controller's signature over the status must verify too
+    (:func:`signer.spire.status.verify_status_signature`, identity pinned to ``controller_spiffe_ids``
+    when given); its reasons are added to the verdict's.
+    """
     if isinstance(run, Mapping):
         meta = run.get("metadata") or {}
         status = run.get("status") or {}
@@ -257,6 +268,21 @@ def verify_run_results(
         raise InputError(f"TaskRun {name}: status.results must be a list")
     if not name or not namespace:
         raise InputError("TaskRun has no metadata.name or metadata.namespace (both are in its SPIFFE ID)")
-    return verify_results(
+    verdict = verify_results(
         results, namespace=namespace, name=name, trust_domain=trust_domain, bundle=bundle, at=at
+    )
+    if not require_status_signature:
+        return verdict
+    from signer.spire.status import verify_status_signature
+
+    status_reasons = verify_status_signature(
+        run, bundle=bundle, at=at, controller_spiffe_ids=controller_spiffe_ids
+    )
+    if not status_reasons:
+        return verdict
+    return replace(
+        verdict,
+        verified=False,
+        reasons=(*verdict.reasons, *(f"status signature: {r}" for r in status_reasons)),
+        verified_results=(),
     )
