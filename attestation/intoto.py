@@ -8,11 +8,11 @@ inserts random spaces on purpose), which is fine: signatures cover the stored by
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from attestation.errors import InputError, LimitExceeded
 from attestation.limits import (
@@ -31,45 +31,107 @@ _TOP_LEVEL_ORDER = ("_type", "subject", "predicateType", "predicate")
 # in_toto.v1.ResourceDescriptor field order (v0.1 subjects only use name and digest).
 _DESCRIPTOR_ORDER = ("name", "uri", "digest", "content", "downloadLocation", "mediaType", "annotations")
 
+# The statement is validated by hand rather than with a pydantic model: importing pydantic cost 60-130 ms
+# of every `gate verify` start for four fields (docs/performance.md). The rules are those the pydantic
+# model had (strict types, the same bounds, the first failing field in field order named), including
+# its populate_by_name: the Python field name is accepted where the wire name is absent.
 
-class Subject(BaseModel):
+
+@dataclass(frozen=True, slots=True)
+class Subject:
     """An artifact the statement is about. Unknown descriptor fields are ignored."""
 
-    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
-
+    digest: dict[str, str]
     name: str = ""
-    digest: dict[str, str] = Field(min_length=1, max_length=MAX_DIGESTS_PER_SUBJECT)
 
 
-class Statement(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Statement:
     """A validated in-toto Statement. Extra top-level fields are ignored."""
 
-    model_config = ConfigDict(extra="ignore", strict=True, frozen=True, populate_by_name=True)
-
-    type: str = Field(alias="_type")
-    subject: list[Subject] = Field(default_factory=list, max_length=MAX_SUBJECTS_PER_STATEMENT)
-    predicate_type: str = Field(alias="predicateType", min_length=1)
-    predicate: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("type")
-    @classmethod
-    def _known_type(cls, value: str) -> str:
-        if value not in STATEMENT_TYPES:
-            raise ValueError(f"must be {STATEMENT_V01} or {STATEMENT_V1}, got {value[:200]!r}")
-        return value
+    type: str
+    predicate_type: str
+    subject: list[Subject] = field(default_factory=list)
+    predicate: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The statement as JSON-ready data with wire field names."""
-        return self.model_dump(by_alias=True, exclude_defaults=False)
+        return {
+            "_type": self.type,
+            "subject": [{"name": s.name, "digest": dict(s.digest)} for s in self.subject],
+            "predicateType": self.predicate_type,
+            "predicate": copy.deepcopy(self.predicate),
+        }
 
 
-def _describe(err: ValidationError, what: str) -> str:
-    first = err.errors(include_url=False)[0]
-    loc = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    if first["type"] == "missing":
-        return f"{what}: field {loc} is missing"
-    msg = first["msg"].removeprefix("Value error, ")
-    return f"{what}: field {loc}: {msg}"
+class _Invalid(Exception):
+    def __init__(self, loc: str, msg: str | None = None) -> None:
+        super().__init__(loc)
+        self.loc = loc
+        self.msg = msg  # None: the field is missing
+
+
+def _field(doc: Mapping[str, Any], alias: str, name: str) -> tuple[Any, str]:
+    """The value and the key it was found under (errors name that key)."""
+    if alias in doc:
+        return doc[alias], alias
+    if name in doc:
+        return doc[name], name
+    raise _Invalid(alias)
+
+
+def _string(value: Any, loc: str, *, min_length: int = 0) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(loc, "Input should be a valid string")
+    if len(value) < min_length:
+        raise _Invalid(loc, f"String should have at least {min_length} character")
+    return value
+
+
+def _str_dict(value: Any, loc: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _Invalid(loc, "Input should be a valid dictionary")
+    for key in value:
+        if not isinstance(key, str):
+            raise _Invalid(f"{loc}.{key}.[key]", "Input should be a valid string")
+    return value
+
+
+def _subject(value: Any, loc: str) -> Subject:
+    if not isinstance(value, dict):
+        raise _Invalid(loc, "Input should be a valid dictionary or instance of Subject")
+    name = _string(value["name"], f"{loc}.name") if "name" in value else ""
+    if "digest" not in value:
+        raise _Invalid(f"{loc}.digest")
+    digest = _str_dict(value["digest"], f"{loc}.digest")
+    if not digest:
+        raise _Invalid(f"{loc}.digest", "Dictionary should have at least 1 item, not 0")
+    for n, (algorithm, hex_digest) in enumerate(digest.items()):
+        _string(hex_digest, f"{loc}.digest.{algorithm}")
+        if n == MAX_DIGESTS_PER_SUBJECT:
+            raise _Invalid(f"{loc}.digest", f"Dictionary should have at most {MAX_DIGESTS_PER_SUBJECT} items")
+    return Subject(name=name, digest=dict(digest))
+
+
+def _statement(doc: Mapping[str, Any]) -> Statement:
+    value, loc = _field(doc, "_type", "type")
+    type_ = _string(value, loc)
+    if type_ not in STATEMENT_TYPES:
+        raise _Invalid(loc, f"must be {STATEMENT_V01} or {STATEMENT_V1}, got {type_[:200]!r}")
+    subjects: list[Subject] = []
+    if "subject" in doc:
+        raw = doc["subject"]
+        if not isinstance(raw, list):
+            raise _Invalid("subject", "Input should be a valid list")
+        if len(raw) > MAX_SUBJECTS_PER_STATEMENT:
+            raise _Invalid(
+                "subject", f"List should have at most {MAX_SUBJECTS_PER_STATEMENT} items, not {len(raw)}"
+            )
+        subjects = [_subject(item, f"subject.{n}") for n, item in enumerate(raw)]
+    value, loc = _field(doc, "predicateType", "predicate_type")
+    predicate_type = _string(value, loc, min_length=1)
+    predicate = dict(_str_dict(doc["predicate"], "predicate")) if "predicate" in doc else {}
+    return Statement(type=type_, subject=subjects, predicate_type=predicate_type, predicate=predicate)
 
 
 def parse(payload: bytes, *, source: str = "statement") -> Statement:
@@ -82,9 +144,11 @@ def from_dict(doc: Any, *, source: str = "statement") -> Statement:
     if not isinstance(doc, dict):
         raise InputError(f"{source}: an in-toto statement must be a JSON object")
     try:
-        return Statement.model_validate(doc)
-    except ValidationError as err:
-        raise InputError(_describe(err, source)) from None
+        return _statement(doc)
+    except _Invalid as err:
+        if err.msg is None:
+            raise InputError(f"{source}: field {err.loc} is missing") from None
+        raise InputError(f"{source}: field {err.loc}: {err.msg}") from None
 
 
 def _sorted(value: Any) -> Any:
