@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import ipaddress
+import os
 import random
 import ssl
+import sys
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -89,6 +91,15 @@ def _registry_message(body: bytes) -> str:
         return ""
 
 
+def _client_context() -> ssl.SSLContext:
+    """What ``ssl.create_default_context()`` makes, without the system CA store: trusts no CA yet."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname
+    keylog = os.environ.get("SSLKEYLOGFILE")
+    if keylog and not sys.flags.ignore_environment:
+        context.keylog_filename = keylog
+    return context
+
+
 class RegistryClient:
     """One client per process (or per request batch); safe for concurrent use within one event loop."""
 
@@ -116,44 +127,32 @@ class RegistryClient:
         self._scheme: dict[str, str] = {}
         self._auth_header: dict[tuple[str, str], str] = {}  # (registry, scope) -> Authorization
         self._sem = asyncio.Semaphore(max_concurrency)
-        self._ca_file = ca_file
-        # The verified HTTPS client is built on first use: loading the system CA store costs 25-70 ms,
+        # ssl.create_default_context() minus its system CA store, which is loaded by a request hook
+        # before the first HTTPS request (every redirect hop passes the hook): loading it costs 25-70 ms,
         # a tenth of a `gate verify` against a plain-HTTP (loopback or --insecure-registry) registry.
-        self._tls: httpx.AsyncClient | None = None
+        # Until then the context trusts no CA, so nothing can be accepted without it.
+        context = _client_context()
         if ca_file:
-            self._https_client()  # a bad --ca-file is reported at once, not at the first request
-        # Plain-HTTP URLs go through a client whose TLS context trusts no CA at all, so that nothing
-        # reaching it over https could ever be accepted; it never follows redirects itself (see _client).
-        self._plain = httpx.AsyncClient(
-            verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT),
+            try:
+                context.load_verify_locations(cafile=ca_file)
+            except (OSError, ssl.SSLError) as err:
+                raise InputError(f"CA file {ca_file}: cannot load: {err}") from None
+        self._context = context
+        self._system_cas_loaded = False
+        self._http = httpx.AsyncClient(
+            verify=context,
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
+            event_hooks={"request": [self._before_request]},
         )
 
-    def _https_client(self) -> httpx.AsyncClient:
-        if self._tls is None:
-            context = ssl.create_default_context()
-            if self._ca_file:
-                try:
-                    context.load_verify_locations(cafile=self._ca_file)
-                except (OSError, ssl.SSLError) as err:
-                    raise InputError(f"CA file {self._ca_file}: cannot load: {err}") from None
-            self._tls = httpx.AsyncClient(
-                verify=context, follow_redirects=False, headers={"User-Agent": USER_AGENT}
-            )
-        return self._tls
-
-    def _client(self, url: str, follow_redirects: bool = False) -> httpx.AsyncClient:
-        # A followed redirect may lead to https, so only requests that stay on one plain-HTTP URL use
-        # the client without CAs.
-        if url.startswith("http://") and not follow_redirects:
-            return self._plain
-        return self._https_client()
+    async def _before_request(self, request: httpx.Request) -> None:
+        if request.url.scheme != "http" and not self._system_cas_loaded:
+            self._context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+            self._system_cas_loaded = True
 
     async def aclose(self) -> None:
-        await self._plain.aclose()
-        if self._tls is not None:
-            await self._tls.aclose()
+        await self._http.aclose()
 
     async def __aenter__(self) -> RegistryClient:
         return self
@@ -177,27 +176,28 @@ class RegistryClient:
             return "https"
         # Loopback: HTTPS first, plain HTTP only when the server does not speak TLS at all (as Docker
         # does). A certificate that fails verification is an error, never a reason to downgrade.
-        # The first probe uses the client that trusts no CA: a server that does not speak TLS fails it
-        # the same way without the cost of the CA store; one that does fails certificate verification,
-        # and only then is the probe repeated with the verified client, which decides as before.
-        for client in (self._plain, None):
-            timeout = max(0.05, min(2.0, deadline - time.monotonic()))
-            try:
-                await (client or self._https_client()).get(f"https://{registry}/v2/", timeout=timeout)
-                scheme = "https"
-            except httpx.TransportError as err:
-                cause = _ssl_cause(err)
-                if cause is None:
-                    return "http"  # nothing answered TLS in time: try HTTP, decide again next time
-                if isinstance(cause, ssl.SSLCertVerificationError):
-                    if client is not None:
-                        continue  # it speaks TLS: ask again with the trusted CAs
-                    raise RegistryError(
-                        f"registry {registry}: TLS certificate verification failed ({cause.verify_message}); "
-                        "pass the registry's CA with --registry-ca"
-                    ) from None
-                scheme = "http"
-            break
+        # The first probe trusts no CA: a server that does not speak TLS fails it as it fails the real
+        # one, without loading the CA store; one that does fails certificate verification, and only then
+        # is the probe repeated with the verifying client, which decides.
+        async with httpx.AsyncClient(verify=_client_context(), headers={"User-Agent": USER_AGENT}) as probe:
+            for client in (probe, self._http):
+                timeout = max(0.05, min(2.0, deadline - time.monotonic()))
+                try:
+                    await client.get(f"https://{registry}/v2/", timeout=timeout)
+                    scheme = "https"
+                except httpx.TransportError as err:
+                    cause = _ssl_cause(err)
+                    if cause is None:
+                        return "http"  # nothing answered TLS in time: try HTTP, decide again next time
+                    if isinstance(cause, ssl.SSLCertVerificationError):
+                        if client is probe:
+                            continue  # it speaks TLS: ask again with the trusted CAs
+                        raise RegistryError(
+                            f"registry {registry}: TLS certificate verification failed "
+                            f"({cause.verify_message}); pass the registry's CA with --registry-ca"
+                        ) from None
+                    scheme = "http"
+                break
         self._scheme[registry] = scheme
         return scheme
 
@@ -249,11 +249,11 @@ class RegistryClient:
                     "client_id": "provgate",
                     **query,
                 }
-                resp = await self._client(realm).post(realm, data=form, timeout=timeout)
+                resp = await self._http.post(realm, data=form, timeout=timeout)
             else:
                 if creds is not None and creds.username is not None:
                     headers["Authorization"] = basic_header(creds)
-                resp = await self._client(realm).get(realm, params=query, headers=headers, timeout=timeout)
+                resp = await self._http.get(realm, params=query, headers=headers, timeout=timeout)
         except httpx.HTTPError as err:
             raise RegistryError(f"registry {registry}: token request to {realm} failed: {err}") from None
         if resp.status_code != 200:
@@ -369,9 +369,8 @@ class RegistryClient:
         where: str,
         follow_redirects: bool,
     ) -> Reply:
-        client = self._client(url, follow_redirects)
-        request = client.build_request(method, url, headers=headers, content=content)
-        resp = await client.send(request, stream=True, follow_redirects=follow_redirects)
+        request = self._http.build_request(method, url, headers=headers, content=content)
+        resp = await self._http.send(request, stream=True, follow_redirects=follow_redirects)
         try:
             limit = max_bytes if resp.status_code < 400 else MAX_ERROR_BODY
             declared = resp.headers.get("content-length")
