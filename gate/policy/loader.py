@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from attestation.errors import InputError, PolicyError
 from attestation.limits import MiB, check_json_depth, load_json
+from gate.policy import metadata, model
 from gate.policy.metadata import package_of, parse_rules
 from gate.policy.model import PolicySet, Rule
 
@@ -36,9 +38,14 @@ def _read(path: Path, limit: int) -> str:
 
 def load_data_file(path: Path) -> Any:
     """A JSON or YAML data document, bounded in size and depth."""
-    text = _read(path, MAX_DATA_FILE_BYTES)
+    return _parse_data(_read(path, MAX_DATA_FILE_BYTES), path)
+
+
+def _parse_data(text: str, path: Path) -> Any:
     if path.suffix == ".json":
         return load_json(text, max_bytes=MAX_DATA_FILE_BYTES, what=str(path))
+    import yaml  # only when a policy set is not in the cache: ~20 ms of import
+
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -83,7 +90,7 @@ def load_policy_set(policy_paths: Sequence[Path], data_paths: Sequence[Path] = (
     roots = tuple(Path(p) for p in policy_paths) or (ROOT,)
     modules: dict[str, str] = {}
     test_modules: dict[str, str] = {}
-    data: dict[str, Any] = {}
+    tree_data: list[tuple[Path, tuple[str, ...], str]] = []
     for root in roots:
         if not root.exists():
             raise InputError(f"{root}: no such policy file or directory")
@@ -100,11 +107,38 @@ def load_policy_set(policy_paths: Sequence[Path], data_paths: Sequence[Path] = (
                 (test_modules if path.name.endswith("_test.rego") else modules)[str(path)] = source
             elif path.suffix in DATA_SUFFIXES:
                 prefix = tuple(rel.parts[:-1]) if root.is_dir() else ()
-                _merge(data, _place(load_data_file(path), prefix, path), "data", override=False)
+                tree_data.append((path, prefix, _read(path, MAX_DATA_FILE_BYTES)))
     if not modules:
         raise PolicyError(f"no Rego modules found in {', '.join(map(str, roots))}")
-    for path in data_paths:
-        doc = _place(load_data_file(Path(path)), (), Path(path))
+    extra_data = [(Path(path), _read(Path(path), MAX_DATA_FILE_BYTES)) for path in data_paths]
+    key = _cache_key(modules, tree_data, extra_data)
+    cached = _cache_get(key)
+    if cached is not None:
+        data, rules = cached
+    else:
+        data, rules = _parse(modules, tree_data, extra_data)
+        _cache_put(key, data, rules)
+    return PolicySet(
+        roots=roots,
+        modules=modules,
+        data=data,
+        rules=tuple(rules),
+        digest=_digest(modules, data),
+        test_modules=test_modules,
+    )
+
+
+def _parse(
+    modules: Mapping[str, str],
+    tree_data: Sequence[tuple[Path, tuple[str, ...], str]],
+    extra_data: Sequence[tuple[Path, str]],
+) -> tuple[dict[str, Any], list[Rule]]:
+    """The merged data and the rules' METADATA: the YAML-parsing part of loading, which is cached."""
+    data: dict[str, Any] = {}
+    for path, prefix, text in tree_data:
+        _merge(data, _place(_parse_data(text, path), prefix, path), "data", override=False)
+    for path, text in extra_data:
+        doc = _place(_parse_data(text, path), (), path)
         rule_data = doc.pop("rule_data", None)
         _merge(data, doc, "data", override=True)
         if rule_data is not None:
@@ -120,14 +154,116 @@ def load_policy_set(policy_paths: Sequence[Path], data_paths: Sequence[Path] = (
     dupes = sorted({c for c in codes if codes.count(c) > 1})
     if dupes:
         raise PolicyError(f"rule code defined twice: {', '.join(dupes)}")
-    return PolicySet(
-        roots=roots,
-        modules=modules,
-        data=data,
-        rules=tuple(rules),
-        digest=_digest(modules, data),
-        test_modules=test_modules,
-    )
+    return data, rules
+
+
+# -- the parsed-policy cache -------------------------------------------------------------------------
+# Parsing the METADATA blocks and the YAML rule data (and importing yaml) took ~40-70 ms of every
+# `gate verify` start. The result is kept in a private cache, keyed by every byte it is computed from:
+# the code that computes it, each file's path and content, and the order they are merged in. Only
+# successful loads are stored; whatever does not read back exactly as it was stored is recomputed.
+
+_RULE_FIELDS = tuple(f.name for f in dataclasses.fields(Rule))
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "provgate"
+
+
+def private_dir(path: Path) -> bool:
+    """True when ``path`` is a directory owned by this user that nobody else can write to.
+
+    What the caches hold decides admissions, so a cache others could write is not used at all.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = path.stat()
+    except OSError:
+        return False
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
+def write_atomic(path: Path, content: bytes) -> None:
+    try:
+        # Written under a unique name and renamed, so concurrent starts never read a half-written file.
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", delete=False) as fh:
+            fh.write(content)
+        os.replace(fh.name, path)
+    except OSError:
+        pass  # an unwritable cache only costs the next start the work
+
+
+def _cache_key(
+    modules: Mapping[str, str],
+    tree_data: Sequence[tuple[Path, tuple[str, ...], str]],
+    extra_data: Sequence[tuple[Path, str]],
+) -> str:
+    h = hashlib.sha256()
+
+    def part(text: str) -> None:
+        raw = text.encode("utf-8", "surrogatepass")
+        h.update(b"%d:" % len(raw) + raw)
+
+    for module in (metadata, model):  # and this file: the code that turns the files into the result
+        part(Path(module.__file__ or "").read_text(encoding="utf-8"))
+    part(Path(__file__).read_text(encoding="utf-8"))
+    part(f"modules {len(modules)}")
+    for path, source in modules.items():
+        part(path)
+        part(source)
+    part(f"data {len(tree_data)}")
+    for path, prefix, text in tree_data:
+        part(str(path))
+        part(json.dumps(prefix))
+        part(text)
+    part(f"extra {len(extra_data)}")
+    for path, text in extra_data:
+        part(str(path))
+        part(text)
+    return h.hexdigest()
+
+
+def _cache_path(key: str) -> Path | None:
+    directory = cache_root() / "policy-sets"
+    return directory / f"{key}.json" if private_dir(directory) else None
+
+
+def _cache_get(key: str) -> tuple[dict[str, Any], list[Rule]] | None:
+    path = _cache_path(key)
+    if path is None:
+        return None
+    try:
+        doc = json.loads(path.read_bytes())
+        data, raw_rules = doc["data"], doc["rules"]
+        if not isinstance(data, dict) or not isinstance(raw_rules, list):
+            return None
+        rules = []
+        for raw in raw_rules:
+            if (
+                not isinstance(raw, dict)
+                or tuple(raw) != _RULE_FIELDS
+                or not all(isinstance(v, str) for v in raw.values())
+                or raw["kind"] not in ("deny", "warn")
+            ):
+                return None
+            rules.append(Rule(**raw))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return data, rules
+
+
+def _cache_put(key: str, data: dict[str, Any], rules: list[Rule]) -> None:
+    path = _cache_path(key)
+    if path is None:
+        return
+    try:
+        text = json.dumps({"data": data, "rules": [dataclasses.asdict(r) for r in rules]})
+        if json.loads(text)["data"] != data:
+            return  # not plain JSON (YAML gave a non-string key, say): it would not read back the same
+    except (TypeError, ValueError):
+        return
+    write_atomic(path, text.encode("utf-8"))
 
 
 def _digest(modules: Mapping[str, str], data: Mapping[str, Any]) -> str:

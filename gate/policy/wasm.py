@@ -45,6 +45,8 @@ from opapywasm.runtime import EpochTicker, WasmtimeRuntimeFactory
 
 from attestation.errors import PolicyError
 from attestation.limits import MiB
+from gate.policy.loader import private_dir as _private_dir
+from gate.policy.loader import write_atomic as _write_atomic
 from gate.policy.model import Evaluation, PolicySet
 from gate.policy.results import decision_query, evaluation_from
 
@@ -379,30 +381,6 @@ def compile_wasm(policy_set: PolicySet, opa: Path) -> bytes:
             names[str(tmp_path)] = path
         (src / "provgate_engine_decision.rego").write_text(decision_module(policy_set), encoding="utf-8")
         return compile_wasm_entrypoints(src, [ENTRYPOINT], opa, names)
-
-
-def _private_dir(path: Path) -> bool:
-    """True when ``path`` is a directory owned by this user that nobody else can write to.
-
-    What the cache holds decides admissions (and the native code runs as is), so a cache others could
-    write is not used at all.
-    """
-    try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        st = path.stat()
-    except OSError:
-        return False
-    return st.st_uid == os.getuid() and not st.st_mode & 0o022
-
-
-def _write_atomic(path: Path, content: bytes) -> None:
-    try:
-        # Written under a unique name and renamed, so concurrent starts never read a half-written file.
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", delete=False) as fh:
-            fh.write(content)
-        os.replace(fh.name, path)
-    except OSError:
-        pass  # an unwritable cache only costs the next start a compile
 
 
 def cached_wasm(policy_set: PolicySet, opa: Path | None = None) -> tuple[bytes, Path | None]:
