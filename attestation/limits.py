@@ -40,8 +40,14 @@ def check_size(data: bytes | str, *, max_bytes: int, what: str) -> None:
 def check_json_depth(obj: Any, *, max_depth: int = MAX_JSON_DEPTH, what: str = "JSON document") -> None:
     """Raise :class:`LimitExceeded` when containers in ``obj`` nest deeper than ``max_depth``.
 
-    Iterative, so a hostile document cannot exhaust the Python stack here.
+    The walk never goes more than ``max_depth`` levels down (cycles included), so a hostile document
+    cannot exhaust the Python stack here.
     """
+    if max_depth <= _MAX_RECURSIVE_DEPTH:
+        # Recursion over containers only: ~3x faster than the explicit stack on a 200-task statement.
+        if not _within(obj, max_depth):
+            raise LimitExceeded(f"{what} nests deeper than {max_depth} levels")
+        return
     stack: list[tuple[Any, int]] = [(obj, 1)]
     while stack:
         node, depth = stack.pop()
@@ -54,6 +60,30 @@ def check_json_depth(obj: Any, *, max_depth: int = MAX_JSON_DEPTH, what: str = "
         if depth > max_depth:
             raise LimitExceeded(f"{what} nests deeper than {max_depth} levels")
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+
+
+# Far below the interpreter's recursion limit (1000), whatever the caller's own stack depth.
+_MAX_RECURSIVE_DEPTH = 200
+_CONTAINERS = (dict, list)
+
+
+def _within(node: Any, levels: int) -> bool:
+    """True when no container in ``node`` is more than ``levels`` deep (``node`` itself is level 1)."""
+    if isinstance(node, dict):
+        children: Any = node.values()
+    elif isinstance(node, list):
+        children = node
+    else:
+        return True
+    if levels <= 0:
+        return False
+    levels -= 1
+    # A plain loop and a tuple for isinstance: all() over a generator and a `dict | list` union each
+    # cost a third more here.
+    for child in children:  # noqa: SIM110
+        if isinstance(child, _CONTAINERS) and not _within(child, levels):
+            return False
+    return True
 
 
 def _reject_constant(name: str) -> Any:
