@@ -203,13 +203,23 @@ def provenance_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspectio
               help="tekton storage: write the annotation map (JSON) here for the operator to apply.")
 @click.option("--file-out", type=click.Path(dir_okay=False), metavar="FILE",
               help="file storage: append one JSON line (envelope, or bundle for SVID signatures) here.")
+@click.option("--enforce-nonfalsifiability", type=click.Choice(["none", "spire"]), default="none",
+              show_default=True,
+              help="Tekton's switch: with 'spire', a run (or any child TaskRun of a PipelineRun) whose "
+                   "SPIRE-signed results do not verify gets no provenance: nothing is signed or stored, "
+                   "the reasons go to stderr and the exit code is 1.")
+@click.option("--spire-trust-bundle", type=click.Path(dir_okay=False), metavar="FILE",
+              help="With --enforce-nonfalsifiability spire: the SPIRE trust bundle (PEM or SPIFFE JSON).")
+@click.option("--spire-trust-domain", metavar="TD",
+              help="With --enforce-nonfalsifiability spire: the trust domain of the TaskRun SVIDs.")
 def sign_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspection: bool, builder_id: str,
              build_type: str | None, key: str | None, key_password_file: str | None, out: str | None,
              spiffe_socket: str | None = None, spiffe_id: str | None = None,
              tsa_url: str | None = None, storage: str = "", oci_encoding_format: str = "dsse",
              oci_repository: str | None = None, insecure_registries: tuple[str, ...] = (),
              registry_ca: str | None = None, annotations_out: str | None = None,
-             file_out: str | None = None) -> None:
+             file_out: str | None = None, enforce_nonfalsifiability: str = "none",
+             spire_trust_bundle: str | None = None, spire_trust_domain: str | None = None) -> None:
     """Build the provenance of a completed run, sign it, and store it.
 
     With --key the result is a DSSE envelope (payloadType application/vnd.in-toto+json), what Tekton
@@ -225,6 +235,8 @@ def sign_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspection: boo
       signer sign pipelinerun.yaml --key cosign.key --storage oci          # push next to the image
       signer sign run.yaml --key cosign.key --storage oci,tekton,file \\
           --oci-encoding-format sigstore-bundle --annotations-out notes.json --file-out att.jsonl
+      signer sign taskrun.yaml --key cosign.key --enforce-nonfalsifiability spire \\
+          --spire-trust-bundle bundle.pem --spire-trust-domain example.org
     """
     from attestation import intoto
     from signer.storage import SignedProvenance, StorageConfig, parse_backends, store
@@ -243,6 +255,7 @@ def sign_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspection: boo
         file_out=file_out,
     )
     config.check()
+    spire_config = _spire_config(enforce_nonfalsifiability, spire_trust_bundle, spire_trust_domain)
     options = _options(fmt, deep_inspection, builder_id, build_type)
     if spiffe_socket is not None:
         from signer.signing import spire as spire_signing
@@ -250,6 +263,7 @@ def sign_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspection: boo
         # Fetch the SVID first: with the agent down nothing is built and nothing is written.
         svid_signer = spire_signing.fetch_svid_signer(spiffe_socket, spiffe_id=spiffe_id)
         inp = load_run_input(run, taskruns)
+        _enforce(inp, spire_config)
         prov = _generate(inp, options)
         svid = spire_signing.sign_payload(intoto.serialize(prov.statement), svid_signer, tsa_url=tsa_url)
         signed = SignedProvenance(
@@ -265,12 +279,47 @@ def sign_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspection: boo
         # written unless both succeed.
         signer_ = load_signer(key or "", password_file=key_password_file)
         inp = load_run_input(run, taskruns)
+        _enforce(inp, spire_config)
         prov = _generate(inp, options)
         signed = SignedProvenance(prov.statement, sign_statement(prov.statement, signer_), signer_.public_key)
     if out is not None or not config.backends:
         _write_output(signed.portable(), out)
     for line in store(signed, kind=inp.run.kind, uid=inp.run.uid, config=config):
         click.echo(f"stored in {line}", err=True)
+
+
+def _spire_config(mode: str, bundle_file: str | None, trust_domain: str | None) -> Any:
+    if mode == "none":
+        if bundle_file or trust_domain:
+            raise click.UsageError(
+                "--spire-trust-bundle/--spire-trust-domain go with --enforce-nonfalsifiability spire"
+            )
+        return None
+    if not bundle_file or not trust_domain:
+        raise click.UsageError(
+            "--enforce-nonfalsifiability spire needs --spire-trust-bundle and --spire-trust-domain"
+        )
+    from attestation.spiffe import load_trust_bundle
+    from signer.spire.nonfalsifiability import SpireConfig
+
+    return SpireConfig("spire", trust_domain=trust_domain, bundle=load_trust_bundle(bundle_file))
+
+
+def _enforce(inp: RunInput, spire_config: Any) -> None:
+    """With enforce-nonfalsifiability spire, a run whose results do not verify gets no provenance:
+    exit 1 with the reasons, nothing signed or stored."""
+    if spire_config is None:
+        return
+    from signer.spire.nonfalsifiability import check_nonfalsifiability
+
+    verdict = check_nonfalsifiability(inp.run, spire_config, children=inp.children)
+    if verdict.allowed:
+        return
+    for reason in verdict.reasons:
+        click.echo(f"not verified: {reason}", err=True)
+    click.echo(f"error: {inp.run.kind} {inp.run.namespace}/{inp.run.name} gets no provenance: its "
+               "SPIRE-signed results do not verify (enforce-nonfalsifiability: spire)", err=True)
+    sys.exit(1)
 
 
 def _write_output(data: bytes, out: str | None) -> None:

@@ -93,3 +93,51 @@ def test_sign_with_missing_agent_socket_signs_nothing(files: Path, tmp_path: Pat
 def test_sign_needs_exactly_one_signing_source(files: Path):
     done = signer("sign", str(files / "good.json"))
     assert done.returncode == 2 and "exactly one of --key FILE or --spiffe-socket URI" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def key_file(tmp_path_factory) -> Path:
+    from attestation.keys import write_key_pair
+
+    key, _ = write_key_pair(str(tmp_path_factory.mktemp("key") / "cosign"), b"")
+    return key
+
+
+def test_enforced_nonfalsifiability_signs_a_verified_run(files: Path, key_file: Path, tmp_path: Path):
+    out = tmp_path / "att.json"
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from signer.cli import main; main(sys.argv[1:])",
+         "sign", str(files / "good.json"), "--key", str(key_file), "--out", str(out),
+         "--enforce-nonfalsifiability", "spire", "--spire-trust-bundle", str(files / "bundle.pem"),
+         "--spire-trust-domain", TD],
+        capture_output=True, text=True, timeout=60, env={"COSIGN_PASSWORD": "", "PATH": ""},
+    )
+    assert done.returncode == 0, done.stderr
+    statement = json.loads(__import__("base64").b64decode(json.loads(out.read_text())["payload"]))
+    assert statement["subject"] == [
+        {"name": "registry.local/app", "digest": {"sha256": "ab" * 32}}
+    ]
+
+
+def test_enforced_nonfalsifiability_refuses_a_tampered_run(files: Path, key_file: Path, tmp_path: Path):
+    out, lines = tmp_path / "att.json", tmp_path / "att.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from signer.cli import main; main(sys.argv[1:])",
+         "sign", str(files / "tampered.json"), "--key", str(key_file), "--out", str(out),
+         "--storage", "file", "--file-out", str(lines),
+         "--enforce-nonfalsifiability", "spire", "--spire-trust-bundle", str(files / "bundle.pem"),
+         "--spire-trust-domain", TD],
+        capture_output=True, text=True, timeout=60, env={"COSIGN_PASSWORD": "", "PATH": ""},
+    )
+    assert done.returncode == 1, done.stderr
+    assert "IMAGE_DIGEST" in done.stderr  # the reason names the forged result
+    assert "gets no provenance" in done.stderr.splitlines()[-1]
+    assert "Traceback" not in done.stderr
+    assert not out.exists() and not lines.exists()  # nothing signed, nothing stored
+
+
+def test_enforced_nonfalsifiability_needs_its_trust_settings(files: Path, key_file: Path):
+    done = signer("sign", str(files / "good.json"), "--key", str(key_file),
+                  "--enforce-nonfalsifiability", "spire")
+    assert done.returncode == 2
+    assert "--spire-trust-bundle" in done.stderr
