@@ -40,6 +40,9 @@ class Finding:
 
     @classmethod
     def from_result(cls, result: ResultLike) -> Finding:
+        # The engines return Findings (gate.policy.Result is this class); anything else is copied.
+        if isinstance(result, cls):
+            return result
         return cls(
             code=result.code,
             msg=result.msg,

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+# A deny/warn result is what the decision reports as a finding (DESIGN.md §3's R): one type for both, so
+# nothing is copied field by field between the engines and the decision.
+from gate.decision import Finding as Result
+
 RuleKind = Literal["deny", "warn"]
 
 
@@ -23,30 +27,6 @@ class Rule:
     failure_msg: str
     kind: RuleKind
     path: str = ""  # source file, for error messages and docs
-
-
-@dataclass(frozen=True)
-class Result:
-    """One violation or warning, enriched with the rule's METADATA."""
-
-    code: str
-    msg: str
-    title: str
-    description: str
-    solution: str
-    term: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "code": self.code,
-            "msg": self.msg,
-            "title": self.title,
-            "description": self.description,
-            "solution": self.solution,
-        }
-        if self.term is not None:
-            out["term"] = self.term
-        return out
 
 
 @dataclass(frozen=True)

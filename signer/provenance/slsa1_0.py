@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -679,3 +679,44 @@ def statement(
     out["predicateType"] = PREDICATE_TYPE
     out["predicate"] = {"buildDefinition": build_definition, "runDetails": run_details}
     return out
+
+
+def build_statement(
+    run: Run,
+    children: Sequence[Run],
+    *,
+    build_type: str | None,
+    builder_id: str,
+    deep_inspection: bool,
+    with_step_actions: bool,
+    subjects: Callable[[], Sequence[Artifact]],
+    byproducts: Callable[[], Sequence[dict[str, Any]]],
+    warnings: list[str],
+) -> dict[str, Any]:
+    """What ``slsa/v2alpha3`` and ``slsa/v2alpha4`` share: the resolved dependencies of a TaskRun or a
+    PipelineRun and the assembled statement; the formats differ in subjects, byproducts and StepActions.
+
+    ``subjects`` and ``byproducts`` are called after the dependencies, so warnings and the first error
+    come in the order Chains' formatter meets them."""
+    resolved_type = resolve_build_type(build_type)
+    if run.kind == "TaskRun":
+        deps = taskrun_dependencies(run, with_step_actions=with_step_actions, warnings=warnings)
+    else:
+        deps = pipelinerun_dependencies(
+            run,
+            children,
+            build_type=resolved_type,
+            deep_inspection=deep_inspection,
+            with_step_actions=with_step_actions,
+            warnings=warnings,
+        )
+    found_subjects = subjects()
+    return statement(
+        run,
+        subjects=found_subjects,
+        build_type=resolved_type,
+        builder_id=builder_id,
+        dependencies=deps,
+        byproducts=byproducts(),
+        warnings=warnings,
+    )

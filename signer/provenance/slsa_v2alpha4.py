@@ -37,27 +37,16 @@ def byproducts(run: Run, children: Sequence[Run], *, deep_inspection: bool) -> l
 
 
 def build(run: Run, children: Sequence[Run], options: Options, warnings: list[str]) -> dict[str, Any]:
-    build_type = slsa1_0.resolve_build_type(options.build_type)
-    if run.kind == "TaskRun":
-        deps = slsa1_0.taskrun_dependencies(run, with_step_actions=True, warnings=warnings)
-    else:
-        deps = slsa1_0.pipelinerun_dependencies(
-            run,
-            children,
-            build_type=build_type,
-            deep_inspection=options.deep_inspection,
-            with_step_actions=True,
-            warnings=warnings,
-        )
-    subjects = typehints.subjects_build_artifacts(
-        run, children, deep_inspection=options.deep_inspection, warnings=warnings
-    )
-    return slsa1_0.statement(
+    return slsa1_0.build_statement(
         run,
-        subjects=subjects,
-        build_type=build_type,
+        children,
+        build_type=options.build_type,
         builder_id=options.builder_id,
-        dependencies=deps,
-        byproducts=byproducts(run, children, deep_inspection=options.deep_inspection),
+        deep_inspection=options.deep_inspection,
+        with_step_actions=True,
+        subjects=lambda: typehints.subjects_build_artifacts(
+            run, children, deep_inspection=options.deep_inspection, warnings=warnings
+        ),
+        byproducts=lambda: byproducts(run, children, deep_inspection=options.deep_inspection),
         warnings=warnings,
     )
