@@ -263,7 +263,7 @@ def sign_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspection: boo
         # Fetch the SVID first: with the agent down nothing is built and nothing is written.
         svid_signer = spire_signing.fetch_svid_signer(spiffe_socket, spiffe_id=spiffe_id)
         inp = load_run_input(run, taskruns)
-        _enforce(inp, spire_config)
+        _enforce(inp, spire_config, config)
         prov = _generate(inp, options)
         svid = spire_signing.sign_payload(intoto.serialize(prov.statement), svid_signer, tsa_url=tsa_url)
         signed = SignedProvenance(
@@ -279,7 +279,7 @@ def sign_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspection: boo
         # written unless both succeed.
         signer_ = load_signer(key or "", password_file=key_password_file)
         inp = load_run_input(run, taskruns)
-        _enforce(inp, spire_config)
+        _enforce(inp, spire_config, config)
         prov = _generate(inp, options)
         signed = SignedProvenance(prov.statement, sign_statement(prov.statement, signer_), signer_.public_key)
     if out is not None or not config.backends:
@@ -305,9 +305,10 @@ def _spire_config(mode: str, bundle_file: str | None, trust_domain: str | None) 
     return SpireConfig("spire", trust_domain=trust_domain, bundle=load_trust_bundle(bundle_file))
 
 
-def _enforce(inp: RunInput, spire_config: Any) -> None:
+def _enforce(inp: RunInput, spire_config: Any, storage: Any) -> None:
     """With enforce-nonfalsifiability spire, a run whose results do not verify gets no provenance:
-    exit 1 with the reasons, nothing signed or stored."""
+    exit 1 with the reasons, nothing signed or stored. With the tekton storage the run is marked failed
+    with the reason instead (the annotation map written to --annotations-out)."""
     if spire_config is None:
         return
     from signer.spire.nonfalsifiability import check_nonfalsifiability
@@ -317,6 +318,13 @@ def _enforce(inp: RunInput, spire_config: Any) -> None:
         return
     for reason in verdict.reasons:
         click.echo(f"not verified: {reason}", err=True)
+    if "tekton" in storage.backends and storage.annotations_out:
+        from signer.storage import write_atomic
+        from signer.storage.tekton import failure_annotations
+
+        notes = failure_annotations(verdict.reasons)
+        write_atomic(storage.annotations_out, json.dumps(notes, indent=2).encode() + b"\n")
+        click.echo(f"marked failed: annotations written to {storage.annotations_out}", err=True)
     click.echo(f"error: {inp.run.kind} {inp.run.namespace}/{inp.run.name} gets no provenance: its "
                "SPIRE-signed results do not verify (enforce-nonfalsifiability: spire)", err=True)
     sys.exit(1)

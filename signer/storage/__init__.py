@@ -152,7 +152,7 @@ def store(signed: SignedProvenance, *, kind: str, uid: str, config: StorageConfi
                 certificate_pem=signed.certificate_pem,
                 chain_pem=signed.chain_pem,
             )
-            _write_atomic(config.annotations_out or "", json.dumps(notes, indent=2).encode() + b"\n")
+            write_atomic(config.annotations_out or "", json.dumps(notes, indent=2).encode() + b"\n")
             done.append(f"tekton: {len(notes)} annotations written to {config.annotations_out}")
         elif backend == "file":
             from signer.storage.file import append_jsonl
@@ -162,7 +162,7 @@ def store(signed: SignedProvenance, *, kind: str, uid: str, config: StorageConfi
     return done
 
 
-def _write_atomic(path: str, data: bytes) -> None:
+def write_atomic(path: str, data: bytes) -> None:
     import os
     from pathlib import Path
 

@@ -57,3 +57,17 @@ def tekton_annotations(
             f"{MAX_ANNOTATIONS_BYTES}; use the oci or file storage for this run"
         )
     return out
+
+
+ANNOTATION_SIGNED = f"{PREFIX}signed"
+ANNOTATION_NOT_VERIFIED = "provgate.dev/not-verified"
+MAX_REASON_BYTES = 4096
+
+
+def failure_annotations(reasons: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """The run marked failed, with the reason: ``chains.tekton.dev/signed: failed`` is Chains' own
+    "never attest this run" marker; the reasons (bounded) say why, for the person who looks."""
+    text = "; ".join(reasons) or "not verified"
+    if len(text.encode()) > MAX_REASON_BYTES:
+        text = text.encode()[: MAX_REASON_BYTES - 3].decode("utf-8", "ignore") + "..."
+    return {ANNOTATION_SIGNED: "failed", ANNOTATION_NOT_VERIFIED: text}

@@ -141,3 +141,24 @@ def test_enforced_nonfalsifiability_needs_its_trust_settings(files: Path, key_fi
                   "--enforce-nonfalsifiability", "spire")
     assert done.returncode == 2
     assert "--spire-trust-bundle" in done.stderr
+
+
+def test_enforced_nonfalsifiability_marks_the_run_failed_for_tekton_storage(
+    files: Path, key_file: Path, tmp_path: Path
+):
+    notes, out = tmp_path / "notes.json", tmp_path / "att.json"
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from signer.cli import main; main(sys.argv[1:])",
+         "sign", str(files / "tampered.json"), "--key", str(key_file), "--out", str(out),
+         "--storage", "tekton", "--annotations-out", str(notes),
+         "--enforce-nonfalsifiability", "spire", "--spire-trust-bundle", str(files / "bundle.pem"),
+         "--spire-trust-domain", TD],
+        capture_output=True, text=True, timeout=60, env={"COSIGN_PASSWORD": "", "PATH": ""},
+    )
+    assert done.returncode == 1, done.stderr
+    marked = json.loads(notes.read_text())
+    # Chains' "never attest this run" marker, and the reason for whoever looks at the run
+    assert marked["chains.tekton.dev/signed"] == "failed"
+    assert "IMAGE_DIGEST" in marked["provgate.dev/not-verified"]
+    assert not any(k.startswith("chains.tekton.dev/payload-") for k in marked)
+    assert not out.exists()
