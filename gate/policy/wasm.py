@@ -53,7 +53,7 @@ from gate.policy.results import decision_query, evaluation_from
 ENTRYPOINT = "provgate/engine/decision"
 # Bumped whenever the generated entrypoint module or the build command changes, so stale cache entries
 # are never picked up.
-_LAYOUT_VERSION = "1"
+_LAYOUT_VERSION = "2"  # 2: the cached module carries its SHA-256
 _DECISION_PACKAGE = "package provgate.engine\n\n"
 MAX_INPUT_BYTES = 64 * MiB  # the gate's own bound on a policy input (gate.cli.MAX_INPUT_BYTES)
 MAX_WASM_BYTES = 64 * MiB
@@ -396,13 +396,16 @@ def cached_wasm(policy_set: PolicySet, opa: Path | None = None) -> tuple[bytes, 
         return compile_wasm(policy_set, opa), None
     path = directory / f"{key}.wasm"
     try:
-        wasm = path.read_bytes()
-        if wasm[:4] == b"\0asm":
+        # The module followed by its SHA-256: a damaged entry (truncated, overwritten) is compiled afresh
+        # instead of failing every start until someone clears the cache.
+        stored = path.read_bytes()
+        wasm, digest = stored[:-32], stored[-32:]
+        if wasm[:4] == b"\0asm" and hashlib.sha256(wasm).digest() == digest:
             return wasm, path
     except OSError:
         pass
     wasm = compile_wasm(policy_set, opa)
-    _write_atomic(path, wasm)
+    _write_atomic(path, wasm + hashlib.sha256(wasm).digest())
     return wasm, path
 
 
