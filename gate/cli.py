@@ -11,9 +11,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from gate.decision import Decision
 
 EXIT_UNDECIDED = 2
 MAX_INPUT_BYTES = 64 * 1024 * 1024
@@ -173,7 +176,6 @@ def verify_cmd(
     import time
 
     from attestation.reference import parse
-    from gate.decision import render_text
     from gate.verify import Gate, GateConfig, read_attestations_file
 
     deadline = time.monotonic() + timeout
@@ -218,14 +220,7 @@ def verify_cmd(
         decision = gate.decide(prepared, deadline=deadline)
     finally:
         gate.close()
-    if not decision.decided:
-        for err in decision.errors:
-            _fail(err)
-    if output == "json":
-        _emit_json(decision.to_dict())
-    else:
-        click.echo(render_text(decision), nl=False)
-    return decision.exit_code
+    return _emit_decision(decision, output)
 
 
 EVAL_HELP = """Evaluate a policy-input document (as printed by `gate verify --output
@@ -272,7 +267,6 @@ def eval_cmd(
 ) -> int:
     from attestation.errors import InputError
     from attestation.limits import load_json
-    from gate.decision import render_text
     from gate.verify import evaluate_document
 
     try:
@@ -284,14 +278,7 @@ def eval_cmd(
     if not isinstance(doc, dict):
         raise InputError(f"input file {input_file}: a policy input must be a JSON object")
     decision = evaluate_document(doc, _paths(policy), _paths(data), engine=engine, opa_url=opa_url)
-    if not decision.decided:
-        for err in decision.errors:
-            _fail(err)
-    if output == "json":
-        _emit_json(decision.to_dict())
-    else:
-        click.echo(render_text(decision), nl=False)
-    return decision.exit_code
+    return _emit_decision(decision, output)
 
 
 @cli.group("policy")
@@ -406,3 +393,17 @@ def run(argv: Sequence[str] | None = None) -> int:
     if rv is None:  # --help
         return 0
     return int(rv)
+
+
+def _emit_decision(decision: Decision, output: str) -> int:
+    """Print a decision the way every command does; an undecided one also goes to stderr."""
+    from gate.decision import render_text
+
+    if not decision.decided:
+        for err in decision.errors:
+            _fail(err)
+    if output == "json":
+        _emit_json(decision.to_dict())
+    else:
+        click.echo(render_text(decision), nl=False)
+    return decision.exit_code

@@ -191,22 +191,17 @@ def render_text(decision: Decision) -> str:
         lines.append("  (treat as denied)")
     for err in decision.errors if not decision.decided else ():
         lines.append(printable(f"  error: {err}"))
-    if decision.violations:
+    sections = ((decision.violations, "violation", "✗"), (decision.warnings, "warning", "!"))
+    for findings, noun, mark in sections:
+        if not findings:
+            continue
         lines.append("")
-        lines.append(f"{len(decision.violations)} violation(s):")
-        for v in decision.violations:
-            lines.append(printable(f"  ✗ [{v.code}] {v.title or v.code}"))
-            lines.extend(_wrap(v.msg, "      "))
-            if v.solution:
-                lines.extend(_wrap(f"fix: {v.solution}", "      "))
-    if decision.warnings:
-        lines.append("")
-        lines.append(f"{len(decision.warnings)} warning(s):")
-        for w in decision.warnings:
-            lines.append(printable(f"  ! [{w.code}] {w.title or w.code}"))
-            lines.extend(_wrap(w.msg, "      "))
-            if w.solution:
-                lines.extend(_wrap(f"fix: {w.solution}", "      "))
+        lines.append(f"{len(findings)} {noun}(s):")
+        for f in findings:
+            lines.append(printable(f"  {mark} [{f.code}] {f.title or f.code}"))
+            lines.extend(_wrap(f.msg, "      "))
+            if f.solution:
+                lines.extend(_wrap(f"fix: {f.solution}", "      "))
     if decision.attestations:
         lines.append("")
         verified = sum(1 for a in decision.attestations if a.verified)
