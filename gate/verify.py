@@ -84,6 +84,11 @@ class GateConfig:
     timeout: float = DEFAULT_TIMEOUT
     # Attestations that verified are remembered up to this many bytes of them (0: verify every time).
     verified_memo_bytes: int = 32 * 1024 * 1024
+    # Registry content fetched by digest is remembered up to this many bytes (0: ask every time), and
+    # "this image exists" / "this registry has no referrers API" for registry_cache_ttl seconds; the
+    # .att tag and the referrers are asked on every verification (attestation.oci.cache).
+    registry_cache_bytes: int = 32 * 1024 * 1024
+    registry_cache_ttl: float = 60.0
 
 
 @dataclass
@@ -435,6 +440,8 @@ class Gate:
         return RegistryClient(
             insecure_registries=list(self.config.insecure_registries),
             ca_file=str(self.config.ca_file) if self.config.ca_file else None,
+            cache_bytes=self.config.registry_cache_bytes,
+            cache_ttl=self.config.registry_cache_ttl,
         )
 
     async def __aenter__(self) -> Gate:

@@ -28,6 +28,7 @@ import httpx
 from attestation.errors import InputError, RegistryError
 from attestation.oci import layout
 from attestation.oci.auth import Challenge, Credentials, DockerConfig, basic_header, parse_challenge
+from attestation.oci.cache import ContentCache
 from attestation.reference import ImageReference
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -115,7 +116,11 @@ class RegistryClient:
         max_concurrency: int = 16,
         credentials: Mapping[str, Credentials] | None = None,
         plain_http_loopback: bool = True,
+        cache_bytes: int = 0,
+        cache_ttl: float = 60.0,
     ) -> None:
+        """``cache_bytes`` > 0 lets a long-lived client (the gate's) remember content fetched by digest and
+        which registries lack the referrers API (:mod:`attestation.oci.cache`); tags are always asked."""
         self._insecure = {r.strip() for r in insecure_registries if r.strip()}
         self._plain_http_loopback = plain_http_loopback
         self._max_retries = max_retries
@@ -127,6 +132,7 @@ class RegistryClient:
         self._scheme: dict[str, str] = {}
         self._auth_header: dict[tuple[str, str], str] = {}  # (registry, scope) -> Authorization
         self._sem = asyncio.Semaphore(max_concurrency)
+        self.cache = ContentCache(cache_bytes, cache_ttl)
         # ssl.create_default_context() minus its system CA store, which is loaded by a request hook
         # before the first HTTPS request (every redirect hop passes the hook): loading it costs 25-70 ms,
         # a tenth of a `gate verify` against a plain-HTTP (loopback or --insecure-registry) registry.
@@ -409,8 +415,15 @@ class RegistryClient:
     ) -> tuple[bytes, str, str] | None:
         """``(body, media_type, digest)`` of a manifest by tag or digest; None if absent and ``missing_ok``.
 
-        The digest is computed over the bytes received; a digest reference must match it.
+        The digest is computed over the bytes received; a digest reference must match it. With the
+        cache on, a manifest fetched by digest in the last ``cache_ttl`` seconds is not asked again.
         """
+        by_digest = reference.startswith("sha256:")
+        key = ("manifest", ref.registry, ref.repository, reference, *accept)
+        if by_digest and self.cache.enabled:
+            hit = self.cache.get(key, fresh=True)
+            if hit is not None:
+                return hit[0], hit[1], reference
         what = f"manifest {reference}"
         reply = await self.request(
             "GET",
@@ -433,6 +446,8 @@ class RegistryClient:
                 f"manifest {where}: Docker-Content-Digest {header} does not match content {digest}"
             )
         media_type = reply.headers.get("content-type", "").split(";")[0].strip()
+        if by_digest and self.cache.enabled:
+            self.cache.put(key, reply.body, media_type)
         return reply.body, media_type, digest
 
     async def put_manifest(
@@ -508,6 +523,11 @@ class RegistryClient:
             raise RegistryError(
                 f"blob {ref.name}@{digest}: declared size {size} exceeds the limit of {max_bytes}"
             )
+        key = ("blob", ref.registry, ref.repository, digest)
+        if self.cache.enabled:
+            hit = self.cache.get(key, fresh=False)
+            if hit is not None and (size is None or len(hit[0]) == size) and len(hit[0]) <= max_bytes:
+                return hit[0]
         reply = await self.request(
             "GET",
             ref,
@@ -521,13 +541,19 @@ class RegistryClient:
             raise RegistryError(f"blob {ref.name}@{digest}: content does not match its digest")
         if size is not None and len(reply.body) != size:
             raise RegistryError(f"blob {ref.name}@{digest}: {len(reply.body)} bytes, descriptor says {size}")
+        if self.cache.enabled:
+            self.cache.put(key, reply.body)
         return reply.body
 
     async def get_referrers(self, ref: ImageReference, digest: str, *, deadline: float) -> bytes | None:
         """The referrers API index for ``digest``; None if the registry does not implement the API.
 
-        Like go-containerregistry: only a 200 with the OCI index content type counts as support.
+        Like go-containerregistry: only a 200 with the OCI index content type counts as support. With the
+        cache on, a repository found without the API is not asked again for ``cache_ttl`` seconds.
         """
+        where = f"{ref.registry}/{ref.repository}"
+        if self.cache.lacks_referrers_api(where):
+            return None
         reply = await self.request(
             "GET",
             ref,
@@ -538,6 +564,6 @@ class RegistryClient:
             allow=(404, 400, 405, 406),
         )
         content_type = reply.headers.get("content-type", "").split(";")[0].strip()
-        if reply.status != 200 or content_type != layout.OCI_INDEX:
-            return None
-        return reply.body
+        supported = reply.status == 200 and content_type == layout.OCI_INDEX
+        self.cache.note_referrers_api(where, supported=supported)
+        return reply.body if supported else None

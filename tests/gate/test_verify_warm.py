@@ -1,0 +1,117 @@
+"""A long-lived gate (one registry client, as the webhook and the HTTP API keep it) against real registries:
+what it remembers never hides an attestation added after its first look, and a warm verification does no
+per-request module lookups."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.abc
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from attestation.oci.writer import push_attestation_legacy, push_image
+from gate.verify import UNUSABLE_STATEMENT, Gate, GateConfig
+from tests.gate.conftest import envelope_json, slsa02_statement, to_bytes
+from tests.infra.registry import RegistryServer, registry_plain, registry_referrers  # noqa: F401
+
+
+@pytest.fixture(params=["registry_plain", "registry_referrers"])
+def server(request: pytest.FixtureRequest) -> RegistryServer:
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture
+def config(policy_dir: Path, data_file: Path, key_file: Path) -> GateConfig:
+    return GateConfig(policy_paths=(policy_dir,), data_paths=(data_file,), key_files=(key_file,))
+
+
+async def _image(server: RegistryServer) -> tuple[str, str]:
+    async with server.client() as client:
+        image = await push_image(
+            client, server.repo(), [str(time.monotonic_ns()).encode()], deadline=time.monotonic() + 30
+        )
+    return image.pinned, image.digest
+
+
+async def _attach(server: RegistryServer, pinned: str, envelope: bytes) -> None:
+    from attestation.oci.reader import resolve
+
+    async with server.client() as client:
+        image = await resolve(client, pinned, deadline=time.monotonic() + 30)
+        await push_attestation_legacy(client, image, envelope, deadline=time.monotonic() + 30)
+
+
+def test_an_attestation_added_later_changes_the_warm_gates_decision(
+    config: GateConfig, server: RegistryServer, trusted_signer
+) -> None:
+    async def go():
+        pinned, digest = await _image(server)
+        name = pinned.split("@")[0]
+        good = slsa02_statement(digest.split(":")[1], name=name)
+        await _attach(server, pinned, envelope_json(to_bytes(good), trusted_signer))
+        gate = Gate(config)
+        try:
+            async with gate:
+                first = await gate.verify(pinned)
+                again = await gate.verify(pinned)
+                # a pipeline that ran one task: the library warns
+                one_task = slsa02_statement(digest.split(":")[1], name=name, tasks=1)
+                await _attach(server, pinned, envelope_json(to_bytes(one_task), trusted_signer))
+                warned = await gate.verify(pinned)
+                # the trusted key signed something that is not a statement: the image is denied
+                await _attach(server, pinned, envelope_json(b'{"not": "a statement"}', trusted_signer))
+                denied = await gate.verify(pinned)
+        finally:
+            gate.close()
+        return first, again, warned, denied
+
+    first, again, warned, denied = asyncio.run(go())
+    assert first.allowed and again.allowed and not first.warnings
+    assert len(again.attestations) == 1
+    assert warned.allowed and [w.code for w in warned.warnings] == ["provenance.several_tasks"]
+    assert len(warned.attestations) == 2
+    assert not denied.allowed and len(denied.attestations) == 3
+    assert [v.code for v in denied.violations] == [UNUSABLE_STATEMENT]
+
+
+class _Recorder(importlib.abc.MetaPathFinder):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: object = None) -> None:
+        self.names.append(fullname)
+        return None
+
+
+def test_a_warm_verification_imports_nothing(
+    config: GateConfig,
+    registry_plain: RegistryServer,
+    trusted_signer,  # noqa: F811
+) -> None:
+    # Every import attempt of a module that is not loaded scans sys.path: httpcore asked for the
+    # (missing) sniffio on each request, a fifth of a warm verification. A server must not pay that.
+    async def go() -> list[str]:
+        pinned, digest = await _image(registry_plain)
+        statement = slsa02_statement(digest.split(":")[1], name=pinned.split("@")[0])
+        await _attach(registry_plain, pinned, envelope_json(to_bytes(statement), trusted_signer))
+        gate = Gate(config)
+        recorder = _Recorder()
+        try:
+            async with gate:
+                for _ in range(2):
+                    assert (await gate.verify(pinned)).allowed
+                sys.meta_path.insert(0, recorder)
+                try:
+                    decision = await gate.verify(pinned)
+                finally:
+                    sys.meta_path.remove(recorder)
+        finally:
+            gate.close()
+        assert decision.allowed
+        return recorder.names
+
+    assert asyncio.run(go()) == []
