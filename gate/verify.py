@@ -29,6 +29,7 @@ from gate.trust import NO_MATERIAL, TrustPolicy, VerificationMaterial, load_trus
 
 if TYPE_CHECKING:
     from attestation.dsse import Envelope
+    from gate.policy.model import Evaluation
 
 # More attestations than this for one image is an attack or a broken pusher, not provenance.
 MAX_ATTESTATIONS = 256
@@ -88,6 +89,9 @@ class GateConfig:
     # "this image exists" / "this registry has no referrers API" for registry_cache_ttl seconds; the
     # .att tag and the referrers are asked on every verification (attestation.oci.cache).
     registry_cache_bytes: int = 32 * 1024 * 1024
+    # Policy results remembered by what the input was made from (0: evaluate every time); only for an
+    # engine whose result cannot depend on anything else (see EvaluationMemo).
+    evaluation_memo_entries: int = 4096
     registry_cache_ttl: float = 60.0
 
 
@@ -103,6 +107,8 @@ class Checked:
     report: AttestationReport
     statement: VerifiedStatement | None = None
     unusable: bool = False
+    # What the verified statement was made from (VerifiedMemo.key): the same key, the same statement.
+    key: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -120,6 +126,14 @@ class Prepared:
 
     def policy_input(self) -> dict[str, Any]:
         return build_policy_input(self.image, self.verified)
+
+    def policy_input_key(self) -> tuple[object, ...] | None:
+        """What the policy input is a function of, given the gate's trust: the pinned image and the
+        stored bytes of each verified statement, in order. None when a statement's bytes are not known."""
+        keys = [c.key for c in self.checked if c.statement is not None]
+        if any(k is None for k in keys):
+            return None
+        return (self.image.pinned, *keys)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -307,6 +321,7 @@ class VerifiedMemo:
         return Checked(
             report=replace(checked.report, source=source),
             statement=replace(checked.statement, source=source),
+            key=key,
         )
 
     def put(self, key: tuple[str, ...], checked: Checked, size: int) -> None:
@@ -320,6 +335,52 @@ class VerifiedMemo:
             while self._bytes > self._max:
                 _, (_, dropped) = self._entries.popitem(last=False)
                 self._bytes -= dropped
+
+
+class EvaluationMemo:
+    """Policy results by :meth:`Prepared.policy_input_key`, so an image admitted again with the same
+    attestations is not evaluated again.
+
+    Sound only where evaluation is a pure function of the input, the policy set and its data, which a
+    :class:`Gate` holds fixed for its life. The wasm engine is: a policy that needs a built-in with
+    another source of truth (``time.now_ns``, ``http.send``, ``rand.intn``, ``opa.runtime``) is refused
+    at load time, since OPA's wasm leaves those to the host and provgate provides none of them. The other
+    engines evaluate such built-ins themselves, and an OPA server's policies and data can change under
+    us, so they are asked every time. Failures are never remembered. Bounded by entries, least recently
+    used first out.
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        import collections
+        import threading
+
+        self._entries: collections.OrderedDict[tuple[object, ...], Evaluation] = collections.OrderedDict()
+        self._max = max_entries
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[object, ...]) -> Evaluation | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                return None
+            self._entries.move_to_end(key)
+        return replace(found, elapsed_ms=0.0)
+
+    def put(self, key: tuple[object, ...], evaluation: Evaluation) -> None:
+        with self._lock:
+            self._entries[key] = evaluation
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _deterministic(engine: object) -> bool:
+    from gate.policy.wasm import WasmEngine
+
+    return isinstance(engine, WasmEngine)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -431,6 +492,11 @@ class Gate:
         self.engine = make_engine(self.policy_set, engine=config.engine, opa_url=config.opa_url)
         self._client: Any = None
         self._verified = VerifiedMemo(config.verified_memo_bytes)
+        self._evaluations = (
+            EvaluationMemo(config.evaluation_memo_entries)
+            if config.evaluation_memo_entries > 0 and _deterministic(self.engine)
+            else None
+        )
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -566,18 +632,31 @@ class Gate:
         return Prepared(image=ref, checked=checked, timings=timings, started=started)
 
     def _check_one(self, raw: StoredAttestationLike, ref: ImageReference) -> Checked:
+        key = VerifiedMemo.key(raw, ref)
         # Only key-based trust decides the same way for the same bytes at any time; an X.509 signer's
         # certificate can expire between two calls, so with certificate roots configured nothing is kept.
         if self.trust.x509_roots:
-            return check_attestation(raw, ref, self.trust)
-        key = VerifiedMemo.key(raw, ref)
+            return replace(check_attestation(raw, ref, self.trust), key=key)
         found = self._verified.get(key, raw.source)
         if found is not None:
             return found
-        checked = check_attestation(raw, ref, self.trust)
+        checked = replace(check_attestation(raw, ref, self.trust), key=key)
         if checked.statement is not None:
             self._verified.put(key, checked, len(raw.data))
         return checked
+
+    def _evaluate(self, prepared: Prepared) -> Evaluation:
+        key = prepared.policy_input_key() if self._evaluations is not None else None
+        if key is not None:
+            assert self._evaluations is not None
+            found = self._evaluations.get(key)
+            if found is not None:
+                return found
+        evaluation = self.engine.evaluate(build_policy_input(prepared.image, prepared.verified))
+        if key is not None:
+            assert self._evaluations is not None
+            self._evaluations.put(key, evaluation)
+        return evaluation
 
     def decide(self, prepared: Prepared | Decision, *, deadline: float | None = None) -> Decision:
         """Evaluate the policy over the verified statements and build the decision."""
@@ -597,7 +676,7 @@ class Gate:
             )
         t0 = time.perf_counter()
         try:
-            evaluation = self.engine.evaluate(build_policy_input(prepared.image, verified))
+            evaluation = self._evaluate(prepared)
         except Exception as err:  # any engine failure is "could not decide", never allow
             message = " ".join(str(err).split()) or type(err).__name__
             return undecided(

@@ -89,8 +89,8 @@ class _Recorder(importlib.abc.MetaPathFinder):
 
 def test_a_warm_verification_imports_nothing(
     config: GateConfig,
-    registry_plain: RegistryServer,
-    trusted_signer,  # noqa: F811
+    registry_plain: RegistryServer,  # noqa: F811
+    trusted_signer,
 ) -> None:
     # Every import attempt of a module that is not loaded scans sys.path: httpcore asked for the
     # (missing) sniffio on each request, a fifth of a warm verification. A server must not pay that.
@@ -115,3 +115,69 @@ def test_a_warm_verification_imports_nothing(
         return recorder.names
 
     assert asyncio.run(go()) == []
+
+
+# -- remembered policy results -----------------------------------------------------------------------------
+
+NOW_POLICY = """\
+package policy.release.clock
+
+import rego.v1
+
+# METADATA
+# title: Built today
+# description: Depends on the time of evaluation.
+# custom:
+#   short_name: today
+#   failure_msg: evaluated at %d
+#   solution: None.
+deny contains result if {
+\tnow := time.now_ns()
+\tnow < 0
+\tresult := {"code": "clock.today", "params": [now]}
+}
+"""
+
+
+def test_the_default_engine_refuses_a_policy_whose_result_depends_on_more_than_its_input(
+    tmp_path: Path, key_file: Path
+) -> None:
+    # The remembered policy results rely on this: a result can be reused only if nothing but the input,
+    # the policies and the data decide it.
+    from attestation.errors import PolicyError
+
+    (tmp_path / "clock.rego").write_text(NOW_POLICY)
+    with pytest.raises(PolicyError, match=r"time\.now_ns.*--engine opa"):
+        Gate(GateConfig(policy_paths=(tmp_path,), key_files=(key_file,)))
+
+
+@pytest.mark.parametrize(("engine", "evaluations"), [("embedded", 1), ("rego-cpp", 3)])
+def test_the_policy_is_evaluated_again_only_for_other_input(
+    policy_dir: Path, data_file: Path, key_file: Path, sign, engine: str, evaluations: int
+) -> None:
+    from tests.gate.conftest import IMAGE
+
+    config = GateConfig(
+        policy_paths=(policy_dir,), data_paths=(data_file,), key_files=(key_file,), engine=engine
+    )
+    gate = Gate(config)
+    calls: list[object] = []
+    evaluate = gate.engine.evaluate
+
+    def counting(policy_input):
+        calls.append(policy_input)
+        return evaluate(policy_input)
+
+    gate.engine.evaluate = counting  # type: ignore[method-assign]
+    try:
+        line = sign(slsa02_statement())
+        decisions = [gate.verify_sync(IMAGE, attestations=[line]) for _ in range(3)]
+        assert len(calls) == evaluations
+        # another attestation set for the same image is evaluated, and decides differently
+        one_task = sign(slsa02_statement(tasks=1))
+        other = gate.verify_sync(IMAGE, attestations=[line, one_task])
+        assert len(calls) == evaluations + 1
+    finally:
+        gate.close()
+    assert all(d.allowed and not d.warnings for d in decisions)
+    assert [w.code for w in other.warnings] == ["provenance.several_tasks"]
