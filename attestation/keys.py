@@ -20,7 +20,6 @@ PKCS#8 DER private key under ``scrypt(password)``.
 from __future__ import annotations
 
 import base64
-import getpass
 import hashlib
 import json
 import os
@@ -29,17 +28,16 @@ import sys
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-import nacl.exceptions
-import nacl.secret
-import nacl.utils
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from attestation.errors import KeyLoadError, WrongPasswordError
 from attestation.limits import MAX_KEY_FILE_BYTES, MAX_PASSWORD_BYTES, load_json
+
+# Imported where used, not here: cryptography.x509 (certificates), nacl and scrypt (cosign's encrypted
+# private keys) and getpass cost ~30 ms of every process start together, and verifying with a PEM public
+# key, the gate's common case, needs none of them.
 
 PublicKeyType = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 PrivateKeyType = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
@@ -63,6 +61,9 @@ _SALT_BYTES = 32
 _MAX_SCRYPT_MEMORY = 128 * 1024 * 1024 * 2
 _MIN_RSA_BITS = 2048
 _MAX_PEM_BLOCKS = 64
+# nacl.secret.SecretBox.KEY_SIZE and NONCE_SIZE (XSalsa20-Poly1305), fixed by the cosign key format.
+_SECRETBOX_KEY_BYTES = 32
+_SECRETBOX_NONCE_BYTES = 24
 
 _PEM_BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9 ]{1,64})-----\r?\n(.*?)-----END \1-----",
@@ -260,6 +261,8 @@ def load_public_key(data: bytes, *, source: str) -> PublicKey:
         if label in _PUBLIC_LABELS:
             key: Any = serialization.load_pem_public_key(block)
         elif label in _CERT_LABELS:
+            from cryptography import x509
+
             key = x509.load_pem_x509_certificate(block).public_key()
         elif label in _PRIVATE_LABELS or label in _COSIGN_LABELS:
             raise KeyLoadError(f"{source}: holds a private key ({label}); give the public key")
@@ -348,11 +351,16 @@ def _scrypt_params(params: Any, source: str) -> tuple[int, int, int]:
 
 
 def _scrypt(password: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return Scrypt(salt=salt, length=nacl.secret.SecretBox.KEY_SIZE, n=n, r=r, p=p).derive(password)
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    return Scrypt(salt=salt, length=_SECRETBOX_KEY_BYTES, n=n, r=r, p=p).derive(password)
 
 
 def decrypt_cosign_private_key(pem: bytes, password: bytes, *, source: str = "cosign key") -> PrivateKeyType:
     """Decrypt a cosign ``ENCRYPTED SIGSTORE PRIVATE KEY`` PEM block to a private key object."""
+    import nacl.exceptions
+    import nacl.secret
+
     label, block = _single_block(pem, source, "cosign private key")
     if label not in _COSIGN_LABELS:
         raise KeyLoadError(f"{source}: PEM block {label!r} is not a cosign encrypted key")
@@ -376,8 +384,8 @@ def decrypt_cosign_private_key(pem: bytes, password: bytes, *, source: str = "co
             f"{source}: cosign key uses unsupported cipher {cipher.get('name')!r} (expected nacl/secretbox)"
         )
     nonce = _b64field(_field(cipher, "nonce", "cipher.nonce", source), "cipher.nonce", source)
-    if len(nonce) != nacl.secret.SecretBox.NONCE_SIZE:
-        raise KeyLoadError(f"{source}: cosign key nonce must be {nacl.secret.SecretBox.NONCE_SIZE} bytes")
+    if len(nonce) != _SECRETBOX_NONCE_BYTES:
+        raise KeyLoadError(f"{source}: cosign key nonce must be {_SECRETBOX_NONCE_BYTES} bytes")
     ciphertext = _b64field(_field(doc, "ciphertext", "ciphertext", source), "ciphertext", source)
     box = nacl.secret.SecretBox(_scrypt(password, salt, n, r, p))
     try:
@@ -406,13 +414,16 @@ def encrypt_cosign_private_key(
 ) -> bytes:
     """``ENCRYPTED SIGSTORE PRIVATE KEY`` PEM readable by cosign (``scrypt_n`` must stay 32768 or 65536 for
     cosign to accept it; smaller values are for tests only)."""
+    import nacl.secret
+    import nacl.utils
+
     if isinstance(key, PrivateKeySigner):
         key = key.crypto_key
     der = key.private_bytes(
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     salt = os.urandom(_SALT_BYTES)
-    nonce = nacl.utils.random(nacl.secret.SecretBox.NONCE_SIZE)
+    nonce = nacl.utils.random(_SECRETBOX_NONCE_BYTES)
     box = nacl.secret.SecretBox(_scrypt(password, salt, scrypt_n, COSIGN_SCRYPT_R, COSIGN_SCRYPT_P))
     sealed = box.encrypt(der, nonce).ciphertext  # MAC || ciphertext, as Go's secretbox.Seal
 
@@ -505,6 +516,8 @@ def key_password(
     if env is not None:
         return env.encode("utf-8")
     if prompt and sys.stdin is not None and sys.stdin.isatty():
+        import getpass
+
         return getpass.getpass(f"Enter password for private key {source}: ").encode("utf-8")
     raise KeyLoadError(
         f"{source} is encrypted: set COSIGN_PASSWORD or pass --password-file (no terminal to prompt on)"

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from gate.decision import Decision
 
 EXIT_UNDECIDED = 2
@@ -33,6 +34,10 @@ def _fail(message: str) -> None:
 
 
 def _paths(values: Sequence[str]) -> tuple[Path, ...]:
+    # pathlib (and the urllib.parse and ipaddress it imports) is left to the commands: --help and argument
+    # errors never need it.
+    from pathlib import Path
+
     return tuple(Path(v) for v in values)
 
 
@@ -197,7 +202,7 @@ def verify_cmd(
         engine=engine,
         opa_url=opa_url,
         insecure_registries=tuple(insecure),
-        ca_file=Path(ca_file) if ca_file else None,
+        ca_file=_paths([ca_file])[0] if ca_file else None,
         timeout=timeout,
     )
     gate = Gate(config)
@@ -304,9 +309,10 @@ def policy_test_cmd(path: str, engine: str, opa_url: str | None) -> int:
     from attestation.errors import InputError
     from gate.policy import run_policy_tests
 
-    if not Path(path).exists():
+    [root] = _paths([path])
+    if not root.exists():
         raise InputError(f"policy path {path} does not exist")
-    report = run_policy_tests(Path(path), engine=engine, opa_url=opa_url)
+    report = run_policy_tests(root, engine=engine, opa_url=opa_url)
     if not report.cases:
         raise InputError(f"policy path {path}: no test_* rules found")
     for case in report.cases:

@@ -17,7 +17,21 @@ from tests.infra.registry import RegistryServer, registry_plain  # noqa: F401
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The X.509/SPIFFE stack (grpc via the spiffe package, the TSA client) and httpx's own command-line
 # client (rich, pygments) are only for paths other than key-based verification.
-NEVER_WITH_KEYS = ("grpc", "spiffe", "attestation.spiffe", "attestation.timestamp", "rich", "pygments")
+# Nor is the certificate code (cryptography.x509: ~20 ms), and reading a PEM public key needs none of what
+# decrypts cosign's private keys (nacl, scrypt) or asks for their password (getpass).
+NEVER_WITH_KEYS = (
+    "grpc",
+    "spiffe",
+    "attestation.spiffe",
+    "attestation.timestamp",
+    "rich",
+    "pygments",
+    "cryptography.x509",
+    "attestation.x509",
+    "nacl",
+    "cryptography.hazmat.primitives.kdf.scrypt",
+    "getpass",
+)
 
 PROBE = """
 import json, sys
