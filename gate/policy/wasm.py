@@ -15,12 +15,12 @@ could decide differently from OPA.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -28,10 +28,32 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import opapywasm.policy
-import opapywasm.runtime
-import wasmtime
-from opapywasm import (
+
+def _import_opapywasm() -> None:
+    """Import opapywasm without importlib.metadata, which it imports only to set its ``__version__``.
+
+    Importing importlib.metadata (with the email, zipfile and csv modules it brings) was ~12 ms of every
+    ``gate`` start, for a string nothing here reads. While opapywasm is imported, importlib.metadata cannot
+    be, so opapywasm takes its own fallback (``__version__ = "0.0.0+unknown"``); the block is lifted
+    right after, and a later import of importlib.metadata works as usual. Nothing is blocked when either is
+    imported already. The first import happens while a Gate is built, before any engine thread runs.
+    """
+    if "opapywasm" in sys.modules or "importlib.metadata" in sys.modules:
+        return
+    sys.modules["importlib.metadata"] = None  # type: ignore[assignment]
+    try:
+        import opapywasm  # noqa: F401
+    finally:
+        if "importlib.metadata" in sys.modules and sys.modules["importlib.metadata"] is None:
+            del sys.modules["importlib.metadata"]
+
+
+_import_opapywasm()
+
+import opapywasm.policy  # noqa: E402
+import opapywasm.runtime  # noqa: E402
+import wasmtime  # noqa: E402
+from opapywasm import (  # noqa: E402
     OpaBuiltinError,
     OpaPolicyClosedError,
     OpaPoolTimeoutError,
@@ -39,15 +61,15 @@ from opapywasm import (
     OpaWasmPolicy,
     PolicyConfig,
 )
-from opapywasm.instance import OpaPolicyInstance
-from opapywasm.runtime import EpochTicker, WasmtimeRuntimeFactory
+from opapywasm.instance import OpaPolicyInstance  # noqa: E402
+from opapywasm.runtime import EpochTicker, WasmtimeRuntimeFactory  # noqa: E402
 
-from attestation.errors import PolicyError
-from attestation.limits import MiB
-from gate.policy.loader import private_dir as _private_dir
-from gate.policy.loader import write_atomic as _write_atomic
-from gate.policy.model import Evaluation, PolicySet
-from gate.policy.results import decision_query, evaluation_from
+from attestation.errors import PolicyError  # noqa: E402
+from attestation.limits import MiB  # noqa: E402
+from gate.policy.loader import private_dir as _private_dir  # noqa: E402
+from gate.policy.loader import write_atomic as _write_atomic  # noqa: E402
+from gate.policy.model import Evaluation, PolicySet  # noqa: E402
+from gate.policy.results import decision_query, evaluation_from  # noqa: E402
 
 ENTRYPOINT = "provgate/engine/decision"
 # Bumped whenever the generated entrypoint module or the build command changes, so stale cache entries
@@ -410,7 +432,30 @@ def cached_wasm(policy_set: PolicySet, opa: Path | None = None) -> tuple[bytes, 
     return wasm, path
 
 
-_WASMTIME_VERSION = importlib.metadata.version("wasmtime")
+def _wasmtime_version() -> str:
+    """``importlib.metadata.version("wasmtime")``, read from the one ``wasmtime-*.dist-info`` beside the
+    imported package when there is exactly one (importing importlib.metadata costs ~12 ms of every start);
+    from importlib.metadata in any other layout."""
+    site = Path(wasmtime.__file__ or "").parent.parent  # the sys.path entry it was imported from
+    try:
+        found = [
+            e for e in os.listdir(site) if e.endswith(".dist-info") and e.split("-")[0].lower() == "wasmtime"
+        ]
+        if len(found) == 1:
+            with open(site / found[0] / "METADATA", encoding="utf-8") as fh:
+                for line in fh:
+                    if not line.strip():
+                        break  # the end of the headers
+                    if line.startswith("Version:"):
+                        return line[len("Version:") :].strip()
+    except (OSError, UnicodeDecodeError):
+        pass
+    import importlib.metadata
+
+    return importlib.metadata.version("wasmtime")
+
+
+_WASMTIME_VERSION = _wasmtime_version()
 
 
 def _native_path(wasm: bytes) -> Path | None:

@@ -31,6 +31,8 @@ NEVER_WITH_KEYS = (
     "nacl",
     "cryptography.hazmat.primitives.kdf.scrypt",
     "getpass",
+    # opapywasm imports it only for its __version__ (gate.policy.wasm._import_opapywasm): ~12 ms.
+    "importlib.metadata",
 )
 
 PROBE = """
@@ -145,3 +147,20 @@ def test_console_script_delivers_all_output_and_the_exit_code(
 
     proc = _console("eval", "--input", tmp_path / "missing.json", "--policy", policy_dir)
     assert proc.returncode == 2 and b"missing.json" in proc.stderr
+
+
+def test_the_wasm_engine_reads_wasmtime_s_version_as_importlib_metadata_does() -> None:
+    # The version keys the cache of native code (gate.policy.wasm._native_path); it is read from the
+    # dist-info without importlib.metadata, and importlib.metadata still imports afterwards.
+    probe = (
+        "import sys, gate.policy.wasm as w\n"
+        "assert 'importlib.metadata' not in sys.modules\n"
+        "import importlib.metadata\n"
+        "print(w._WASMTIME_VERSION, importlib.metadata.version('wasmtime'))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    ours, theirs = proc.stdout.split()
+    assert ours == theirs
