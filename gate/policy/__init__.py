@@ -15,7 +15,7 @@ Public API (shared with the verification pipeline and the CLI)::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from attestation.errors import InputError
 from gate.policy.loader import load_policy_set
@@ -25,10 +25,10 @@ from gate.policy.model import (
     PolicySet,
     Result,
     Rule,
-    TestCase,
-    TestReport,
 )
-from gate.policy.testing import run_policy_tests
+
+if TYPE_CHECKING:
+    from gate.policy.testing import TestCase, TestReport, run_policy_tests
 
 EngineName = Literal["embedded", "wasm", "rego-cpp", "opa"]
 ENGINES: tuple[str, ...] = ("embedded", "wasm", "rego-cpp", "opa")
@@ -100,3 +100,16 @@ def evaluate_input(input_doc: Mapping[str, Any], policy_set: PolicySet, engine: 
         raise InputError("policy input: image must be an object")
     del policy_set  # the engine was built from it; kept in the signature for callers' clarity
     return engine.evaluate(input_doc)
+
+
+def __getattr__(name: str) -> Any:
+    # The policy test runner (and its two dataclasses) only when asked for: a verification never runs
+    # policy tests, and each dataclass costs ~1 ms of a cold start.
+    if name in _TESTING:
+        from gate.policy import testing
+
+        return getattr(testing, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_TESTING = frozenset({"TestCase", "TestReport", "run_policy_tests"})

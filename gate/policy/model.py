@@ -71,35 +71,3 @@ class PolicySet:
             if rule.code == code:
                 return rule
         return None
-
-
-@dataclass(frozen=True)
-class TestCase:
-    __test__ = False  # not a pytest class
-
-    name: str  # "data.<package>.test_x"
-    passed: bool
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class TestReport:
-    __test__ = False
-
-    cases: tuple[TestCase, ...]
-
-    @property
-    def passed(self) -> int:
-        return sum(1 for c in self.cases if c.passed)
-
-    @property
-    def failed(self) -> int:
-        return sum(1 for c in self.cases if not c.passed)
-
-    @property
-    def ok(self) -> bool:
-        return self.failed == 0 and bool(self.cases)
-
-    @property
-    def summary(self) -> str:
-        return f"{self.passed} passed, {self.failed} failed"

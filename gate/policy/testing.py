@@ -21,13 +21,47 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from attestation.errors import InputError, PolicyError
 from gate.policy.loader import load_policy_set
 from gate.policy.metadata import package_of
-from gate.policy.model import PolicySet, TestCase, TestReport
+from gate.policy.model import PolicySet
+
+
+@dataclass(frozen=True)
+class TestCase:
+    __test__ = False  # not a pytest class
+
+    name: str  # "data.<package>.test_x"
+    passed: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TestReport:
+    __test__ = False
+
+    cases: tuple[TestCase, ...]
+
+    @property
+    def passed(self) -> int:
+        return sum(1 for c in self.cases if c.passed)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for c in self.cases if not c.passed)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and bool(self.cases)
+
+    @property
+    def summary(self) -> str:
+        return f"{self.passed} passed, {self.failed} failed"
+
 
 _TEST_RULE = re.compile(r"^(test_[A-Za-z0-9_]*)\b", re.MULTILINE)
 TEST_ENGINES = ("embedded", "wasm", "rego-cpp", "opa")
