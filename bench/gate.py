@@ -82,6 +82,8 @@ allow {
 # What a verification from the registry cannot do without, imported by a bare interpreter: the start-up
 # floor of any Python gate on this machine, whatever provgate itself does.
 FLOOR_IMPORTS = (
+    # httpx without its command-line client, as the gate imports it (gate.cli._skip_httpx_cli)
+    "import sys; sys.modules['httpx._main'] = None\n"
     "import asyncio, json, wasmtime, httpx\n"
     "from cryptography.hazmat.primitives.asymmetric import ec\n"
     "from cryptography.hazmat.primitives import hashes, serialization"
