@@ -12,7 +12,6 @@ engine give an undecided decision (never allowed); only a bad configuration rais
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -28,6 +27,8 @@ from gate.policy_input import VerifiedStatement, build_policy_input
 from gate.trust import NO_MATERIAL, TrustPolicy, VerificationMaterial, load_trust_policy, verify_attestation
 
 if TYPE_CHECKING:
+    import asyncio
+
     from attestation.dsse import Envelope
     from gate.policy.model import Evaluation
 
@@ -582,6 +583,8 @@ class Gate:
     async def _fetch_and_check(
         self, client: Any, ref: ImageReference, deadline: float, started: float, named: list[str]
     ) -> Prepared:
+        import asyncio
+
         from attestation.oci import reader
 
         t0 = time.perf_counter()
@@ -726,12 +729,16 @@ class Gate:
         """:meth:`verify` for callers without an event loop; the offline path runs no event loop at all."""
         if attestations is not None:
             return self.decide(self.prepare_offline(image, attestations), deadline=deadline)
+        import asyncio  # here: the offline path above runs no event loop and need not import it
+
         return asyncio.run(self.verify(image, deadline=deadline))
 
 
 async def _settle(*tasks: asyncio.Future[Any]) -> None:
     """Cancel what is still running and wait for it, so nothing outlives the registry client it uses;
     the failures are seen here (the first one has already been raised)."""
+    import asyncio
+
     for task in tasks:
         task.cancel()  # no-op for a finished task
     await asyncio.gather(*tasks, return_exceptions=True)

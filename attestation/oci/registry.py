@@ -130,6 +130,7 @@ class RegistryClient:
         self._docker_config_arg = docker_config
         self._docker_config: DockerConfig | None = None
         self._scheme: dict[str, str] = {}
+        self._probing: dict[str, asyncio.Future[str]] = {}
         self._auth_header: dict[tuple[str, str], str] = {}  # (registry, scope) -> Authorization
         self._sem = asyncio.Semaphore(max_concurrency)
         self.cache = ContentCache(cache_bytes, cache_ttl)
@@ -158,6 +159,10 @@ class RegistryClient:
             self._system_cas_loaded = True
 
     async def aclose(self) -> None:
+        probes = list(self._probing.values())
+        for probe in probes:
+            probe.cancel()
+        await asyncio.gather(*probes, return_exceptions=True)
         await self._http.aclose()
 
     async def __aenter__(self) -> RegistryClient:
@@ -180,6 +185,21 @@ class RegistryClient:
         if not self.plain_http_allowed(registry):
             self._scheme[registry] = "https"
             return "https"
+        # A verification's first requests go out together; they share one probe instead of each making
+        # its own (a client, a TLS attempt). Shielded: one caller giving up does not cancel it for others.
+        probe = self._probing.get(registry)
+        if probe is None:
+            probe = asyncio.ensure_future(self._probe_scheme(registry, deadline))
+            self._probing[registry] = probe
+            probe.add_done_callback(lambda done: self._probe_done(registry, done))
+        return await asyncio.shield(probe)
+
+    def _probe_done(self, registry: str, probe: asyncio.Future[str]) -> None:
+        self._probing.pop(registry, None)
+        if not probe.cancelled():
+            probe.exception()  # seen by every waiter; marked retrieved in case they all gave up
+
+    async def _probe_scheme(self, registry: str, deadline: float) -> str:
         # Loopback: HTTPS first, plain HTTP only when the server does not speak TLS at all (as Docker
         # does). A certificate that fails verification is an error, never a reason to downgrade.
         # The first probe trusts no CA: a server that does not speak TLS fails it as it fails the real

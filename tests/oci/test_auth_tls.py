@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -105,3 +106,46 @@ def test_plain_http_needs_loopback_or_an_insecure_mark(registry_plain: RegistryS
     with pytest.raises(RegistryError, match=f"{registry_plain.host}"):
         _round_trip(registry_plain, plain_http_loopback=False, max_retries=0)
     assert _round_trip(registry_plain, plain_http_loopback=False, insecure_registries=[registry_plain.host])
+
+
+def _concurrent_first_lookups(server: RegistryServer, digest: str, **client_options: object) -> tuple:
+    """Four lookups of one image started together on a fresh client; returns (outcomes, probes made)."""
+    from attestation.reference import parse
+
+    async def go() -> tuple:
+        async with server.client(**client_options) as client:
+            probes: list[str] = []
+            probe = client._probe_scheme
+
+            async def counting(registry: str, deadline: float) -> str:
+                probes.append(registry)
+                return await probe(registry, deadline)
+
+            client._probe_scheme = counting  # type: ignore[method-assign]
+            ref = parse(f"{server.repo()}@{digest}")
+            outcomes = await asyncio.gather(
+                *(client.get_manifest(ref, digest, deadline=deadline(), missing_ok=True) for _ in range(4)),
+                return_exceptions=True,
+            )
+            return outcomes, probes
+
+    return run(go())
+
+
+def test_concurrent_first_requests_share_one_scheme_probe(registry_plain: RegistryServer) -> None:
+    outcomes, probes = _concurrent_first_lookups(registry_plain, "sha256:" + "0" * 64)
+    assert outcomes == [None] * 4  # plain HTTP on loopback, the image is not there: all four answered
+    assert probes == [registry_plain.host]
+
+
+def test_a_shared_probe_refuses_a_wrong_certificate_for_every_waiter(
+    registry_tls_auth: RegistryServer, tmp_path: Path
+) -> None:
+    other_ca, _, _ = make_ca(tmp_path, "some other CA")
+    outcomes, probes = _concurrent_first_lookups(
+        registry_tls_auth, "sha256:" + "0" * 64, ca_file=str(other_ca)
+    )
+    assert len(probes) == 1
+    assert all(
+        isinstance(o, RegistryError) and "TLS certificate verification failed" in str(o) for o in outcomes
+    ), outcomes
