@@ -6,8 +6,9 @@ matches the image digest: nothing unverified can reach a policy through this mod
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from attestation.reference import ImageReference
@@ -21,10 +22,32 @@ class VerifiedStatement:
     statement: Mapping[str, Any]
     signers: tuple[SignerIdentity, ...]
     source: str = ""
+    # The statement as it goes into the policy input's JSON (encode_json), made once where the statement
+    # is verified so that a gate remembering it does not encode it again for every evaluation; None when
+    # it cannot be encoded (the engine then reports why).
+    encoded: bytes | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.signers:
             raise ValueError("a verified statement needs at least one verified signer")
+
+    def with_encoding(self) -> VerifiedStatement:
+        try:
+            encoded = encode_json(self.statement)
+        except (TypeError, ValueError, RecursionError):
+            return self
+        return VerifiedStatement(self.statement, self.signers, self.source, encoded)
+
+
+# Compact, UTF-8, no NaN/Infinity: what the wasm engine is handed. check_circular=False: parsed JSON has no
+# cycles, and a cycle would still fail (RecursionError); the bookkeeping was a fifth of the encoding time.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False)
+
+
+def encode_json(doc: Any) -> bytes:
+    """``doc`` as compact UTF-8 JSON; TypeError/ValueError (a lone surrogate, NaN)/RecursionError if it is
+    not plain JSON."""
+    return _ENCODER.encode(doc).encode("utf-8")
 
 
 def build_policy_input(image: ImageReference, statements: Sequence[VerifiedStatement]) -> dict[str, Any]:
@@ -39,3 +62,17 @@ def build_policy_input(image: ImageReference, statements: Sequence[VerifiedState
             for s in statements
         ],
     }
+
+
+def build_policy_input_json(image: ImageReference, statements: Sequence[VerifiedStatement]) -> bytes | None:
+    """:func:`build_policy_input` as JSON bytes, from each statement's remembered encoding; None when a
+    statement has none (then build the document and let the engine encode it). The 250 KiB statement of
+    a 200-task pipeline took 2.5 ms to encode, half of a policy evaluation."""
+    parts = []
+    for s in statements:
+        if s.encoded is None:
+            return None
+        signatures = encode_json([i.to_policy_signature() for i in s.signers])
+        parts.append(b'{"statement":' + s.encoded + b',"signatures":' + signatures + b"}")
+    head = encode_json({"ref": image.pinned, "digest": image.digest})
+    return b'{"image":' + head + b',"attestations":[' + b",".join(parts) + b"]}"

@@ -23,7 +23,7 @@ from attestation.errors import InputError, LimitExceeded, ProvgateError, Registr
 from attestation.limits import MAX_ENVELOPE_BYTES, MAX_STATEMENT_BYTES, load_json
 from attestation.reference import ImageReference, InvalidReference, parse
 from gate.decision import AttestationReport, Decision, Finding, Timings, undecided
-from gate.policy_input import VerifiedStatement, build_policy_input
+from gate.policy_input import VerifiedStatement, build_policy_input, build_policy_input_json
 from gate.trust import NO_MATERIAL, TrustPolicy, VerificationMaterial, load_trust_policy, verify_attestation
 
 if TYPE_CHECKING:
@@ -272,9 +272,8 @@ def check_attestation(raw: StoredAttestationLike, image: ImageReference, trust: 
         build_type=_build_type(doc),
         signer=signer,
     )
-    return Checked(
-        report=report, statement=VerifiedStatement(statement=doc, signers=tuple(identities), source=source)
-    )
+    verified = VerifiedStatement(statement=doc, signers=tuple(identities), source=source).with_encoding()
+    return Checked(report=report, statement=verified)
 
 
 class VerifiedMemo:
@@ -336,6 +335,19 @@ class VerifiedMemo:
             while self._bytes > self._max:
                 _, (_, dropped) = self._entries.popitem(last=False)
                 self._bytes -= dropped
+
+
+def evaluate_prepared(engine: Any, prepared: Prepared) -> Evaluation:
+    """One policy evaluation over ``prepared``'s verified statements. An engine that takes JSON (wasm) is
+    handed it assembled from the statements' remembered encodings; the others get the document."""
+    evaluate_json = getattr(engine, "evaluate_json", None)
+    if evaluate_json is not None:
+        raw = build_policy_input_json(prepared.image, prepared.verified)
+        if raw is not None:
+            result: Evaluation = evaluate_json(raw)
+            return result
+    result = engine.evaluate(build_policy_input(prepared.image, prepared.verified))
+    return result
 
 
 class EvaluationMemo:
@@ -645,7 +657,7 @@ class Gate:
             return found
         checked = replace(check_attestation(raw, ref, self.trust), key=key)
         if checked.statement is not None:
-            self._verified.put(key, checked, len(raw.data))
+            self._verified.put(key, checked, len(raw.data) + len(checked.statement.encoded or b""))
         return checked
 
     def _evaluate(self, prepared: Prepared) -> Evaluation:
@@ -655,7 +667,7 @@ class Gate:
             found = self._evaluations.get(key)
             if found is not None:
                 return found
-        evaluation = self.engine.evaluate(build_policy_input(prepared.image, prepared.verified))
+        evaluation = evaluate_prepared(self.engine, prepared)
         if key is not None:
             assert self._evaluations is not None
             self._evaluations.put(key, evaluation)

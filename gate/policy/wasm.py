@@ -549,6 +549,18 @@ class WasmEngine:
             raw = _ENCODER.encode(policy_input).encode("utf-8")
         except (TypeError, ValueError, RecursionError) as err:
             raise PolicyError(f"policy input is not plain JSON: {err}") from None
+        return self._evaluate_raw(raw, start)
+
+    def evaluate_json(self, raw: bytes) -> Evaluation:
+        """:meth:`evaluate` for a policy input already encoded as compact UTF-8 JSON by provgate (the
+        gate assembles it from statements it encoded once: ``gate.policy_input.build_policy_input_json``).
+        Never for bytes from outside: they are handed to the module as they are."""
+        start = time.perf_counter()
+        if self._closed.is_set():
+            raise PolicyError("policy engine is closed")
+        return self._evaluate_raw(raw, start)
+
+    def _evaluate_raw(self, raw: bytes, start: float) -> Evaluation:
         try:
             output = self._policy.evaluate(raw, ENTRYPOINT)
         except OpaPoolTimeoutError:
