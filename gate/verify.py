@@ -90,9 +90,10 @@ class GateConfig:
     # "this image exists" / "this registry has no referrers API" for registry_cache_ttl seconds; the
     # .att tag and the referrers are asked on every verification (attestation.oci.cache).
     registry_cache_bytes: int = 32 * 1024 * 1024
-    # Policy results remembered by what the input was made from (0: evaluate every time); only for an
-    # engine whose result cannot depend on anything else (see EvaluationMemo).
-    evaluation_memo_entries: int = 4096
+    # Policy results remembered by what the input was made from, up to this many results (violations and
+    # warnings, plus one per evaluation; 0: evaluate every time); only for an engine whose result cannot
+    # depend on anything else (see EvaluationMemo).
+    evaluation_memo_results: int = 64 * 1024
     registry_cache_ttl: float = 60.0
 
 
@@ -282,8 +283,9 @@ class VerifiedMemo:
 
     Only successes are kept, and only by a :class:`Gate` whose trust is keys alone (immutable for its
     life, and the outcome cannot depend on the time): an entry holds what :func:`check_attestation`
-    returned for those bytes, never anything that was not verified. Bounded by the bytes of the
-    attestations it stands for, least recently used first out.
+    returned for those bytes, never anything that was not verified. Bounded by an estimate of the
+    memory its entries take (the stored bytes plus five times the statement's JSON, for the parsed
+    statement and its encoding), least recently used first out.
     """
 
     def __init__(self, max_bytes: int) -> None:
@@ -359,17 +361,22 @@ class EvaluationMemo:
     another source of truth (``time.now_ns``, ``http.send``, ``rand.intn``, ``opa.runtime``) is refused
     at load time, since OPA's wasm leaves those to the host and provgate provides none of them. The other
     engines evaluate such built-ins themselves, and an OPA server's policies and data can change under
-    us, so they are asked every time. Failures are never remembered. Bounded by entries, least recently
-    used first out.
+    us, so they are asked every time. Failures are never remembered. Bounded by the results held (an
+    evaluation of a 200-task pipeline can hold hundreds of violations), least recently used first out.
     """
 
-    def __init__(self, max_entries: int) -> None:
+    def __init__(self, max_results: int) -> None:
         import collections
         import threading
 
         self._entries: collections.OrderedDict[tuple[object, ...], Evaluation] = collections.OrderedDict()
-        self._max = max_entries
+        self._max = max_results
+        self._held = 0
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _size(evaluation: Evaluation) -> int:
+        return 1 + len(evaluation.violations) + len(evaluation.warnings)
 
     def get(self, key: tuple[object, ...]) -> Evaluation | None:
         with self._lock:
@@ -380,11 +387,18 @@ class EvaluationMemo:
         return replace(found, elapsed_ms=0.0)
 
     def put(self, key: tuple[object, ...], evaluation: Evaluation) -> None:
+        size = self._size(evaluation)
+        if size > self._max:
+            return
         with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._held -= self._size(old)
             self._entries[key] = evaluation
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._max:
-                self._entries.popitem(last=False)
+            self._held += size
+            while self._held > self._max:
+                _, dropped = self._entries.popitem(last=False)
+                self._held -= self._size(dropped)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -506,8 +520,8 @@ class Gate:
         self._client: Any = None
         self._verified = VerifiedMemo(config.verified_memo_bytes)
         self._evaluations = (
-            EvaluationMemo(config.evaluation_memo_entries)
-            if config.evaluation_memo_entries > 0 and _deterministic(self.engine)
+            EvaluationMemo(config.evaluation_memo_results)
+            if config.evaluation_memo_results > 0 and _deterministic(self.engine)
             else None
         )
 
@@ -657,7 +671,8 @@ class Gate:
             return found
         checked = replace(check_attestation(raw, ref, self.trust), key=key)
         if checked.statement is not None:
-            self._verified.put(key, checked, len(raw.data) + len(checked.statement.encoded or b""))
+            # The parsed statement takes ~3.6 times its JSON (a 200-task one: 264 KiB -> 0.95 MiB).
+            self._verified.put(key, checked, len(raw.data) + 5 * len(checked.statement.encoded or b""))
         return checked
 
     def _evaluate(self, prepared: Prepared) -> Evaluation:

@@ -186,3 +186,26 @@ def test_the_policy_is_evaluated_again_only_for_other_input(
         gate.close()
     assert all(d.allowed and not d.warnings for d in decisions)
     assert [w.code for w in other.warnings] == ["provenance.several_tasks"]
+
+
+def test_remembered_results_are_bounded_by_the_results_they_hold() -> None:
+    from gate.policy.model import Evaluation, Result
+    from gate.verify import EvaluationMemo
+
+    def evaluation(violations: int) -> Evaluation:
+        found = [Result(code=f"x.r{i}", msg="m") for i in range(violations)]
+        return Evaluation(violations=found, warnings=[], rules_evaluated=3, elapsed_ms=1.0)
+
+    memo = EvaluationMemo(max_results=10)
+    memo.put(("a",), evaluation(4))  # holds 5
+    memo.put(("b",), evaluation(3))  # 9
+    assert memo.get(("a",)) is not None  # a is now the most recently used
+    memo.put(("c",), evaluation(1))  # 11 > 10: b goes
+    assert memo.get(("b",)) is None and memo.get(("a",)) is not None and memo.get(("c",)) is not None
+    memo.put(("huge",), evaluation(10))  # 11 results: more than the whole memo, not kept, nothing dropped
+    assert memo.get(("huge",)) is None and len(memo) == 2
+    memo.put(("a",), evaluation(0))  # replacing an entry frees what it held: a 1 + c 2
+    memo.put(("d",), evaluation(6))  # 10 in all: nothing dropped
+    assert len(memo) == 3
+    hit = memo.get(("d",))
+    assert hit is not None and len(hit.violations) == 6 and hit.elapsed_ms == 0.0
