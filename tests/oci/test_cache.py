@@ -106,16 +106,22 @@ def _kinds(paths: list[str]) -> dict[str, int]:
     return out
 
 
+async def _attach(client: RegistryClient, image, n: int, *, bundle: bool = True) -> None:
+    """A ``.att`` layer (envelope ``n``) and, with ``bundle``, a referrer bundle for ``image``."""
+    await push_attestation_legacy(client, image, envelope(n), deadline=deadline())
+    if bundle:
+        await push_attestation_referrer(
+            client, image, BUNDLE, predicate_type="https://slsa.dev/provenance/v1", deadline=deadline()
+        )
+
+
 def test_second_lookup_asks_only_for_what_can_change(any_registry: RegistryServer) -> None:
     repo = any_registry.repo()
 
     async def go():
         async with any_registry.client(cache_bytes=MiB) as client:
             image = await push_image(client, repo, deadline=deadline())
-            await push_attestation_legacy(client, image, envelope(1), deadline=deadline())
-            await push_attestation_referrer(
-                client, image, BUNDLE, predicate_type="https://slsa.dev/provenance/v1", deadline=deadline()
-            )
+            await _attach(client, image, 1)
             seen = _counting(client)
             rounds = []
             for _ in range(2):
@@ -145,14 +151,11 @@ def test_attestations_added_later_are_seen_by_the_same_client(any_registry: Regi
     async def go():
         async with any_registry.client(cache_bytes=MiB) as client:
             image = await push_image(client, repo, deadline=deadline())
-            await push_attestation_legacy(client, image, envelope(1), deadline=deadline())
+            await _attach(client, image, 1, bundle=False)
             before = await fetch_attestations(client, image, deadline=deadline())
             # another writer (the signer, cosign) adds attestations meanwhile
             async with any_registry.client() as other:
-                await push_attestation_legacy(other, image, envelope(2), deadline=deadline())
-                await push_attestation_referrer(
-                    other, image, BUNDLE, predicate_type="https://slsa.dev/provenance/v1", deadline=deadline()
-                )
+                await _attach(other, image, 2)
             after = await fetch_attestations(client, image, deadline=deadline())
             return before, after
 
@@ -161,38 +164,33 @@ def test_attestations_added_later_are_seen_by_the_same_client(any_registry: Regi
     assert sorted(a.data for a in after) == sorted([envelope(1), envelope(2), BUNDLE])
 
 
-def test_without_cache_bytes_every_lookup_asks_again(registry_plain: RegistryServer) -> None:
-    repo = registry_plain.repo()
+def _two_lookups(server: RegistryServer, **client_options: object) -> dict[str, int]:
+    """Requests, by kind, of resolving and fetching one image's attestations twice with one client."""
+    repo = server.repo()
 
     async def go():
-        async with registry_plain.client() as client:  # the default: the signer's and the CLI's client
+        async with server.client(**client_options) as client:
             image = await push_image(client, repo, deadline=deadline())
-            await push_attestation_legacy(client, image, envelope(1), deadline=deadline())
+            await _attach(client, image, 1, bundle=False)
             seen = _counting(client)
             for _ in range(2):
                 await resolve(client, image.pinned, deadline=deadline())
                 await fetch_attestations(client, image, deadline=deadline())
             return _kinds(seen)
 
-    kinds = run(go())
+    return run(go())
+
+
+def test_without_cache_bytes_every_lookup_asks_again(registry_plain: RegistryServer) -> None:
+    kinds = _two_lookups(registry_plain)  # the default: the signer's and the CLI's client
     assert kinds["blob"] == 2 and kinds["manifest by digest"] == 2 and kinds["referrers api"] == 2
 
 
 def test_referrers_api_is_asked_again_after_the_ttl(registry_plain: RegistryServer) -> None:
-    repo = registry_plain.repo()
-
-    async def go():
-        async with registry_plain.client(cache_bytes=MiB, cache_ttl=0.0) as client:
-            image = await push_image(client, repo, deadline=deadline())
-            seen = _counting(client)
-            for _ in range(2):
-                await resolve(client, image.pinned, deadline=deadline())
-                await fetch_attestations(client, image, deadline=deadline())
-            return _kinds(seen)
-
-    kinds = run(go())
+    kinds = _two_lookups(registry_plain, cache_bytes=MiB, cache_ttl=0.0)
     # ttl 0: nothing about existence or capability outlives the call that learnt it
     assert kinds["referrers api"] == 2 and kinds["manifest by digest"] == 2
+    assert kinds["blob"] == 1  # content by digest needs no freshness
 
 
 def test_content_that_fails_its_digest_is_not_remembered() -> None:
