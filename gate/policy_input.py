@@ -6,12 +6,12 @@ matches the image digest: nothing unverified can reach a policy through this mod
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from attestation.reference import ImageReference
+from gate.policy.model import encode_json
 from gate.trust import SignerIdentity
 
 
@@ -37,17 +37,6 @@ class VerifiedStatement:
         except (TypeError, ValueError, RecursionError):
             return self
         return VerifiedStatement(self.statement, self.signers, self.source, encoded)
-
-
-# Compact, UTF-8, no NaN/Infinity: what the wasm engine is handed. check_circular=False: parsed JSON has no
-# cycles, and a cycle would still fail (RecursionError); the bookkeeping was a fifth of the encoding time.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False)
-
-
-def encode_json(doc: Any) -> bytes:
-    """``doc`` as compact UTF-8 JSON; TypeError/ValueError (a lone surrogate, NaN)/RecursionError if it is
-    not plain JSON."""
-    return _ENCODER.encode(doc).encode("utf-8")
 
 
 def build_policy_input(image: ImageReference, statements: Sequence[VerifiedStatement]) -> dict[str, Any]:

@@ -90,11 +90,11 @@ class GateConfig:
     # "this image exists" / "this registry has no referrers API" for registry_cache_ttl seconds; the
     # .att tag and the referrers are asked on every verification (attestation.oci.cache).
     registry_cache_bytes: int = 32 * 1024 * 1024
+    registry_cache_ttl: float = 60.0
     # Policy results remembered by what the input was made from, up to this many results (violations and
     # warnings, plus one per evaluation; 0: evaluate every time); only for an engine whose result cannot
     # depend on anything else (see EvaluationMemo).
     evaluation_memo_results: int = 64 * 1024
-    registry_cache_ttl: float = 60.0
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,17 @@ from typing import Any, Literal, Protocol
 from gate.decision import Finding as Result
 
 RuleKind = Literal["deny", "warn"]
+
+# Compact, UTF-8, no NaN/Infinity: the policy input as the wasm engine is handed it. check_circular=False:
+# parsed JSON has no cycles, and a cycle would still fail (RecursionError); the bookkeeping was a fifth of
+# the encoding time of a 200-task input.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False)
+
+
+def encode_json(doc: Any) -> bytes:
+    """``doc`` as compact UTF-8 JSON; TypeError/ValueError (a lone surrogate, NaN)/RecursionError if it is
+    not plain JSON."""
+    return _ENCODER.encode(doc).encode("utf-8")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ could decide differently from OPA.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -68,7 +67,7 @@ from attestation.errors import PolicyError  # noqa: E402
 from attestation.limits import MiB  # noqa: E402
 from gate.policy.loader import private_dir as _private_dir  # noqa: E402
 from gate.policy.loader import write_atomic as _write_atomic  # noqa: E402
-from gate.policy.model import Evaluation, PolicySet  # noqa: E402
+from gate.policy.model import Evaluation, PolicySet, encode_json  # noqa: E402
 from gate.policy.results import decision_query, evaluation_from  # noqa: E402
 
 ENTRYPOINT = "provgate/engine/decision"
@@ -84,9 +83,6 @@ DEFAULT_POOL_SIZE = 4
 # waiting behind a burst of admission requests indefinitely.
 DEFAULT_BORROW_TIMEOUT_S = 10.0
 DEFAULT_EVAL_TIMEOUT_S = 10.0
-
-
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False)
 
 
 class Undefined(Exception):
@@ -543,10 +539,8 @@ class WasmEngine:
         if self._closed.is_set():
             raise PolicyError("policy engine is closed")
         try:
-            # check_circular=False: the circularity bookkeeping was a fifth of the encoding time of a
-            # 200-task input, and a cycle (never the case for parsed JSON) still fails, as RecursionError.
-            # encode() inside the try: a lone surrogate is a UnicodeEncodeError, a ValueError.
-            raw = _ENCODER.encode(policy_input).encode("utf-8")
+            # Inside the try: a lone surrogate is a UnicodeEncodeError, a ValueError.
+            raw = encode_json(policy_input)
         except (TypeError, ValueError, RecursionError) as err:
             raise PolicyError(f"policy input is not plain JSON: {err}") from None
         return self._evaluate_raw(raw, start)

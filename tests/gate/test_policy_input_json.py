@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 import policies
 from gate.policy import load_policy_set
+from gate.policy.model import encode_json
 from gate.policy.wasm import WasmEngine
-from gate.policy_input import build_policy_input, build_policy_input_json, encode_json
+from gate.policy_input import build_policy_input, build_policy_input_json
 from gate.verify import Gate, GateConfig
 from tests.gate.conftest import DIGEST_HEX, IMAGE, REPO, envelope_json, slsa02_statement
 
