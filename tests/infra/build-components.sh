@@ -11,6 +11,10 @@ set -euo pipefail
 
 CACHE="${PROVGATE_BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/provgate/bin}"
 mkdir -p "$CACHE"
+# One build at a time per cache: a second caller (a parallel test run, another checkout) waits and then
+# finds the binaries built, instead of compiling the same module beside it.
+exec 9>"$CACHE/.lock"
+flock 9
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
 
