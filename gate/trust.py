@@ -28,29 +28,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from attestation.errors import InputError, VerificationError
 
 if TYPE_CHECKING:
+    from attestation.cosign import VerificationMaterial
     from attestation.dsse import Envelope
     from attestation.keys import PublicKey
 
 PAYLOAD_TYPE_INTOTO = "application/vnd.in-toto+json"
-
-
-@dataclass(frozen=True)
-class VerificationMaterial:
-    """What came with an envelope to help verify it: from a Sigstore bundle's ``verificationMaterial`` or
-    from the cosign ``.att`` layer annotations. All of it is untrusted until checked against the
-    :class:`TrustPolicy`; a ``public_key_hint`` only orders attempts, like a DSSE keyid."""
-
-    certificate: bytes | None = None  # leaf, PEM
-    chain: tuple[bytes, ...] = ()  # intermediates (and possibly root), PEM each
-    public_key_hint: str | None = None
-    rfc3161_timestamps: tuple[bytes, ...] = ()  # DER TimeStampResp / TimeStampToken each
-
-    @property
-    def has_certificate(self) -> bool:
-        return bool(self.certificate)
-
-
-NO_MATERIAL = VerificationMaterial()
 
 
 @dataclass(frozen=True)
