@@ -19,26 +19,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from attestation.cosign import RawAttestation, StoredAttestationLike, decode_attestation
-from attestation.errors import InputError, LimitExceeded, ProvgateError, RegistryError, VerificationError
-from attestation.limits import MAX_ENVELOPE_BYTES, MAX_STATEMENT_BYTES, load_json
+from attestation.cosign import RawAttestation, StoredAttestationLike
+from attestation.errors import InputError, LimitExceeded, RegistryError, VerificationError
 from attestation.reference import ImageReference, InvalidReference, parse
-from gate.decision import AttestationReport, Decision, Finding, Timings, undecided
+from gate.checklist import MAX_ATTESTATIONS, Checked, _no_verified, _unusable, check_attestation
+from gate.decision import Decision, Finding, Timings, undecided
 from gate.policy_input import VerifiedStatement, build_policy_input, build_policy_input_json
-from gate.trust import TrustPolicy, load_trust_policy, verify_attestation
+from gate.trust import load_trust_policy
 
 if TYPE_CHECKING:
     import asyncio
 
     from gate.policy.model import Evaluation
 
-# More attestations than this for one image is an attack or a broken pusher, not provenance.
-MAX_ATTESTATIONS = 256
 DEFAULT_TIMEOUT = 30.0
 
-NO_VERIFIED_ATTESTATION = "builtin.attestation.signature_check"
 NO_RULES_EVALUATED = "builtin.policy.rules_evaluated"
-UNUSABLE_STATEMENT = "builtin.attestation.statement_usable"
 
 
 @dataclass(frozen=True)
@@ -69,22 +65,6 @@ class GateConfig:
 
 
 @dataclass
-class Checked:
-    """The outcome of checking one attestation; ``statement`` only when it may reach the policy.
-
-    ``unusable`` marks a payload a trusted signer signed that is not a usable statement: unlike a
-    forgery or a statement about another image, it may be provenance the policy should have seen, so
-    it denies the image rather than being skipped.
-    """
-
-    report: AttestationReport
-    statement: VerifiedStatement | None = None
-    unusable: bool = False
-    # What the verified statement was made from (VerifiedMemo.key): the same key, the same statement.
-    key: tuple[str, ...] | None = None
-
-
-@dataclass
 class Prepared:
     """Everything before policy evaluation: the pinned image and what its attestations proved."""
 
@@ -107,68 +87,6 @@ class Prepared:
         if any(k is None for k in keys):
             return None
         return (self.image.pinned, *keys)
-
-
-# ------------------------------------------------------------------------------------------------------
-# per attestation: pure functions
-
-
-def _build_type(statement: Mapping[str, Any]) -> str | None:
-    predicate = statement.get("predicate")
-    if not isinstance(predicate, dict):
-        return None
-    value = predicate.get("buildType")  # SLSA v0.2
-    if value is None:
-        definition = predicate.get("buildDefinition")  # SLSA v1.0
-        value = definition.get("buildType") if isinstance(definition, dict) else None
-    return value if isinstance(value, str) else None
-
-
-def check_attestation(raw: StoredAttestationLike, image: ImageReference, trust: TrustPolicy) -> Checked:
-    """Verify one attestation for ``image``; failures become a report with the reason, never an exception."""
-    from attestation import intoto
-
-    source = raw.source
-    predicate_type: str | None = None
-    signer: dict[str, Any] = {}
-    signed = False
-    try:
-        if len(raw.data) > MAX_ENVELOPE_BYTES:
-            raise LimitExceeded(
-                f"{source} is too large: {len(raw.data)} bytes, the limit is {MAX_ENVELOPE_BYTES}"
-            )
-        envelope, material = decode_attestation(raw)
-        identities = verify_attestation(envelope, material, trust)
-        signer = identities[0].to_signer_dict()
-        signed = True
-        # Only now, with the signature verified over these exact bytes, is the payload read.
-        doc = load_json(envelope.payload, max_bytes=MAX_STATEMENT_BYTES, what=f"{source}: statement")
-        statement = intoto.from_dict(doc, source=f"{source}: statement")
-        predicate_type = statement.predicate_type
-        signed = False  # a usable statement: from here on a failure only means "not about this image"
-        want = image.digest_hex
-        if not any(s.digest.get("sha256") == want for s in statement.subject):
-            names = ", ".join(
-                sorted({f"{s.name}@sha256:{s.digest.get('sha256', '?')}" for s in statement.subject})
-            )
-            raise VerificationError(
-                f"{source}: no subject of the statement has the image digest {image.digest} "
-                f"(subjects: {names[:300] or 'none'})"
-            )
-    except ProvgateError as err:
-        report = AttestationReport(
-            source=source, verified=False, predicate_type=predicate_type, signer=signer, error=str(err)
-        )
-        return Checked(report=report, unusable=signed)
-    report = AttestationReport(
-        source=source,
-        verified=True,
-        predicate_type=predicate_type,
-        build_type=_build_type(doc),
-        signer=signer,
-    )
-    verified = VerifiedStatement(statement=doc, signers=tuple(identities), source=source).with_encoding()
-    return Checked(report=report, statement=verified)
 
 
 class VerifiedMemo:
@@ -342,35 +260,6 @@ def expand_data_paths(paths: Sequence[str | os.PathLike[str]]) -> tuple[Path, ..
 
 # ------------------------------------------------------------------------------------------------------
 # decisions
-
-
-def _no_verified(image: ImageReference, checked: Sequence[Checked]) -> Finding:
-    if not checked:
-        msg = f"no attestations were found for {image.pinned}"
-    else:
-        msg = f"none of the {len(checked)} attestation(s) of {image.pinned} verified and matched the image"
-    return Finding(
-        code=NO_VERIFIED_ATTESTATION,
-        msg=msg,
-        title="No verified attestation",
-        description="An image is admitted only with provenance signed by a trusted signer for its digest.",
-        solution="Sign the image's provenance with a trusted key (see the errors for each attestation) "
-        "or add the signer's public key with --key.",
-    )
-
-
-def _unusable(checked: Sequence[Checked]) -> Finding:
-    bad = [c.report for c in checked if c.unusable]
-    first = bad[0].error or bad[0].source
-    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-    return Finding(
-        code=UNUSABLE_STATEMENT,
-        msg=f"a trusted signer signed a payload that is not a usable in-toto statement: {first}{more}",
-        title="Unusable signed statement",
-        description="Provenance that a trusted signer produced but the gate cannot read may hold what "
-        "the policy needed to see, so it denies the image instead of ignoring it.",
-        solution="Fix the signer that produced it, or remove the attestation from the image's registry.",
-    )
 
 
 NO_RULES = Finding(

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from attestation.errors import InputError, KeyLoadError
+from gate.checklist import NO_VERIFIED_ATTESTATION
 from gate.decision import Decision
-from gate.verify import NO_RULES_EVALUATED, NO_VERIFIED_ATTESTATION, Gate, GateConfig
+from gate.verify import NO_RULES_EVALUATED, Gate, GateConfig
 from tests.gate.conftest import (
     BUILDER_ID,
     DIGEST_HEX,

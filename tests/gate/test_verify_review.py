@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from attestation import dsse
+from gate.checklist import NO_VERIFIED_ATTESTATION, UNUSABLE_STATEMENT
 from gate.cli import run
 from gate.decision import printable, render_text
-from gate.verify import NO_VERIFIED_ATTESTATION, UNUSABLE_STATEMENT, Gate, GateConfig
+from gate.verify import Gate, GateConfig
 from tests.gate.conftest import (
     DIGEST_HEX,
     IMAGE,

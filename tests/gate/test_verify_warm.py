@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from attestation.oci.writer import push_attestation_legacy, push_image
-from gate.verify import UNUSABLE_STATEMENT, Gate, GateConfig
+from gate.checklist import UNUSABLE_STATEMENT
+from gate.verify import Gate, GateConfig
 from tests.gate.conftest import envelope_json, slsa02_statement, to_bytes
 from tests.infra.registry import RegistryServer, registry_plain, registry_referrers  # noqa: F401
 
