@@ -190,8 +190,8 @@ def test_the_policy_is_evaluated_again_only_for_other_input(
 
 
 def test_remembered_results_are_bounded_by_the_results_they_hold() -> None:
+    from gate.memo import EvaluationMemo
     from gate.policy.model import Evaluation, Result
-    from gate.verify import EvaluationMemo
 
     def evaluation(violations: int) -> Evaluation:
         found = [Result(code=f"x.r{i}", msg="m") for i in range(violations)]
