@@ -25,6 +25,7 @@ from attestation.reference import ImageReference, InvalidReference, parse
 from gate.checklist import MAX_ATTESTATIONS, Checked, _no_verified, _unusable, check_attestation
 from gate.decision import Decision, Finding, Timings, undecided
 from gate.memo import EvaluationMemo, VerifiedMemo, _deterministic
+from gate.policy.loader import expand_data_paths
 from gate.policy_input import VerifiedStatement, build_policy_input, build_policy_input_json
 from gate.trust import load_trust_policy
 
@@ -101,42 +102,6 @@ def evaluate_prepared(engine: Any, prepared: Prepared) -> Evaluation:
             return result
     result = engine.evaluate(build_policy_input(prepared.image, prepared.verified))
     return result
-
-
-# ------------------------------------------------------------------------------------------------------
-# rule data
-
-DATA_SUFFIXES = (".json", ".yaml", ".yml")
-MAX_DATA_FILES = 2000
-
-
-def expand_data_paths(paths: Sequence[str | os.PathLike[str]]) -> tuple[Path, ...]:
-    """``--data`` arguments -> data files, in the order they are merged (later ones win).
-
-    A file stays as given. A directory stands for every ``*.json``/``*.yaml``/``*.yml`` file in it or
-    below (hidden entries skipped), sorted by path, each merged at the root like a ``--data`` file, so
-    the result does not depend on the order the file system lists them. A directory with no data file is
-    an error: it is far more likely a wrong path than a wish for no data.
-    """
-    out: list[Path] = []
-    for given in paths:
-        path = Path(given)
-        if not path.is_dir():
-            out.append(path)  # the loader names a missing or unreadable file
-            continue
-        found = sorted(
-            p
-            for p in path.rglob("*")
-            if p.suffix in DATA_SUFFIXES
-            and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            and p.is_file()
-        )
-        if not found:
-            raise InputError(f"--data {path}: the directory has no .json, .yaml or .yml file")
-        out.extend(found)
-        if len(out) > MAX_DATA_FILES:
-            raise LimitExceeded(f"--data {path}: more than {MAX_DATA_FILES} data files")
-    return tuple(out)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -533,6 +498,5 @@ __all__ = [
     "Prepared",
     "check_attestation",
     "evaluate_document",
-    "expand_data_paths",
     "read_attestations_file",
 ]

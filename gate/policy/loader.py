@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from attestation.errors import InputError, PolicyError
+from attestation.errors import InputError, LimitExceeded, PolicyError
 from attestation.limits import MiB, check_json_depth, load_json
 from gate.policy import metadata, model
 from gate.policy.metadata import package_of, parse_rules
@@ -21,6 +21,7 @@ from gate.policy.model import PolicySet, Rule
 MAX_POLICY_FILE_BYTES = 1 * MiB
 MAX_DATA_FILE_BYTES = 8 * MiB
 MAX_POLICY_FILES = 2000
+MAX_DATA_FILES = 2000
 DATA_SUFFIXES = (".json", ".yaml", ".yml")
 
 
@@ -74,6 +75,35 @@ def _place(doc: Any, prefix: tuple[str, ...], path: Path) -> dict[str, Any]:
     for key in reversed(prefix):
         doc = {key: doc}
     return dict(doc)
+
+
+def expand_data_paths(paths: Sequence[str | os.PathLike[str]]) -> tuple[Path, ...]:
+    """``--data`` arguments -> data files, in the order they are merged (later ones win).
+
+    A file stays as given. A directory stands for every ``*.json``/``*.yaml``/``*.yml`` file in it or
+    below (hidden entries skipped), sorted by path, each merged at the root like a ``--data`` file, so
+    the result does not depend on the order the file system lists them. A directory with no data file is
+    an error: it is far more likely a wrong path than a wish for no data.
+    """
+    out: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if not path.is_dir():
+            out.append(path)  # the loader names a missing or unreadable file
+            continue
+        found = sorted(
+            p
+            for p in path.rglob("*")
+            if p.suffix in DATA_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            and p.is_file()
+        )
+        if not found:
+            raise InputError(f"--data {path}: the directory has no .json, .yaml or .yml file")
+        out.extend(found)
+        if len(out) > MAX_DATA_FILES:
+            raise LimitExceeded(f"--data {path}: more than {MAX_DATA_FILES} data files")
+    return tuple(out)
 
 
 def load_policy_set(policy_paths: Sequence[Path], data_paths: Sequence[Path] = ()) -> PolicySet:
