@@ -181,7 +181,8 @@ def verify_cmd(
     import time
 
     from attestation.reference import parse
-    from gate.verify import Gate, GateConfig, read_attestations_file
+    from gate.offline import read_attestations_file
+    from gate.verify import Gate, GateConfig
 
     deadline = time.monotonic() + timeout
     if not keys and not trust_bundles:
@@ -272,7 +273,7 @@ def eval_cmd(
 ) -> int:
     from attestation.errors import InputError
     from attestation.limits import load_json
-    from gate.verify import evaluate_document
+    from gate.offline import evaluate_document
 
     try:
         with open(input_file, "rb") as f:

@@ -7,6 +7,7 @@ never allowed: callers must treat it as a denial, the CLI exits 2 for it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -14,6 +15,8 @@ from typing import Any, Protocol
 EXIT_ALLOWED = 0
 EXIT_DENIED = 1
 EXIT_UNDECIDED = 2
+
+NO_RULES_EVALUATED = "builtin.policy.rules_evaluated"
 
 
 class ResultLike(Protocol):
@@ -161,6 +164,25 @@ def undecided(image: str, errors: Iterable[str], *, elapsed_ms: float = 0.0, **k
     return Decision(
         allowed=False, image=image, errors=tuple(errors), elapsed_ms=elapsed_ms, decided=False, **kwargs
     )
+
+
+NO_RULES = Finding(
+    code=NO_RULES_EVALUATED,
+    msg="the policy evaluated no rules",
+    title="No policy rules evaluated",
+    description="A policy that checks nothing cannot allow an image.",
+    solution="Point --policy at a directory with policy.release.* packages that have deny or warn rules.",
+)
+
+
+def _policy_failure(message: str) -> str:
+    return (
+        message if message.startswith("policy evaluation failed") else f"policy evaluation failed: {message}"
+    )
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
 
 
 # C0 and C1 control characters except none: registry error bodies, image references from admission

@@ -12,18 +12,17 @@ engine give an undecided decision (never allowed); only a bad configuration rais
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attestation.cosign import RawAttestation, StoredAttestationLike
-from attestation.errors import InputError, LimitExceeded, RegistryError, VerificationError
+from attestation.errors import InputError, RegistryError, VerificationError
 from attestation.reference import ImageReference, InvalidReference, parse
 from gate.checklist import MAX_ATTESTATIONS, Checked, _no_verified, _unusable, check_attestation
-from gate.decision import Decision, Finding, Timings, undecided
+from gate.decision import NO_RULES, Decision, Finding, Timings, _ms, _policy_failure, undecided
 from gate.memo import EvaluationMemo, VerifiedMemo, _deterministic
 from gate.policy.loader import expand_data_paths
 from gate.policy_input import VerifiedStatement, build_policy_input, build_policy_input_json
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
 
 DEFAULT_TIMEOUT = 30.0
 
-NO_RULES_EVALUATED = "builtin.policy.rules_evaluated"
 
 
 @dataclass(frozen=True)
@@ -102,19 +100,6 @@ def evaluate_prepared(engine: Any, prepared: Prepared) -> Evaluation:
             return result
     result = engine.evaluate(build_policy_input(prepared.image, prepared.verified))
     return result
-
-
-# ------------------------------------------------------------------------------------------------------
-# decisions
-
-
-NO_RULES = Finding(
-    code=NO_RULES_EVALUATED,
-    msg="the policy evaluated no rules",
-    title="No policy rules evaluated",
-    description="A policy that checks nothing cannot allow an image.",
-    solution="Point --policy at a directory with policy.release.* packages that have deny or warn rules.",
-)
 
 
 class Gate:
@@ -400,16 +385,6 @@ async def _settle(*tasks: asyncio.Future[Any]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _policy_failure(message: str) -> str:
-    return (
-        message if message.startswith("policy evaluation failed") else f"policy evaluation failed: {message}"
-    )
-
-
-def _ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000
-
-
 def _with_policy(timings: Timings, t0: float) -> Timings:
     return Timings(
         resolve_ms=timings.resolve_ms,
@@ -419,77 +394,6 @@ def _with_policy(timings: Timings, t0: float) -> Timings:
     )
 
 
-def evaluate_document(
-    doc: Mapping[str, Any],
-    policy_paths: Sequence[Path],
-    data_paths: Sequence[Path] = (),
-    *,
-    engine: str = "embedded",
-    opa_url: str | None = None,
-) -> Decision:
-    """``gate eval``: a policy-input document against a policy, no registry and no crypto.
-
-    Loading errors raise (:class:`InputError`/:class:`PolicyError` naming the file); an engine failure is
-    an undecided decision; zero rules evaluated is a denial.
-    """
-    from gate.policy import evaluate_input, load_policy_set, make_engine
-
-    started = time.perf_counter()
-    image_doc = doc.get("image")
-    image = str(image_doc.get("ref", "")) if isinstance(image_doc, dict) else ""
-    policy_set = load_policy_set(list(policy_paths), list(expand_data_paths(data_paths)))
-    policy_engine = make_engine(policy_set, engine=engine, opa_url=opa_url)
-    try:
-        t0 = time.perf_counter()
-        try:
-            evaluation = evaluate_input(doc, policy_set, policy_engine)
-        except InputError:
-            raise
-        except Exception as err:
-            message = " ".join(str(err).split()) or type(err).__name__
-            return undecided(image, [_policy_failure(message)], elapsed_ms=_ms(started))
-        violations = [Finding.from_result(r) for r in evaluation.violations]
-        if evaluation.rules_evaluated <= 0:
-            violations.append(NO_RULES)
-        return Decision(
-            allowed=not violations,
-            image=image,
-            violations=tuple(violations),
-            warnings=tuple(Finding.from_result(r) for r in evaluation.warnings),
-            elapsed_ms=_ms(started),
-            rules_evaluated=evaluation.rules_evaluated,
-            timings=Timings(policy_ms=(time.perf_counter() - t0) * 1000),
-        )
-    finally:
-        policy_engine.close()
-
-
-# A file of attestations holds at most MAX_ATTESTATIONS envelopes of at most MAX_ENVELOPE_BYTES each, but
-# we refuse to read more than this in total.
-MAX_ATTESTATIONS_FILE_BYTES = 64 * 1024 * 1024
-
-
-def read_attestations_file(path: str | os.PathLike[str]) -> list[RawAttestation]:
-    """The ``--attestations`` file: one JSON document (DSSE envelope or Sigstore bundle) per line; blank
-    lines are skipped. Each line is named ``FILE:LINE`` in the decision. Raises :class:`InputError`."""
-    name = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_ATTESTATIONS_FILE_BYTES + 1)
-    except OSError as err:
-        raise InputError(f"cannot read attestations file {name}: {err.strerror}") from None
-    if len(data) > MAX_ATTESTATIONS_FILE_BYTES:
-        raise LimitExceeded(f"attestations file {name} is larger than {MAX_ATTESTATIONS_FILE_BYTES} bytes")
-    out: list[RawAttestation] = []
-    for number, line in enumerate(data.split(b"\n"), 1):
-        if not line.strip():
-            continue
-        if len(out) == MAX_ATTESTATIONS:
-            raise LimitExceeded(f"attestations file {name} has more than {MAX_ATTESTATIONS} attestations")
-        out.append(RawAttestation(data=line.rstrip(b"\r"), source=f"{name}:{number}"))
-    return out
-
-
 __all__ = [
     "MAX_ATTESTATIONS",
     "Checked",
@@ -497,6 +401,4 @@ __all__ = [
     "GateConfig",
     "Prepared",
     "check_attestation",
-    "evaluate_document",
-    "read_attestations_file",
 ]

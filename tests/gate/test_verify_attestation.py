@@ -15,8 +15,8 @@ from attestation.keys import PrivateKeySigner
 from attestation.limits import MAX_ENVELOPE_BYTES
 from attestation.reference import parse
 from gate.checklist import check_attestation
+from gate.offline import read_attestations_file
 from gate.trust import TrustPolicy, load_trust_policy
-from gate.verify import read_attestations_file
 from tests.gate.conftest import (
     DIGEST_HEX,
     IMAGE,

@@ -11,8 +11,8 @@ import pytest
 
 from attestation.errors import InputError, KeyLoadError
 from gate.checklist import NO_VERIFIED_ATTESTATION
-from gate.decision import Decision
-from gate.verify import NO_RULES_EVALUATED, Gate, GateConfig
+from gate.decision import NO_RULES_EVALUATED, Decision
+from gate.verify import Gate, GateConfig
 from tests.gate.conftest import (
     BUILDER_ID,
     DIGEST_HEX,

@@ -1,0 +1,87 @@
+"""The policy author's paths: ``gate eval`` (a policy-input document, no registry and no crypto) and the
+``--attestations`` file of ``gate verify`` (attestations read from a file instead of the registry)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from attestation.cosign import RawAttestation
+from attestation.errors import InputError, LimitExceeded
+from gate.checklist import MAX_ATTESTATIONS
+from gate.decision import NO_RULES, Decision, Finding, Timings, _ms, _policy_failure, undecided
+from gate.policy.loader import expand_data_paths
+
+
+def evaluate_document(
+    doc: Mapping[str, Any],
+    policy_paths: Sequence[Path],
+    data_paths: Sequence[Path] = (),
+    *,
+    engine: str = "embedded",
+    opa_url: str | None = None,
+) -> Decision:
+    """``gate eval``: a policy-input document against a policy, no registry and no crypto.
+
+    Loading errors raise (:class:`InputError`/:class:`PolicyError` naming the file); an engine failure is
+    an undecided decision; zero rules evaluated is a denial.
+    """
+    from gate.policy import evaluate_input, load_policy_set, make_engine
+
+    started = time.perf_counter()
+    image_doc = doc.get("image")
+    image = str(image_doc.get("ref", "")) if isinstance(image_doc, dict) else ""
+    policy_set = load_policy_set(list(policy_paths), list(expand_data_paths(data_paths)))
+    policy_engine = make_engine(policy_set, engine=engine, opa_url=opa_url)
+    try:
+        t0 = time.perf_counter()
+        try:
+            evaluation = evaluate_input(doc, policy_set, policy_engine)
+        except InputError:
+            raise
+        except Exception as err:
+            message = " ".join(str(err).split()) or type(err).__name__
+            return undecided(image, [_policy_failure(message)], elapsed_ms=_ms(started))
+        violations = [Finding.from_result(r) for r in evaluation.violations]
+        if evaluation.rules_evaluated <= 0:
+            violations.append(NO_RULES)
+        return Decision(
+            allowed=not violations,
+            image=image,
+            violations=tuple(violations),
+            warnings=tuple(Finding.from_result(r) for r in evaluation.warnings),
+            elapsed_ms=_ms(started),
+            rules_evaluated=evaluation.rules_evaluated,
+            timings=Timings(policy_ms=(time.perf_counter() - t0) * 1000),
+        )
+    finally:
+        policy_engine.close()
+
+
+# A file of attestations holds at most MAX_ATTESTATIONS envelopes of at most MAX_ENVELOPE_BYTES each, but
+# we refuse to read more than this in total.
+MAX_ATTESTATIONS_FILE_BYTES = 64 * 1024 * 1024
+
+
+def read_attestations_file(path: str | os.PathLike[str]) -> list[RawAttestation]:
+    """The ``--attestations`` file: one JSON document (DSSE envelope or Sigstore bundle) per line; blank
+    lines are skipped. Each line is named ``FILE:LINE`` in the decision. Raises :class:`InputError`."""
+    name = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_ATTESTATIONS_FILE_BYTES + 1)
+    except OSError as err:
+        raise InputError(f"cannot read attestations file {name}: {err.strerror}") from None
+    if len(data) > MAX_ATTESTATIONS_FILE_BYTES:
+        raise LimitExceeded(f"attestations file {name} is larger than {MAX_ATTESTATIONS_FILE_BYTES} bytes")
+    out: list[RawAttestation] = []
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        if len(out) == MAX_ATTESTATIONS:
+            raise LimitExceeded(f"attestations file {name} has more than {MAX_ATTESTATIONS} attestations")
+        out.append(RawAttestation(data=line.rstrip(b"\r"), source=f"{name}:{number}"))
+    return out
