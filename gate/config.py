@@ -1,0 +1,39 @@
+"""What a :class:`gate.verify.Gate` is built from: trust, policies, engine, registry access and the bounds
+of what a long-lived gate remembers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+DEFAULT_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    policy_paths: tuple[Path, ...] = ()  # empty: the bundled library, policies.ROOT
+    data_paths: tuple[Path, ...] = ()
+    key_files: tuple[Path, ...] = ()
+    # X.509/SPIFFE trust: CA bundles (PEM or SPIFFE JSON), exact SPIFFE IDs allowed to sign, TSA certificates.
+    trust_bundles: tuple[Path, ...] = ()
+    spiffe_ids: tuple[str, ...] = ()
+    tsa_cert_files: tuple[Path, ...] = ()
+    engine: str = "embedded"  # one of gate.policy.ENGINES
+    opa_url: str | None = None
+    insecure_registries: tuple[str, ...] = ()
+    ca_file: Path | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    # Attestations that verified are remembered up to this many bytes of them (0: verify every time).
+    verified_memo_bytes: int = 32 * 1024 * 1024
+    # Registry content fetched by digest is remembered up to this many bytes (0: ask every time), and
+    # "this image exists" / "this registry has no referrers API" for registry_cache_ttl seconds; the
+    # .att tag and the referrers are asked on every verification (attestation.oci.cache).
+    registry_cache_bytes: int = 32 * 1024 * 1024
+    registry_cache_ttl: float = 60.0
+    # Policy results remembered by what the input was made from, up to this many results (violations and
+    # warnings, plus one per evaluation; 0: evaluate every time); only for an engine whose result cannot
+    # depend on anything else (see EvaluationMemo).
+    evaluation_memo_results: int = 64 * 1024
