@@ -23,8 +23,8 @@ EXIT_UNDECIDED = 2
 MAX_INPUT_BYTES = 64 * 1024 * 1024
 # gate.policy.ENGINES, spelled out so that --help and argument errors need not import the policy stack;
 # a test keeps the two equal.
-ENGINES = ("embedded", "wasm", "rego-cpp", "opa")
-ENGINE_HELP = "Policy engine: embedded (the default, in process), wasm, rego-cpp, or opa (needs --opa-url)."
+ENGINES = ("embedded", "wasm", "opa")
+ENGINE_HELP = "Policy engine: embedded (the default, in process), wasm (the same), or opa (needs --opa-url)."
 
 
 def _fail(message: str) -> None:

@@ -1,7 +1,7 @@
 """Policy evaluation: the Rego library in ``policies/`` run in process or by an OPA server.
 
-Engines (docs/rego-engines.md): ``embedded`` is the default in-process engine, currently ``wasm`` (the
-OPA compiler's wasm output run by opapywasm); ``rego-cpp`` is regopy in process; ``opa`` is an OPA server.
+Engines (docs/rego-engines.md): ``embedded`` is the default, in process: ``wasm``, the OPA compiler's wasm
+output run by opapywasm; ``opa`` is an OPA server.
 
 Public API (shared with the verification pipeline and the CLI)::
 
@@ -30,8 +30,8 @@ from gate.policy.model import (
 if TYPE_CHECKING:
     from gate.policy.testing import TestCase, TestReport, run_policy_tests
 
-EngineName = Literal["embedded", "wasm", "rego-cpp", "opa"]
-ENGINES: tuple[str, ...] = ("embedded", "wasm", "rego-cpp", "opa")
+EngineName = Literal["embedded", "wasm", "opa"]
+ENGINES: tuple[str, ...] = ("embedded", "wasm", "opa")
 # What "embedded" means: the in-process engine that meets the latency goal and decides like OPA
 # (docs/rego-engines.md has the measurements).
 DEFAULT_EMBEDDED = "wasm"
@@ -59,8 +59,8 @@ def make_engine(
     evaluation.
 
     Every engine is safe to call from several threads: ``wasm`` evaluates concurrently on a pool of
-    instances, ``rego-cpp`` and ``opa`` serialise calls on a lock. The OPA engine takes over the server's
-    policies and data: one OPA server serves one policy set.
+    instances, ``opa`` serialises calls on a lock. The OPA engine takes over the server's policies and
+    data: one OPA server serves one policy set.
     """
     if engine == "embedded":
         engine = DEFAULT_EMBEDDED
@@ -68,10 +68,6 @@ def make_engine(
         from gate.policy.wasm import WasmEngine
 
         return WasmEngine(policy_set)
-    if engine == "rego-cpp":
-        from gate.policy.embedded import EmbeddedEngine
-
-        return EmbeddedEngine(policy_set)
     if engine == "opa":
         if not opa_url:
             raise InputError("--engine opa needs --opa-url (for example http://127.0.0.1:8181)")

@@ -271,7 +271,7 @@ def find_opa() -> Path:
         return cached
     raise PolicyError(
         "the wasm policy engine needs the opa binary to compile policies: set PROVGATE_OPA to its path or "
-        "put opa on PATH (tests/infra/build-components.sh builds it), or use --engine opa or rego-cpp"
+        "put opa on PATH (tests/infra/build-components.sh builds it), or use --engine opa"
     )
 
 

@@ -28,7 +28,7 @@ def lines(tmp_path: Path, sign) -> dict[str, Path]:
     return out
 
 
-@pytest.mark.parametrize("engine", ["embedded", "wasm", "rego-cpp"])
+@pytest.mark.parametrize("engine", ["embedded", "wasm"])
 def test_in_process_engines_decide_alike(capsys, engine, lines, key_file, policy_dir, data_file) -> None:
     args = [
         "verify",

@@ -164,7 +164,7 @@ def test_missing_opa_binary_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tm
         WasmEngine(load_policy_set([ROOT]))
 
 
-@pytest.fixture(scope="module", params=["wasm", "rego-cpp", "opa"])
+@pytest.fixture(scope="module", params=["wasm", "opa"])
 def any_engine(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PolicyEngine]:
