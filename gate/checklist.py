@@ -51,50 +51,84 @@ def _build_type(statement: Mapping[str, Any]) -> str | None:
 
 
 def check_attestation(raw: StoredAttestationLike, image: ImageReference, trust: TrustPolicy) -> Checked:
-    """Verify one attestation for ``image``; failures become a report with the reason, never an exception."""
+    """Check one attestation for ``image``, in this order (DESIGN.md §5); the first step that fails ends
+    the check with a report naming why, never with an exception:
+
+    1. Bound the stored bytes before anything reads them.
+    2. Decode the envelope and the material that came with it (cosign's layer annotations or a Sigstore
+       bundle's ``verificationMaterial``): untrusted, and nothing of the payload is looked at.
+    3. Verify a signature over the stored payload (DSSE PAE) under ``trust``: the payload type, then a
+       trusted key, or a certificate chaining to a trusted root for an allowed SPIFFE ID at a trusted time.
+    4. Only now read the payload: bounded JSON that is an in-toto statement (``_type``, ``subject``,
+       ``predicateType``). A trusted signer signed it, so a payload that is not one is *unusable*: the
+       decision denies the image rather than skip what may be provenance the policy should have seen.
+    5. Require a subject whose sha256 is the image's digest: a statement about another image is skipped.
+
+    Only an attestation that passes all five reaches the policy, as the statement exactly as signed.
+    """
     from attestation import intoto
 
     source = raw.source
-    predicate_type: str | None = None
-    signer: dict[str, Any] = {}
-    signed = False
     try:
+        # 1. size
         if len(raw.data) > MAX_ENVELOPE_BYTES:
             raise LimitExceeded(
                 f"{source} is too large: {len(raw.data)} bytes, the limit is {MAX_ENVELOPE_BYTES}"
             )
+        # 2. envelope and material
         envelope, material = decode_attestation(raw)
+        # 3. signature
         identities = verify_attestation(envelope, material, trust)
-        signer = identities[0].to_signer_dict()
-        signed = True
-        # Only now, with the signature verified over these exact bytes, is the payload read.
+    except ProvgateError as err:
+        return _rejected(source, err)
+    signer = identities[0].to_signer_dict()
+    try:
+        # 4. statement
         doc = load_json(envelope.payload, max_bytes=MAX_STATEMENT_BYTES, what=f"{source}: statement")
         statement = intoto.from_dict(doc, source=f"{source}: statement")
-        predicate_type = statement.predicate_type
-        signed = False  # a usable statement: from here on a failure only means "not about this image"
-        want = image.digest_hex
-        if not any(s.digest.get("sha256") == want for s in statement.subject):
-            names = ", ".join(
-                sorted({f"{s.name}@sha256:{s.digest.get('sha256', '?')}" for s in statement.subject})
-            )
-            raise VerificationError(
-                f"{source}: no subject of the statement has the image digest {image.digest} "
-                f"(subjects: {names[:300] or 'none'})"
-            )
     except ProvgateError as err:
-        report = AttestationReport(
-            source=source, verified=False, predicate_type=predicate_type, signer=signer, error=str(err)
+        return _rejected(source, err, signer=signer, unusable=True)
+    # 5. subject
+    if not any(s.digest.get("sha256") == image.digest_hex for s in statement.subject):
+        names = ", ".join(
+            sorted({f"{s.name}@sha256:{s.digest.get('sha256', '?')}" for s in statement.subject})
         )
-        return Checked(report=report, unusable=signed)
+        mismatch = VerificationError(
+            f"{source}: no subject of the statement has the image digest {image.digest} "
+            f"(subjects: {names[:300] or 'none'})"
+        )
+        return _rejected(source, mismatch, signer=signer, predicate_type=statement.predicate_type)
     report = AttestationReport(
         source=source,
         verified=True,
-        predicate_type=predicate_type,
+        predicate_type=statement.predicate_type,
         build_type=_build_type(doc),
         signer=signer,
     )
     verified = VerifiedStatement(statement=doc, signers=tuple(identities), source=source).with_encoding()
     return Checked(report=report, statement=verified)
+
+
+def _rejected(
+    source: str,
+    err: ProvgateError,
+    *,
+    signer: Mapping[str, Any] | None = None,
+    predicate_type: str | None = None,
+    unusable: bool = False,
+) -> Checked:
+    report = AttestationReport(
+        source=source, verified=False, predicate_type=predicate_type, signer=signer or {}, error=str(err)
+    )
+    return Checked(report=report, unusable=unusable)
+
+
+def findings(image: ImageReference, checked: Sequence[Checked]) -> tuple[list[Finding], list[Finding]]:
+    """The gate's own violations about the attestations of ``image``: the ones a decision lists before
+    the policy's (no attestation verified) and after them (a trusted signer signed something unusable)."""
+    before = [] if any(c.statement is not None for c in checked) else [_no_verified(image, checked)]
+    after = [_unusable(checked)] if any(c.unusable for c in checked) else []
+    return before, after
 
 
 def _no_verified(image: ImageReference, checked: Sequence[Checked]) -> Finding:

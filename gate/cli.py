@@ -206,8 +206,7 @@ def verify_cmd(
         ca_file=_paths([ca_file])[0] if ca_file else None,
         timeout=timeout,
     )
-    gate = Gate(config)
-    try:
+    with Gate(config) as gate:
         if raws is not None:
             prepared = gate.prepare_offline(image, raws)
         else:
@@ -224,8 +223,6 @@ def verify_cmd(
             _emit_json(prepared.policy_input())
             return 0
         decision = gate.decide(prepared, deadline=deadline)
-    finally:
-        gate.close()
     return _emit_decision(decision, output)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from attestation.cosign import RawAttestation
 from attestation.errors import InputError, LimitExceeded
 from gate.checklist import MAX_ATTESTATIONS
-from gate.decision import NO_RULES, Decision, Finding, Timings, _ms, _policy_failure, undecided
+from gate.decision import Decision, Timings, from_evaluation, ms_since, policy_failed
 from gate.policy.loader import expand_data_paths
 
 
@@ -43,19 +43,9 @@ def evaluate_document(
         except InputError:
             raise
         except Exception as err:
-            message = " ".join(str(err).split()) or type(err).__name__
-            return undecided(image, [_policy_failure(message)], elapsed_ms=_ms(started))
-        violations = [Finding.from_result(r) for r in evaluation.violations]
-        if evaluation.rules_evaluated <= 0:
-            violations.append(NO_RULES)
-        return Decision(
-            allowed=not violations,
-            image=image,
-            violations=tuple(violations),
-            warnings=tuple(Finding.from_result(r) for r in evaluation.warnings),
-            elapsed_ms=_ms(started),
-            rules_evaluated=evaluation.rules_evaluated,
-            timings=Timings(policy_ms=(time.perf_counter() - t0) * 1000),
+            return policy_failed(image, err, elapsed_ms=ms_since(started))
+        return from_evaluation(
+            image, evaluation, elapsed_ms=ms_since(started), timings=Timings(policy_ms=ms_since(t0))
         )
     finally:
         policy_engine.close()

@@ -1,10 +1,11 @@
-"""The verification pipeline: image -> attestations -> signatures -> subject -> policy -> :class:`Decision`.
+"""The verification pipeline: image -> attestations -> checklist -> policy -> :class:`Decision`.
 
 A :class:`Gate` loads trust, policies and the engine once and is then called many times (the admission
-webhook and the HTTP API keep one per process). Per attestation the order is fixed by the security
-stance (DESIGN.md §5): bound the size, verify the signature over the stored bytes (DSSE PAE), only then
-parse the statement, then require a subject with the image's digest. Only statements that pass all of
-that reach the policy; the others are listed in the decision with the reason.
+webhook and the HTTP API keep one per process). It pins the image to its digest, fetches what is stored
+for it (or takes attestations from the caller), checks each with :func:`gate.checklist.check_attestation`
+(signature over the stored bytes before anything is parsed, then the statement, then the subject) and
+evaluates the policy over the statements that passed; the others are listed in the decision with the
+reason.
 
 Nothing here raises for a per-call problem: a bad image reference, an unreachable registry or a failing
 engine give an undecided decision (never allowed); only a bad configuration raises, from the constructor.
@@ -19,12 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attestation.cosign import RawAttestation, StoredAttestationLike
-from attestation.errors import InputError, RegistryError, VerificationError
+from attestation.errors import InputError, PolicyError, RegistryError, VerificationError
 from attestation.reference import ImageReference, InvalidReference, parse
-from gate.checklist import MAX_ATTESTATIONS, Checked, _no_verified, _unusable, check_attestation
+from gate.checklist import MAX_ATTESTATIONS, Checked, check_attestation, findings
 from gate.config import GateConfig
-from gate.decision import NO_RULES, Decision, Finding, Timings, _ms, _policy_failure, undecided
-from gate.memo import EvaluationMemo, VerifiedMemo, _deterministic
+from gate.decision import Decision, Timings, from_evaluation, ms_since, policy_failed, undecided
+from gate.memo import EvaluationMemo, VerifiedMemo
 from gate.policy.loader import expand_data_paths
 from gate.policy_input import VerifiedStatement, build_policy_input, build_policy_input_json
 from gate.trust import load_trust_policy
@@ -32,7 +33,7 @@ from gate.trust import load_trust_policy
 if TYPE_CHECKING:
     import asyncio
 
-    from gate.policy.model import Evaluation
+    from gate.policy.model import Evaluation, PolicyEngine
 
 
 @dataclass
@@ -60,24 +61,22 @@ class Prepared:
         return (self.image.pinned, *keys)
 
 
-def evaluate_prepared(engine: Any, prepared: Prepared) -> Evaluation:
-    """One policy evaluation over ``prepared``'s verified statements. An engine that takes JSON (wasm) is
-    handed it assembled from the statements' remembered encodings; the others get the document."""
-    evaluate_json = getattr(engine, "evaluate_json", None)
-    if evaluate_json is not None:
-        raw = build_policy_input_json(prepared.image, prepared.verified)
-        if raw is not None:
-            result: Evaluation = evaluate_json(raw)
-            return result
-    result = engine.evaluate(build_policy_input(prepared.image, prepared.verified))
-    return result
+def evaluate_prepared(engine: PolicyEngine, prepared: Prepared) -> Evaluation:
+    """One policy evaluation over ``prepared``'s verified statements, handed to the engine as JSON
+    assembled from the statements' remembered encodings (the document when a statement has none)."""
+    raw = build_policy_input_json(prepared.image, prepared.verified)
+    if raw is None:
+        return engine.evaluate(build_policy_input(prepared.image, prepared.verified))
+    return engine.evaluate_json(raw)
 
 
 class Gate:
     """Trust, policy set and engine, loaded once; :meth:`verify` many times.
 
     Use ``async with Gate(config) as gate`` in a server to keep one registry client (connections, tokens)
-    for all calls; without it each registry verification opens its own client.
+    for all calls; without it each registry verification opens its own client. Leaving the block closes
+    what the gate opened, the client and the policy engine; ``with Gate(config) as gate`` (or
+    :meth:`close`) closes the engine.
     """
 
     def __init__(self, config: GateConfig) -> None:
@@ -106,9 +105,10 @@ class Gate:
         self._verified = VerifiedMemo(config.verified_memo_bytes)
         self._evaluations = (
             EvaluationMemo(config.evaluation_memo_results)
-            if config.evaluation_memo_results > 0 and _deterministic(self.engine)
+            if config.evaluation_memo_results > 0 and self.engine.pure
             else None
         )
+        self._closed = False
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -129,13 +129,26 @@ class Gate:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    def __enter__(self) -> Gate:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     async def aclose(self) -> None:
+        """Close the registry client (if ``async with`` opened one) and the policy engine."""
         client, self._client = self._client, None
-        if client is not None:
-            await client.__aexit__(None, None, None)
+        try:
+            if client is not None:
+                await client.__aexit__(None, None, None)
+        finally:
+            self.close()
 
     def close(self) -> None:
-        self.engine.close()
+        """Close the policy engine; a second call does nothing. Decisions after it are undecided."""
+        if not self._closed:
+            self._closed = True
+            self.engine.close()
 
     # --- pipeline ----------------------------------------------------------------------------------------
 
@@ -177,18 +190,18 @@ class Gate:
             async with self._new_client() as client:
                 return await self._fetch_and_check(client, ref, deadline, started, named)
         except (RegistryError, InputError, VerificationError) as err:
-            return undecided(named[0], [str(err)], elapsed_ms=_ms(started))
+            return undecided(named[0], [str(err)], elapsed_ms=ms_since(started))
         except TimeoutError:
             return undecided(
                 named[0],
                 [f"timed out after {self.config.timeout:g}s talking to {ref.registry}"],
-                elapsed_ms=_ms(started),
+                elapsed_ms=ms_since(started),
             )
         except Exception as err:  # fail closed on anything the registry layer did not anticipate
             return undecided(
                 named[0],
                 [f"fetching attestations of {ref} failed: {type(err).__name__}: {err}"],
-                elapsed_ms=_ms(started),
+                elapsed_ms=ms_since(started),
             )
 
     async def _fetch_and_check(
@@ -238,12 +251,9 @@ class Gate:
     ) -> Prepared:
         t0 = time.perf_counter()
         checked = [self._check_one(raw, ref) for raw in raws]
-        timings = Timings(
-            resolve_ms=timings.resolve_ms,
-            fetch_ms=timings.fetch_ms,
-            verify_ms=(time.perf_counter() - t0) * 1000,
+        return Prepared(
+            image=ref, checked=checked, timings=replace(timings, verify_ms=ms_since(t0)), started=started
         )
-        return Prepared(image=ref, checked=checked, timings=timings, started=started)
 
     def _check_one(self, raw: StoredAttestationLike, ref: ImageReference) -> Checked:
         key = VerifiedMemo.key(raw, ref)
@@ -261,6 +271,8 @@ class Gate:
         return checked
 
     def _evaluate(self, prepared: Prepared) -> Evaluation:
+        if self._closed:  # not even from memory: a closed gate decides nothing
+            raise PolicyError("policy engine is closed")
         key = prepared.policy_input_key() if self._evaluations is not None else None
         if key is not None:
             assert self._evaluations is not None
@@ -280,46 +292,36 @@ class Gate:
         image = prepared.image.pinned
         reports = tuple(c.report for c in prepared.checked)
         errors = tuple(c.report.error for c in prepared.checked if c.report.error)
-        verified = prepared.verified
         if deadline is not None and time.monotonic() > deadline:
             return undecided(
                 image,
                 [*errors, "deadline passed before the policy was evaluated"],
                 attestations=reports,
-                elapsed_ms=_ms(prepared.started),
+                elapsed_ms=ms_since(prepared.started),
                 timings=prepared.timings,
             )
         t0 = time.perf_counter()
         try:
             evaluation = self._evaluate(prepared)
         except Exception as err:  # any engine failure is "could not decide", never allow
-            message = " ".join(str(err).split()) or type(err).__name__
-            return undecided(
+            return policy_failed(
                 image,
-                [*errors, _policy_failure(message)],
+                err,
+                errors=errors,
                 attestations=reports,
-                elapsed_ms=_ms(prepared.started),
-                timings=_with_policy(prepared.timings, t0),
+                elapsed_ms=ms_since(prepared.started),
+                timings=replace(prepared.timings, policy_ms=ms_since(t0)),
             )
-        timings = _with_policy(prepared.timings, t0)
-        violations = [Finding.from_result(r) for r in evaluation.violations]
-        warnings = tuple(Finding.from_result(r) for r in evaluation.warnings)
-        if not verified:
-            violations.insert(0, _no_verified(prepared.image, prepared.checked))
-        if any(c.unusable for c in prepared.checked):
-            violations.append(_unusable(prepared.checked))
-        if evaluation.rules_evaluated <= 0:
-            violations.append(NO_RULES)
-        return Decision(
-            allowed=not violations,
-            image=image,
-            violations=tuple(violations),
-            warnings=warnings,
+        before, after = findings(prepared.image, prepared.checked)
+        return from_evaluation(
+            image,
+            evaluation,
+            before=before,
+            after=after,
             attestations=reports,
             errors=errors,
-            elapsed_ms=_ms(prepared.started),
-            rules_evaluated=evaluation.rules_evaluated,
-            timings=timings,
+            elapsed_ms=ms_since(prepared.started),
+            timings=replace(prepared.timings, policy_ms=ms_since(t0)),
         )
 
     async def verify(
@@ -354,15 +356,6 @@ async def _settle(*tasks: asyncio.Future[Any]) -> None:
     for task in tasks:
         task.cancel()  # no-op for a finished task
     await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _with_policy(timings: Timings, t0: float) -> Timings:
-    return Timings(
-        resolve_ms=timings.resolve_ms,
-        fetch_ms=timings.fetch_ms,
-        verify_ms=timings.verify_ms,
-        policy_ms=(time.perf_counter() - t0) * 1000,
-    )
 
 
 __all__ = [

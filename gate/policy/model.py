@@ -50,7 +50,19 @@ class Evaluation:
 
 
 class PolicyEngine(Protocol):
+    """A policy set loaded into an engine once, evaluated many times from any thread."""
+
+    # True when an evaluation is a function of the input alone (with the policies and data loaded once),
+    # so its result may be remembered (gate.memo.EvaluationMemo).
+    pure: bool
+
     def evaluate(self, policy_input: Mapping[str, Any]) -> Evaluation: ...
+
+    def evaluate_json(self, raw: bytes) -> Evaluation:
+        """:meth:`evaluate` for an input provgate encoded itself as compact UTF-8 JSON (the gate assembles
+        it from the statements' remembered encodings: ``gate.policy_input.build_policy_input_json``);
+        never for bytes from outside."""
+        ...
 
     def close(self) -> None: ...
 

@@ -493,7 +493,11 @@ class WasmEngine:
 
     ``evaluate`` is safe to call from several threads: opapywasm lends each call its own wasm instance
     from a pool of ``pool_size``; a call that waits longer than ``borrow_timeout`` for one fails (deny).
+    Pure: a policy that needs a built-in the host would have to answer from elsewhere (the clock, the
+    network, randomness) is refused at load time (:func:`load_wasm_policy`).
     """
+
+    pure = True
 
     def __init__(
         self,
@@ -546,9 +550,8 @@ class WasmEngine:
         return self._evaluate_raw(raw, start)
 
     def evaluate_json(self, raw: bytes) -> Evaluation:
-        """:meth:`evaluate` for a policy input already encoded as compact UTF-8 JSON by provgate (the
-        gate assembles it from statements it encoded once: ``gate.policy_input.build_policy_input_json``).
-        Never for bytes from outside: they are handed to the module as they are."""
+        """:meth:`evaluate` for a policy input provgate encoded itself: the bytes go to the module as they
+        are (opapywasm does not parse them again: ``parse_raw_json_input=False``)."""
         start = time.perf_counter()
         if self._closed.is_set():
             raise PolicyError("policy engine is closed")
