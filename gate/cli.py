@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from gate.config import ENGINES
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -21,9 +23,6 @@ if TYPE_CHECKING:
 
 EXIT_UNDECIDED = 2
 MAX_INPUT_BYTES = 64 * 1024 * 1024
-# gate.policy.ENGINES, spelled out so that --help and argument errors need not import the policy stack;
-# a test keeps the two equal.
-ENGINES = ("embedded", "wasm", "opa")
 ENGINE_HELP = "Policy engine: embedded (the default, in process), wasm (the same), or opa (needs --opa-url)."
 
 

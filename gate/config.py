@@ -1,5 +1,6 @@
 """What a :class:`gate.verify.Gate` is built from: trust, policies, engine, registry access and the bounds
-of what a long-lived gate remembers."""
+of what a long-lived gate remembers. Nothing here imports the policy stack, so the CLI can offer its
+choices without loading it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,25 @@ if TYPE_CHECKING:
 
 DEFAULT_TIMEOUT = 30.0
 
+# The policy engines (docs/rego-engines.md): "embedded", the default, runs OPA's wasm in process ("wasm" is
+# its other name); "opa" is an OPA server.
+ENGINES: tuple[str, ...] = ("embedded", "wasm", "opa")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """The policy engines' knobs."""
+
+    # wasm instances evaluating at once: one thread per instance at a time.
+    pool_size: int = 4
+    # Seconds a call waits for a free wasm instance before it fails (a denial), rather than queueing
+    # behind a burst of admission requests indefinitely.
+    borrow_timeout: float = 10.0
+    # Seconds one wasm evaluation may run (enforced inside wasmtime).
+    eval_timeout: float = 10.0
+    # Seconds one request to an OPA server may take.
+    opa_timeout: float = 30.0
+
 
 @dataclass(frozen=True)
 class GateConfig:
@@ -21,8 +41,9 @@ class GateConfig:
     trust_bundles: tuple[Path, ...] = ()
     spiffe_ids: tuple[str, ...] = ()
     tsa_cert_files: tuple[Path, ...] = ()
-    engine: str = "embedded"  # one of gate.policy.ENGINES
+    engine: str = "embedded"  # one of ENGINES
     opa_url: str | None = None
+    engine_options: EngineOptions = EngineOptions()
     insecure_registries: tuple[str, ...] = ()
     ca_file: Path | None = None
     timeout: float = DEFAULT_TIMEOUT

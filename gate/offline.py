@@ -12,6 +12,7 @@ from typing import Any
 from attestation.cosign import RawAttestation
 from attestation.errors import InputError, LimitExceeded
 from gate.checklist import MAX_ATTESTATIONS
+from gate.config import EngineOptions
 from gate.decision import Decision, Timings, from_evaluation, ms_since, policy_failed
 from gate.policy.loader import expand_data_paths
 
@@ -23,6 +24,7 @@ def evaluate_document(
     *,
     engine: str = "embedded",
     opa_url: str | None = None,
+    engine_options: EngineOptions | None = None,
 ) -> Decision:
     """``gate eval``: a policy-input document against a policy, no registry and no crypto.
 
@@ -35,7 +37,7 @@ def evaluate_document(
     image_doc = doc.get("image")
     image = str(image_doc.get("ref", "")) if isinstance(image_doc, dict) else ""
     policy_set = load_policy_set(list(policy_paths), list(expand_data_paths(data_paths)))
-    policy_engine = make_engine(policy_set, engine=engine, opa_url=opa_url)
+    policy_engine = make_engine(policy_set, engine=engine, opa_url=opa_url, options=engine_options)
     try:
         t0 = time.perf_counter()
         try:

@@ -100,7 +100,9 @@ class Gate:
 
             paths = [Path(policies.ROOT)]
         self.policy_set = load_policy_set(paths, list(expand_data_paths(config.data_paths)))
-        self.engine = make_engine(self.policy_set, engine=config.engine, opa_url=config.opa_url)
+        self.engine = make_engine(
+            self.policy_set, engine=config.engine, opa_url=config.opa_url, options=config.engine_options
+        )
         self._client: Any = None
         self._verified = VerifiedMemo(config.verified_memo_bytes)
         self._evaluations = (

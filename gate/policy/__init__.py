@@ -15,9 +15,10 @@ Public API (shared with the verification pipeline and the CLI)::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from attestation.errors import InputError
+from gate.config import ENGINES, EngineOptions
 from gate.policy.loader import load_policy_set
 from gate.policy.model import (
     Evaluation,
@@ -30,8 +31,6 @@ from gate.policy.model import (
 if TYPE_CHECKING:
     from gate.policy.testing import TestCase, TestReport, run_policy_tests
 
-EngineName = Literal["embedded", "wasm", "opa"]
-ENGINES: tuple[str, ...] = ("embedded", "wasm", "opa")
 # What "embedded" means: the in-process engine that meets the latency goal and decides like OPA
 # (docs/rego-engines.md has the measurements).
 DEFAULT_EMBEDDED = "wasm"
@@ -53,7 +52,11 @@ __all__ = [
 
 
 def make_engine(
-    policy_set: PolicySet, *, engine: str = "embedded", opa_url: str | None = None
+    policy_set: PolicySet,
+    *,
+    engine: str = "embedded",
+    opa_url: str | None = None,
+    options: EngineOptions | None = None,
 ) -> PolicyEngine:
     """Compile (in-process engines) or upload (opa) ``policy_set`` once; reuse the engine for every
     evaluation.
@@ -62,18 +65,24 @@ def make_engine(
     instances, ``opa`` serialises calls on a lock. The OPA engine takes over the server's policies and
     data: one OPA server serves one policy set.
     """
+    options = options or EngineOptions()
     if engine == "embedded":
         engine = DEFAULT_EMBEDDED
     if engine == "wasm":
         from gate.policy.wasm import WasmEngine
 
-        return WasmEngine(policy_set)
+        return WasmEngine(
+            policy_set,
+            pool_size=options.pool_size,
+            borrow_timeout=options.borrow_timeout,
+            eval_timeout=options.eval_timeout,
+        )
     if engine == "opa":
         if not opa_url:
             raise InputError("--engine opa needs --opa-url (for example http://127.0.0.1:8181)")
         from gate.policy.opa_server import OpaEngine
 
-        return OpaEngine(policy_set, opa_url)
+        return OpaEngine(policy_set, opa_url, timeout=options.opa_timeout)
     raise InputError(f"unknown policy engine {engine!r}: choose one of {', '.join(ENGINES)}")
 
 

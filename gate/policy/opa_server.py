@@ -20,12 +20,12 @@ import requests
 from opa_client import OpaClient
 
 from attestation.errors import InputError, PolicyError
+from gate.config import EngineOptions
 from gate.policy.metadata import package_of
 from gate.policy.model import Evaluation, PolicySet
 from gate.policy.results import decision_query, evaluation_from
 
 POLICY_ID_PREFIX = "provgate/"
-DEFAULT_TIMEOUT_S = 30.0
 
 
 def _client(url: str, timeout: float) -> OpaClient:
@@ -56,7 +56,12 @@ class OpaEngine:
     pure = False
 
     def __init__(
-        self, policy_set: PolicySet, url: str, *, with_tests: bool = False, timeout: float = DEFAULT_TIMEOUT_S
+        self,
+        policy_set: PolicySet,
+        url: str,
+        *,
+        with_tests: bool = False,
+        timeout: float = EngineOptions().opa_timeout,
     ) -> None:
         self._policy_set = policy_set
         self._query = decision_query(policy_set)

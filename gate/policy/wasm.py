@@ -65,6 +65,7 @@ from opapywasm.runtime import EpochTicker, WasmtimeRuntimeFactory  # noqa: E402
 
 from attestation.errors import PolicyError  # noqa: E402
 from attestation.limits import MiB  # noqa: E402
+from gate.config import EngineOptions  # noqa: E402
 from gate.policy.loader import private_dir as _private_dir  # noqa: E402
 from gate.policy.loader import write_atomic as _write_atomic  # noqa: E402
 from gate.policy.model import Evaluation, PolicySet, encode_json  # noqa: E402
@@ -78,11 +79,7 @@ _DECISION_PACKAGE = "package provgate.engine\n\n"
 MAX_INPUT_BYTES = 64 * MiB  # the gate's own bound on a policy input (gate.cli.MAX_INPUT_BYTES)
 MAX_WASM_BYTES = 64 * MiB
 COMPILE_TIMEOUT_S = 300.0
-DEFAULT_POOL_SIZE = 4
-# A thread that cannot get a wasm instance within this time gets a PolicyError (a denial) rather than
-# waiting behind a burst of admission requests indefinitely.
-DEFAULT_BORROW_TIMEOUT_S = 10.0
-DEFAULT_EVAL_TIMEOUT_S = 10.0
+_DEFAULTS = EngineOptions()
 
 
 class Undefined(Exception):
@@ -505,9 +502,9 @@ class WasmEngine:
         *,
         opa: Path | None = None,
         wasm: bytes | None = None,
-        pool_size: int = DEFAULT_POOL_SIZE,
-        borrow_timeout: float = DEFAULT_BORROW_TIMEOUT_S,
-        eval_timeout: float = DEFAULT_EVAL_TIMEOUT_S,
+        pool_size: int = _DEFAULTS.pool_size,
+        borrow_timeout: float = _DEFAULTS.borrow_timeout,
+        eval_timeout: float = _DEFAULTS.eval_timeout,
     ) -> None:
         self._policy_set = policy_set
         if wasm is None:
@@ -537,6 +534,11 @@ class WasmEngine:
         self._closed = threading.Event()
         # A policy that loads but does not evaluate fails at startup, not per request.
         self.evaluate({"image": {}, "attestations": []})
+
+    @property
+    def pool_size(self) -> int:
+        """How many wasm instances evaluate at once (``EngineOptions.pool_size``)."""
+        return int(self._policy.pool_size)
 
     def evaluate(self, policy_input: Mapping[str, Any]) -> Evaluation:
         start = time.perf_counter()
