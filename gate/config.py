@@ -15,6 +15,9 @@ DEFAULT_TIMEOUT = 30.0
 # The policy engines (docs/rego-engines.md): "embedded", the default, runs OPA's wasm in process ("wasm" is
 # its other name); "opa" is an OPA server.
 ENGINES: tuple[str, ...] = ("embedded", "wasm", "opa")
+# What "embedded" means: the in-process engine that meets the latency goal and decides like OPA
+# (docs/rego-engines.md has the measurements).
+DEFAULT_EMBEDDED = "wasm"
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from attestation.errors import InputError
-from gate.config import ENGINES, EngineOptions
+from gate.config import DEFAULT_EMBEDDED, ENGINES, EngineOptions
 from gate.policy.loader import load_policy_set
 from gate.policy.model import (
     Evaluation,
@@ -30,10 +30,6 @@ from gate.policy.model import (
 
 if TYPE_CHECKING:
     from gate.policy.testing import TestCase, TestReport, run_policy_tests
-
-# What "embedded" means: the in-process engine that meets the latency goal and decides like OPA
-# (docs/rego-engines.md has the measurements).
-DEFAULT_EMBEDDED = "wasm"
 
 __all__ = [
     "ENGINES",

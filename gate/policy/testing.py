@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attestation.errors import InputError, PolicyError
+from gate.config import DEFAULT_EMBEDDED, ENGINES
 from gate.policy.loader import load_policy_set
 from gate.policy.metadata import package_of
 from gate.policy.model import PolicySet
@@ -82,8 +83,6 @@ def _case(name: str, value: object) -> TestCase:
 
 
 def _resolve(engine: str) -> str:
-    from gate.policy import DEFAULT_EMBEDDED, ENGINES
-
     if engine not in ENGINES:
         raise InputError(f"unknown policy engine {engine!r}: choose one of {', '.join(ENGINES)}")
     return DEFAULT_EMBEDDED if engine == "embedded" else engine
