@@ -32,6 +32,8 @@ from attestation.limits import (
 if TYPE_CHECKING:
     from attestation.keys import PublicKey, Signer
 
+# The media type of an envelope as an OCI layer or blob, and the payload type of an in-toto statement.
+MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
 PAYLOAD_TYPE_INTOTO = "application/vnd.in-toto+json"
 
 _URL_TO_STD = bytes.maketrans(b"-_", b"+/")

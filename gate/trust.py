@@ -25,14 +25,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from attestation.dsse import PAYLOAD_TYPE_INTOTO
 from attestation.errors import InputError, VerificationError
 
 if TYPE_CHECKING:
     from attestation.cosign import VerificationMaterial
     from attestation.dsse import Envelope
     from attestation.keys import PublicKey
-
-PAYLOAD_TYPE_INTOTO = "application/vnd.in-toto+json"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from attestation import bundle, dsse
 from attestation.errors import RegistryError
 from attestation.oci import layout
 from attestation.oci.registry import RegistryClient
@@ -87,7 +88,7 @@ async def fetch_legacy(
     manifest = layout.parse_manifest(got[0], what=f"{repo.name}:{tag}", content_type=got[1])
     if manifest.is_index:
         raise RegistryError(f"{repo.name}:{tag} is an index, not a cosign attestation image")
-    wanted = [(i, d) for i, d in enumerate(manifest.layers) if d.media_type == layout.DSSE_MEDIA_TYPE]
+    wanted = [(i, d) for i, d in enumerate(manifest.layers) if d.media_type == dsse.MEDIA_TYPE]
 
     def job(i: int, d: layout.Descriptor) -> Callable[[], Awaitable[StoredAttestation]]:
         async def fetch() -> StoredAttestation:
@@ -139,7 +140,7 @@ async def fetch_referrers(
             manifest = layout.parse_manifest(got[0], what=what, content_type=got[1])
             if manifest.subject is not None and manifest.subject.digest != image.digest:
                 raise RegistryError(f"{what}: its subject is {manifest.subject.digest}, not {image.digest}")
-            bundles = [x for x in manifest.layers if layout.is_bundle_media_type(x.media_type)]
+            bundles = [x for x in manifest.layers if bundle.is_bundle_media_type(x.media_type)]
             if manifest.is_index or len(bundles) != 1:
                 return None  # not a bundle artifact (e.g. an SBOM referrer): not ours to judge
             layer = bundles[0]

@@ -15,12 +15,11 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from attestation import dsse
+from attestation import cosign, dsse
 from attestation.errors import InputError
 from attestation.keys import PublicKey
 
 BACKENDS = ("oci", "tekton", "file")
-ANNOTATION_RFC3161 = "dev.sigstore.cosign/rfc3161timestamp"
 
 
 def parse_backends(value: str) -> tuple[str, ...]:
@@ -73,12 +72,9 @@ class SignedProvenance:
 
     def layer_annotations(self) -> dict[str, str]:
         """Extra ``.att`` layer annotations beyond certificate/chain: the timestamp, as cosign writes it."""
-        if not self.rfc3161_timestamps:
-            return {}
-        import base64
-
-        token = base64.b64encode(self.rfc3161_timestamps[0]).decode("ascii")
-        return {ANNOTATION_RFC3161: json.dumps({"SignedRFC3161Timestamp": token}, separators=(",", ":"))}
+        return cosign.layer_annotations(
+            rfc3161_timestamp=self.rfc3161_timestamps[0] if self.rfc3161_timestamps else None
+        )
 
     def portable(self) -> bytes:
         """One line for a file or stdout: the bare envelope when a key alone verifies it, else a bundle

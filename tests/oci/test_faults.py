@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from attestation import dsse
 from attestation.errors import RegistryError
 from attestation.oci import layout
 from attestation.oci.reader import ResolvedImage, fetch_attestations, resolve
@@ -117,7 +118,7 @@ def _att_registry(layer_bytes: bytes, served: bytes, size: int | None = None):
             "config": {"mediaType": layout.OCI_CONFIG, "digest": "sha256:" + "0" * 64, "size": 2},
             "layers": [
                 {
-                    "mediaType": layout.DSSE_MEDIA_TYPE,
+                    "mediaType": dsse.MEDIA_TYPE,
                     "digest": digest,
                     "size": len(layer_bytes) if size is None else size,
                 }
