@@ -7,12 +7,12 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from attestation.errors import InputError, LimitExceeded, PolicyError
+from attestation.files import cache_put, private_cache_dir
 from attestation.limits import MiB, check_json_depth, load_json
 from gate.policy import metadata, model
 from gate.policy.metadata import package_of, parse_rules
@@ -196,34 +196,6 @@ def _parse(
 _RULE_FIELDS = tuple(f.name for f in dataclasses.fields(Rule))
 
 
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "provgate"
-
-
-def private_dir(path: Path) -> bool:
-    """True when ``path`` is a directory owned by this user that nobody else can write to.
-
-    What the caches hold decides admissions, so a cache others could write is not used at all.
-    """
-    try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        st = path.stat()
-    except OSError:
-        return False
-    return st.st_uid == os.getuid() and not st.st_mode & 0o022
-
-
-def write_atomic(path: Path, content: bytes) -> None:
-    try:
-        # Written under a unique name and renamed, so concurrent starts never read a half-written file.
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", delete=False) as fh:
-            fh.write(content)
-        os.replace(fh.name, path)
-    except OSError:
-        pass  # an unwritable cache only costs the next start the work
-
-
 def _cache_key(
     modules: Mapping[str, str],
     tree_data: Sequence[tuple[Path, tuple[str, ...], str]],
@@ -255,8 +227,8 @@ def _cache_key(
 
 
 def _cache_path(key: str) -> Path | None:
-    directory = cache_root() / "policy-sets"
-    return directory / f"{key}.json" if private_dir(directory) else None
+    directory = private_cache_dir("policy-sets")
+    return directory / f"{key}.json" if directory is not None else None
 
 
 def _cache_get(key: str) -> tuple[dict[str, Any], list[Rule]] | None:
@@ -293,7 +265,7 @@ def _cache_put(key: str, data: dict[str, Any], rules: list[Rule]) -> None:
             return  # not plain JSON (YAML gave a non-string key, say): it would not read back the same
     except (TypeError, ValueError):
         return
-    write_atomic(path, text.encode("utf-8"))
+    cache_put(path, text.encode("utf-8"))
 
 
 def _digest(modules: Mapping[str, str], data: Mapping[str, Any]) -> str:

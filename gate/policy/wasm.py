@@ -64,14 +64,14 @@ from opapywasm.instance import OpaPolicyInstance  # noqa: E402
 from opapywasm.runtime import EpochTicker, WasmtimeRuntimeFactory  # noqa: E402
 
 from attestation.errors import PolicyError  # noqa: E402
+from attestation.files import cache_home, cache_put, private_cache_dir  # noqa: E402
 from attestation.limits import MiB  # noqa: E402
 from gate.config import EngineOptions  # noqa: E402
-from gate.policy.loader import private_dir as _private_dir  # noqa: E402
-from gate.policy.loader import write_atomic as _write_atomic  # noqa: E402
 from gate.policy.model import Evaluation, PolicySet, encode_json  # noqa: E402
 from gate.policy.results import decision_query, evaluation_from  # noqa: E402
 
 ENTRYPOINT = "provgate/engine/decision"
+WASM_CACHE = "wasm"  # under attestation.files.cache_home()
 # Bumped whenever the generated entrypoint module or the build command changes, so stale cache entries
 # are never picked up.
 _LAYOUT_VERSION = "2"  # 2: the cached module carries its SHA-256
@@ -176,8 +176,8 @@ class _NativeCachedFactory(WasmtimeRuntimeFactory):
 
     Compiling the ~400 KB policy module to native code takes wasmtime 1-2 s; deserialising the cached
     result takes ~20 ms. Native code is only read from a directory only this user can write (see
-    :func:`_private_dir`), since wasmtime runs it as is. Anything unreadable or from another wasmtime
-    build is compiled afresh.
+    :func:`attestation.files.private_cache_dir`), since wasmtime runs it as is. Anything unreadable or
+    from another wasmtime build is compiled afresh.
     """
 
     def __init__(
@@ -201,7 +201,7 @@ class _NativeCachedFactory(WasmtimeRuntimeFactory):
             except wasmtime.WasmtimeError as err:
                 raise PolicyError(f"compiled policy is not valid wasm: {err}") from None
             if native is not None:
-                _write_atomic(native, module.serialize())
+                cache_put(native, module.serialize())
         self._module = module
         self._validate_required_env_imports()
         # opapywasm offers every module a 2-page memory and only retries on traps, so a module whose
@@ -261,8 +261,7 @@ def find_opa() -> Path:
     on_path = shutil.which("opa")
     if on_path:
         return Path(on_path)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    bin_cache = os.environ.get("PROVGATE_BIN_CACHE") or str(Path(base) / "provgate" / "bin")
+    bin_cache = os.environ.get("PROVGATE_BIN_CACHE") or str(cache_home() / "bin")
     cached = Path(bin_cache) / "opa"
     if cached.is_file() and os.access(cached, os.X_OK):
         return cached
@@ -286,7 +285,6 @@ def opa_version(opa: Path) -> str:
     upgrade) changes at least one of them, and the change time cannot be set back by its owner. Only
     an executable binary is remembered: a script (a version manager's shim) can run another opa each time.
     """
-    directory = cache_dir()
     entry: Path | None = None
     try:
         resolved = opa.resolve()
@@ -296,7 +294,8 @@ def opa_version(opa: Path) -> str:
     except OSError:
         pass
     else:
-        if binary and _private_dir(directory):
+        directory = private_cache_dir(WASM_CACHE) if binary else None
+        if directory is not None:
             identity = (
                 f"{resolved}\0{st.st_dev}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}"
             )
@@ -310,7 +309,7 @@ def opa_version(opa: Path) -> str:
                     return remembered
     version = _run_opa_version(opa)
     if entry is not None:
-        _write_atomic(entry, version.encode("ascii"))
+        cache_put(entry, version.encode("ascii"))
     return version
 
 
@@ -327,11 +326,6 @@ def _run_opa_version(opa: Path) -> str:
     if not _VERSION.fullmatch(match.group(1)):
         raise PolicyError(f"{opa}: `opa version` printed an unexpected version {match.group(1)[:100]!r}")
     return match.group(1)
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "provgate" / "wasm"
 
 
 def decision_module(policy_set: PolicySet) -> str:
@@ -407,8 +401,8 @@ def cached_wasm(policy_set: PolicySet, opa: Path | None = None) -> tuple[bytes, 
     opa = opa or find_opa()
     version = opa_version(opa)
     key = hashlib.sha256(f"{policy_set.digest}\0{version}\0{_LAYOUT_VERSION}".encode()).hexdigest()
-    directory = cache_dir()
-    if not _private_dir(directory):
+    directory = private_cache_dir(WASM_CACHE)
+    if directory is None:
         return compile_wasm(policy_set, opa), None
     path = directory / f"{key}.wasm"
     try:
@@ -421,7 +415,7 @@ def cached_wasm(policy_set: PolicySet, opa: Path | None = None) -> tuple[bytes, 
     except OSError:
         pass
     wasm = compile_wasm(policy_set, opa)
-    _write_atomic(path, wasm + hashlib.sha256(wasm).digest())
+    cache_put(path, wasm + hashlib.sha256(wasm).digest())
     return wasm, path
 
 
@@ -452,8 +446,8 @@ _WASMTIME_VERSION = _wasmtime_version()
 
 
 def _native_path(wasm: bytes) -> Path | None:
-    directory = cache_dir()
-    if not _private_dir(directory):
+    directory = private_cache_dir(WASM_CACHE)
+    if directory is None:
         return None
     # Keyed by the module's content and the wasmtime build that compiles it.
     key = hashlib.sha256(wasm + f"\0{_WASMTIME_VERSION}\0epoch".encode()).hexdigest()

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from attestation import cosign, dsse
 from attestation.errors import InputError
+from attestation.files import write_atomic
 from attestation.keys import PublicKey
 
 BACKENDS = ("oci", "tekton", "file")
@@ -156,17 +157,3 @@ def store(signed: SignedProvenance, *, kind: str, uid: str, config: StorageConfi
             append_jsonl(config.file_out or "", signed.portable())
             done.append(f"file: appended to {config.file_out}")
     return done
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    import os
-    from pathlib import Path
-
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise InputError(f"cannot write {path}: {err.strerror or err}") from None
