@@ -24,7 +24,6 @@ ANNOTATION_SIGNATURE = "dev.cosignproject.cosign/signature"  # empty for a DSSE 
 ANNOTATION_CERTIFICATE = "dev.sigstore.cosign/certificate"  # the signer's leaf, PEM
 ANNOTATION_CHAIN = "dev.sigstore.cosign/chain"  # its intermediates, PEM
 ANNOTATION_TIMESTAMP = "dev.sigstore.cosign/rfc3161timestamp"  # {"SignedRFC3161Timestamp": base64 DER}
-ANNOTATION_REKOR_BUNDLE = "dev.sigstore.cosign/bundle"
 ANNOTATION_PREDICATE_TYPE = "predicateType"
 
 

@@ -60,12 +60,6 @@ def load_certificate(data: bytes | str, *, source: str) -> x509.Certificate:
         raise InputError(f"{source}: not a PEM or DER certificate ({' '.join(str(err).split())})") from None
 
 
-def load_chain(data: bytes | str, *, source: str) -> list[x509.Certificate]:
-    """A PEM chain (leaf first or intermediates only), bounded to :data:`MAX_CHAIN_DEPTH` certificates."""
-    raw = data.encode("ascii", "replace") if isinstance(data, str) else data
-    return load_pem_certificates(raw, source=source, max_count=MAX_CHAIN_DEPTH)
-
-
 def _aware(when: dt.datetime) -> dt.datetime:
     if when.tzinfo is None:
         raise ValueError("validation time must be timezone-aware")

@@ -37,11 +37,6 @@ def _read(path: Path, limit: int) -> str:
         raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
 
 
-def load_data_file(path: Path) -> Any:
-    """A JSON or YAML data document, bounded in size and depth."""
-    return _parse_data(_read(path, MAX_DATA_FILE_BYTES), path)
-
-
 def _parse_data(text: str, path: Path) -> Any:
     if path.suffix == ".json":
         return load_json(text, max_bytes=MAX_DATA_FILE_BYTES, what=str(path))
