@@ -32,7 +32,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-from attestation.errors import KeyLoadError, WrongPasswordError
+from attestation.errors import KeyLoadError, PasswordRequired, WrongPasswordError
 from attestation.limits import MAX_KEY_FILE_BYTES, MAX_PASSWORD_BYTES, load_json
 
 # Imported where used, not here: cryptography.x509 (certificates), nacl and scrypt (cosign's encrypted
@@ -507,8 +507,9 @@ def key_password(
     password_file: str | os.PathLike[str] | None = None,
     prompt: bool = True,
 ) -> bytes:
-    """The password for an encrypted key: ``--password-file`` when given, else ``COSIGN_PASSWORD`` (an
-    empty value is a valid password, as in cosign), else a prompt when stdin is a terminal."""
+    """The password for an encrypted key: the contents of ``password_file`` when given (one trailing
+    newline dropped), else ``COSIGN_PASSWORD`` (an empty value is a valid password, as in cosign), else a
+    prompt when ``prompt`` and stdin is a terminal; else :class:`PasswordRequired`."""
     if password_file is not None:
         data = read_key_file(password_file, what="password file")
         return _strip_one_newline(data)
@@ -519,9 +520,7 @@ def key_password(
         import getpass
 
         return getpass.getpass(f"Enter password for private key {source}: ").encode("utf-8")
-    raise KeyLoadError(
-        f"{source} is encrypted: set COSIGN_PASSWORD or pass --password-file (no terminal to prompt on)"
-    )
+    raise PasswordRequired(f"{source} is encrypted: set COSIGN_PASSWORD (no terminal to prompt on)")
 
 
 def load_private_key_file(

@@ -45,13 +45,51 @@ def _emit_json(doc: Any) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-def cli() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Say on stderr what the gate does: keys tried, caches that answered, registry retries.",
+)
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
     """provgate's deploy-time gate: admit an image only with trusted, policy-conformant provenance.
 
     \b
     Exit codes: 0 allowed/passed, 1 denied/failed, 2 could not decide or bad input
     (treat 2 as denied).
     """
+    if verbose:
+        ctx.call_on_close(_show_debug_log())
+
+
+# The packages whose modules log what they do (logging.getLogger(__name__)), at DEBUG only.
+LOGGED_PACKAGES = ("gate", "attestation")
+
+
+def _show_debug_log() -> Any:
+    """Send the packages' DEBUG messages to stderr, one printable line each; returns the undo."""
+    import logging
+
+    from gate.decision import printable
+
+    class Printable(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return printable(super().format(record))
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(Printable("gate: debug: %(name)s: %(message)s"))
+    loggers = [logging.getLogger(name) for name in LOGGED_PACKAGES]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+
+    def undo() -> None:
+        for logger in loggers:
+            logger.removeHandler(handler)
+            logger.setLevel(logging.NOTSET)
+
+    return undo
 
 
 VERIFY_HELP = """Verify IMAGE's signed provenance and evaluate the policy over it.
@@ -355,7 +393,8 @@ def _exit_now(code: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script entry point; returns (and exits with) the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    one_shot = bool(args) and args[0] in ONE_SHOT_COMMANDS
+    command = next((a for a in args if a not in ("-v", "--verbose")), None)
+    one_shot = command in ONE_SHOT_COMMANDS
     if one_shot:
         import gc
 

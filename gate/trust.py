@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from attestation.dsse import PAYLOAD_TYPE_INTOTO
 from attestation.errors import InputError, VerificationError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from attestation.cosign import VerificationMaterial
@@ -243,6 +246,7 @@ def verify_attestation(
         try:
             return _verify_x509(envelope, trust, material)
         except VerificationError as err:
+            log.debug("%s: the certificate did not verify: %s", envelope.source, err)
             errors.append(str(err))
     if trust.keys:
         try:

@@ -13,6 +13,7 @@ engine give an undecided decision (never allowed); only a bad configuration rais
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -29,6 +30,8 @@ from gate.memo import EvaluationMemo, VerifiedMemo
 from gate.policy.loader import expand_data_paths
 from gate.policy_input import VerifiedStatement, build_policy_input, build_policy_input_json
 from gate.trust import load_trust_policy
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import asyncio
@@ -265,6 +268,7 @@ class Gate:
             return replace(check_attestation(raw, ref, self.trust), key=key)
         found = self._verified.get(key, raw.source)
         if found is not None:
+            log.debug("%s: verified before for %s (the same bytes): remembered", raw.source, ref.pinned)
             return found
         checked = replace(check_attestation(raw, ref, self.trust), key=key)
         if checked.statement is not None:
@@ -280,6 +284,7 @@ class Gate:
             assert self._evaluations is not None
             found = self._evaluations.get(key)
             if found is not None:
+                log.debug("%s: policy result remembered (same statements)", prepared.image.pinned)
                 return found
         evaluation = evaluate_prepared(self.engine, prepared)
         if key is not None:

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import click
 
-from attestation.errors import InputError, ProvgateError
+from attestation.errors import InputError, PasswordRequired, ProvgateError
 from signer.provenance import (
     BUILD_TYPES,
     DEFAULT_BUILDER_ID,
@@ -446,12 +446,19 @@ def _fail(message: str) -> NoReturn:
     sys.exit(EXIT_INPUT)
 
 
+def _with_hint(err: ProvgateError) -> str:
+    """The error's line, and the option that fixes it where the library could not name one."""
+    if isinstance(err, PasswordRequired):
+        return f"{err}, or pass --key-password-file FILE"
+    return str(err)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; every failure is one stderr line and exit code 2, never a traceback."""
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="signer", standalone_mode=False)
     except ProvgateError as err:
-        _fail(str(err))
+        _fail(_with_hint(err))
     except click.exceptions.Abort:
         _fail("aborted")
     except click.ClickException as err:

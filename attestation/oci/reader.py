@@ -7,6 +7,7 @@ trusted here beyond the OCI structure; signature verification is the caller's jo
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from attestation.oci.registry import RegistryClient
 from attestation.reference import ImageReference, parse
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,7 @@ async def fetch_attestations(
         fetch_legacy(client, image, deadline=deadline, repository=repository),
         fetch_referrers(client, image, deadline=deadline),
     )
+    log.debug("%s: %d .att layer(s), %d referrer bundle(s)", image.pinned, len(legacy), len(referrers))
     return [*legacy, *referrers]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import ipaddress
+import logging
 import os
 import random
 import ssl
@@ -35,6 +36,8 @@ RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 MAX_ERROR_BODY = 64 * 1024
 MAX_TOKEN_BYTES = 1024 * 1024
 USER_AGENT = "provgate/0.1"
+
+log = logging.getLogger(__name__)
 
 
 def is_loopback(registry: str) -> bool:
@@ -214,6 +217,7 @@ class RegistryClient:
                 except httpx.TransportError as err:
                     cause = _ssl_cause(err)
                     if cause is None:
+                        log.debug("registry %s: no TLS answer, trying plain HTTP this time", registry)
                         return "http"  # nothing answered TLS in time: try HTTP, decide again next time
                     if isinstance(cause, ssl.SSLCertVerificationError):
                         if client is probe:
@@ -225,6 +229,7 @@ class RegistryClient:
                     scheme = "http"
                 break
         self._scheme[registry] = scheme
+        log.debug("registry %s: speaks %s", registry, scheme)
         return scheme
 
     async def _credentials(self, registry: str) -> Credentials | None:
@@ -239,6 +244,13 @@ class RegistryClient:
         self, registry: str, scope: str, challenge: Challenge | None, deadline: float
     ) -> str:
         creds = await self._credentials(registry)
+        log.debug(
+            "registry %s: %s challenge for %s, %s",
+            registry,
+            challenge.scheme if challenge else "no",
+            scope,
+            f"credentials from {creds.source}" if creds else "anonymous",
+        )
         if challenge is None:
             raise RegistryError(f"registry {registry}: 401 without a WWW-Authenticate challenge")
         if challenge.scheme == "basic":
@@ -383,6 +395,7 @@ class RegistryClient:
             if time.monotonic() + delay >= deadline:
                 raise RegistryError(f"{where}: {reason}; retrying would pass the deadline")
             attempt += 1
+            log.debug("%s: %s; retrying in %.2f s (attempt %d)", where, reason, delay, attempt + 1)
             await asyncio.sleep(delay)
 
     async def _send(
@@ -443,6 +456,7 @@ class RegistryClient:
         if by_digest and self.cache.enabled:
             hit = self.cache.get(key, fresh=True)
             if hit is not None:
+                log.debug("manifest %s@%s: from the content cache", ref.name, reference)
                 return hit[0], hit[1], reference
         what = f"manifest {reference}"
         reply = await self.request(
@@ -547,6 +561,7 @@ class RegistryClient:
         if self.cache.enabled:
             hit = self.cache.get(key, fresh=False)
             if hit is not None and (size is None or len(hit[0]) == size) and len(hit[0]) <= max_bytes:
+                log.debug("blob %s@%s: from the content cache", ref.name, digest)
                 return hit[0]
         reply = await self.request(
             "GET",
@@ -573,6 +588,7 @@ class RegistryClient:
         """
         where = f"{ref.registry}/{ref.repository}"
         if self.cache.lacks_referrers_api(where):
+            log.debug("%s: no referrers API (remembered)", where)
             return None
         reply = await self.request(
             "GET",

@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,6 +18,8 @@ from attestation.limits import MiB, check_json_depth, load_json
 from gate.policy import metadata, model
 from gate.policy.metadata import package_of, parse_rules
 from gate.policy.model import PolicySet, Rule
+
+log = logging.getLogger(__name__)
 
 MAX_POLICY_FILE_BYTES = 1 * MiB
 MAX_DATA_FILE_BYTES = 8 * MiB
@@ -139,6 +142,7 @@ def load_policy_set(policy_paths: Sequence[Path], data_paths: Sequence[Path] = (
     key = _cache_key(modules, tree_data, extra_data)
     cached = _cache_get(key)
     if cached is not None:
+        log.debug("policy set from %s: rules and data from the cache", ", ".join(map(str, roots)))
         data, rules = cached
     else:
         data, rules = _parse(modules, tree_data, extra_data)

@@ -8,6 +8,7 @@ serves one policy set.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -24,6 +25,8 @@ from gate.config import EngineOptions
 from gate.policy.metadata import package_of
 from gate.policy.model import Evaluation, PolicySet
 from gate.policy.results import decision_query, evaluation_from
+
+log = logging.getLogger(__name__)
 
 POLICY_ID_PREFIX = "provgate/"
 
@@ -96,6 +99,7 @@ class OpaEngine:
             )
             if resp.status_code != 200:
                 raise PolicyError(f"{path}: OPA rejected the module: {_opa_error(resp)}")
+        log.debug("OPA at %s: %d module(s) and the data loaded", self._url, len(modules))
 
     def _clear(self, session: requests.Session, root: str) -> None:
         """Delete the server's ``provgate/*`` modules, dependents before what they import.

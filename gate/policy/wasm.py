@@ -15,6 +15,7 @@ could decide differently from OPA.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -69,6 +70,8 @@ from attestation.limits import MiB  # noqa: E402
 from gate.config import EngineOptions  # noqa: E402
 from gate.policy.model import Evaluation, PolicySet, encode_json  # noqa: E402
 from gate.policy.results import decision_query, evaluation_from  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 ENTRYPOINT = "provgate/engine/decision"
 WASM_CACHE = "wasm"  # under attestation.files.cache_home()
@@ -192,9 +195,11 @@ class _NativeCachedFactory(WasmtimeRuntimeFactory):
         if native is not None and native.is_file():
             try:
                 module = wasmtime.Module.deserialize_file(self._engine, str(native))
+                log.debug("native code of the policy module from the cache: %s", native)
             except wasmtime.WasmtimeError:
                 module = None
         if module is None:
+            log.debug("compiling the policy module to native code")
             try:
                 wasmtime.Module.validate(self._engine, wasm_bytes)
                 module = wasmtime.Module(self._engine, wasm_bytes)
@@ -306,6 +311,7 @@ def opa_version(opa: Path) -> str:
                 pass
             else:
                 if _VERSION.fullmatch(remembered):
+                    log.debug("opa %s: version %s (remembered)", resolved, remembered)
                     return remembered
     version = _run_opa_version(opa)
     if entry is not None:
@@ -411,9 +417,11 @@ def cached_wasm(policy_set: PolicySet, opa: Path | None = None) -> tuple[bytes, 
         stored = path.read_bytes()
         wasm, digest = stored[:-32], stored[-32:]
         if wasm[:4] == b"\0asm" and hashlib.sha256(wasm).digest() == digest:
+            log.debug("policy set %s: compiled module from the cache: %s", policy_set.digest, path)
             return wasm, path
     except OSError:
         pass
+    log.debug("policy set %s: compiling with %s", policy_set.digest, opa)
     wasm = compile_wasm(policy_set, opa)
     cache_put(path, wasm + hashlib.sha256(wasm).digest())
     return wasm, path
