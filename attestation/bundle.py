@@ -150,7 +150,7 @@ def _bytes_field(obj: Mapping[str, Any], key: str, where: str, limit: int) -> by
 
 
 def _certificate(obj: Any, where: str) -> bytes:
-    # Here, not at the top: only a bundle with certificates needs the X.509 code (~20 ms of import).
+    # Here, not at the top: only a bundle with certificates needs the X.509 code, a costly import.
     from cryptography import x509
 
     der = _bytes_field(_object(obj, where), "rawBytes", where, MAX_CERTIFICATE_BYTES)

@@ -36,8 +36,8 @@ from attestation.errors import KeyLoadError, PasswordRequired, WrongPasswordErro
 from attestation.limits import MAX_KEY_FILE_BYTES, MAX_PASSWORD_BYTES, load_json
 
 # Imported where used, not here: cryptography.x509 (certificates), nacl and scrypt (cosign's encrypted
-# private keys) and getpass cost ~30 ms of every process start together, and verifying with a PEM public
-# key, the gate's common case, needs none of them.
+# private keys) and getpass would cost every process start (docs/performance.md), and verifying with a
+# PEM public key, the gate's common case, needs none of them.
 
 PublicKeyType = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 PrivateKeyType = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey

@@ -361,8 +361,9 @@ def policy_test_cmd(path: str, engine: str, opa_url: str | None) -> int:
 
 def _skip_httpx_cli() -> None:
     # httpx's package import also imports its own command-line client (click, rich, pygments) whenever
-    # those happen to be installed, as they are here (sigstore needs rich): ~100 ms of every registry
-    # verification for code this process never runs (fixed upstream only in a fork, pydantic/httpx2#947).
+    # those happen to be installed, as they are here (sigstore needs rich): a large part of every registry
+    # verification (docs/performance.md) for code this process never runs (fixed upstream only in a fork,
+    # pydantic/httpx2#947).
     # A None entry in sys.modules makes that optional import fail, and httpx falls back to a stub.
     if "httpx" not in sys.modules:
         sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
@@ -375,10 +376,10 @@ ONE_SHOT_COMMANDS = frozenset({"verify", "eval"})
 def _exit_now(code: int) -> None:
     """Flush what was printed and leave without the interpreter's teardown.
 
-    Tearing down the ~60,000 objects and hundreds of modules of a verification costs ~100-150 ms, a
-    fifth of the command, and frees nothing the operating system would not. Everything that must reach
-    the caller has been written by now: the output (flushed here), the exit code; the registry client
-    and the policy engine were closed by the command itself.
+    Tearing down the tens of thousands of objects and hundreds of modules of a verification is a large
+    part of the command (docs/performance.md) and frees nothing the operating system would not.
+    Everything that must reach the caller has been written by now: the output (flushed here), the exit
+    code; the registry client and the policy engine were closed by the command itself.
     """
     import os
 
@@ -399,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import gc
 
         # Imports and the policy set create several hundred thousand objects; cyclic collection passes
-        # over them cost ~100 ms and reclaim nothing a process that exits in a second needs back.
+        # over them take time (docs/performance.md) and reclaim nothing a process about to exit needs.
         gc.disable()
     _skip_httpx_cli()
     code = run(args)

@@ -272,7 +272,8 @@ class Gate:
             return found
         checked = replace(check_attestation(raw, ref, self.trust), key=key)
         if checked.statement is not None:
-            # The parsed statement takes ~3.6 times its JSON (a 200-task one: 264 KiB -> 0.95 MiB).
+            # The parsed statement takes a few times its JSON (docs/performance.md), and its encoding
+            # once more: five times the encoding is the estimate.
             self._verified.put(key, checked, len(raw.data) + 5 * len(checked.statement.encoded or b""))
         return checked
 

@@ -138,8 +138,8 @@ class RegistryClient:
         self._sem = asyncio.Semaphore(max_concurrency)
         self.cache = ContentCache(cache_bytes, cache_ttl)
         # ssl.create_default_context() minus its system CA store, which is loaded by a request hook
-        # before the first HTTPS request (every redirect hop passes the hook): loading it costs 25-70 ms,
-        # a tenth of a `gate verify` against a plain-HTTP (loopback or --insecure-registry) registry.
+        # before the first HTTPS request (every redirect hop passes the hook): loading it is a noticeable
+        # part of a `gate verify` against a plain-HTTP (loopback or insecure) registry (docs/performance.md).
         # Until then the context trusts no CA, so nothing can be accepted without it.
         context = _client_context()
         if ca_file:

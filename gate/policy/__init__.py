@@ -105,7 +105,7 @@ def evaluate_input(input_doc: Mapping[str, Any], policy_set: PolicySet, engine: 
 
 def __getattr__(name: str) -> Any:
     # The policy test runner (and its two dataclasses) only when asked for: a verification never runs
-    # policy tests, and each dataclass costs ~1 ms of a cold start.
+    # policy tests, and defining a dataclass costs every cold start (docs/performance.md).
     if name in _TESTING:
         from gate.policy import testing
 

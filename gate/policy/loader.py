@@ -43,7 +43,7 @@ def _read(path: Path, limit: int) -> str:
 def _parse_data(text: str, path: Path) -> Any:
     if path.suffix == ".json":
         return load_json(text, max_bytes=MAX_DATA_FILE_BYTES, what=str(path))
-    import yaml  # only when a policy set is not in the cache: ~20 ms of import
+    import yaml  # only when a policy set is not in the cache: a costly import
 
     try:
         doc = yaml.safe_load(text)
@@ -187,10 +187,11 @@ def _parse(
 
 
 # -- the parsed-policy cache -------------------------------------------------------------------------
-# Parsing the METADATA blocks and the YAML rule data (and importing yaml) took ~40-70 ms of every
-# `gate verify` start. The result is kept in a private cache, keyed by every byte it is computed from:
-# the code that computes it, each file's path and content, and the order they are merged in. Only
-# successful loads are stored; whatever does not read back exactly as it was stored is recomputed.
+# Parsing the METADATA blocks and the YAML rule data (and importing yaml) was a large part of every
+# `gate verify` start (docs/performance.md). The result is kept in a private cache, keyed by every byte it
+# is computed from: the code that computes it, each file's path and content, and the order they are
+# merged in. Only successful loads are stored; whatever does not read back exactly as it was stored is
+# recomputed.
 
 _RULE_FIELDS = tuple(f.name for f in dataclasses.fields(Rule))
 

@@ -14,9 +14,9 @@ from gate.decision import Finding as Result
 
 RuleKind = Literal["deny", "warn"]
 
-# Compact, UTF-8, no NaN/Infinity: the policy input as the wasm engine is handed it. check_circular=False:
-# parsed JSON has no cycles, and a cycle would still fail (RecursionError); the bookkeeping was a fifth of
-# the encoding time of a 200-task input.
+# Compact, UTF-8, no NaN/Infinity: the policy input as the engines are handed it. check_circular=False:
+# parsed JSON has no cycles, and a cycle would still fail (RecursionError); the bookkeeping was a large
+# part of the encoding time (docs/rego-engines.md).
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False)
 
 

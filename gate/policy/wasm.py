@@ -32,11 +32,12 @@ from typing import Any
 def _import_opapywasm() -> None:
     """Import opapywasm without importlib.metadata, which it imports only to set its ``__version__``.
 
-    Importing importlib.metadata (with the email, zipfile and csv modules it brings) was ~12 ms of every
-    ``gate`` start, for a string nothing here reads. While opapywasm is imported, importlib.metadata cannot
-    be, so opapywasm takes its own fallback (``__version__ = "0.0.0+unknown"``); the block is lifted
-    right after, and a later import of importlib.metadata works as usual. Nothing is blocked when either is
-    imported already. The first import happens while a Gate is built, before any engine thread runs.
+    Importing importlib.metadata (with the email, zipfile and csv modules it brings) was a measurable part
+    of every ``gate`` start (docs/performance.md), for a string nothing here reads. While opapywasm is
+    imported, importlib.metadata cannot be, so opapywasm takes its own fallback (``__version__ =
+    "0.0.0+unknown"``); the block is lifted right after, and a later import of importlib.metadata works as
+    usual. Nothing is blocked when either is imported already. The first import happens while a Gate is
+    built, before any engine thread runs.
     """
     if "opapywasm" in sys.modules or "importlib.metadata" in sys.modules:
         return
@@ -177,8 +178,8 @@ class _Instance(OpaPolicyInstance):
 class _NativeCachedFactory(WasmtimeRuntimeFactory):
     """opapywasm's engine/module factory, but the module's native code comes from a cache when it can.
 
-    Compiling the ~400 KB policy module to native code takes wasmtime 1-2 s; deserialising the cached
-    result takes ~20 ms. Native code is only read from a directory only this user can write (see
+    Compiling the policy module to native code takes wasmtime far longer than deserialising a cached
+    result (docs/rego-engines.md). Native code is only read from a directory only this user can write (see
     :func:`attestation.files.private_cache_dir`), since wasmtime runs it as is. Anything unreadable or
     from another wasmtime build is compiled afresh.
     """
@@ -285,7 +286,8 @@ _EXECUTABLE_MAGIC = frozenset({b"\x7fELF", b"\xcf\xfa\xed\xfe", b"\xfe\xed\xfa\x
 def opa_version(opa: Path) -> str:
     """The version ``opa version`` prints, remembered in the (private) cache per binary.
 
-    Running ``opa version`` took 15-60 ms of every start. The entry is keyed by the binary's resolved
+    Running ``opa version`` on every start was a measurable part of it (docs/performance.md). The entry
+    is keyed by the binary's resolved
     path, device, inode, size, modification and change times: replacing or rewriting the binary (an
     upgrade) changes at least one of them, and the change time cannot be set back by its owner. Only
     an executable binary is remembered: a script (a version manager's shim) can run another opa each time.
@@ -356,7 +358,7 @@ def compile_wasm_entrypoints(
 
     ``names`` maps file names under ``src`` back to the user's for error messages.
     """
-    import tarfile  # only when the policy set is not in the cache: ~2 ms of every start otherwise
+    import tarfile  # only when the policy set is not in the cache: every start would pay the import
 
     with tempfile.TemporaryDirectory(prefix="provgate-wasm-out-") as tmp:
         out = Path(tmp) / "bundle.tar.gz"
@@ -429,8 +431,8 @@ def cached_wasm(policy_set: PolicySet, opa: Path | None = None) -> tuple[bytes, 
 
 def _wasmtime_version() -> str:
     """``importlib.metadata.version("wasmtime")``, read from the one ``wasmtime-*.dist-info`` beside the
-    imported package when there is exactly one (importing importlib.metadata costs ~12 ms of every start);
-    from importlib.metadata in any other layout."""
+    imported package when there is exactly one (importing importlib.metadata would cost every start,
+    see :func:`_import_opapywasm`); from importlib.metadata in any other layout."""
     site = Path(wasmtime.__file__ or "").parent.parent  # the sys.path entry it was imported from
     try:
         found = [
@@ -521,7 +523,7 @@ class WasmEngine:
             max_data_bytes=MAX_INPUT_BYTES,
             max_result_bytes=MAX_INPUT_BYTES,
             # evaluate() hands over JSON it wrote itself; opapywasm re-parsing it in Python to check it
-            # cost more than the evaluation (19 ms of 30 for a 200-task input, bench/policy_engines.py).
+            # cost more than the evaluation (docs/rego-engines.md).
             parse_raw_json_input=False,
         )
         policy = load_wasm_policy(wasm, config, native=native)
