@@ -127,7 +127,7 @@ def _entrypoint(name: str) -> str:
 
 
 def _build_test_wasm(policy_set: PolicySet, names: Sequence[str]) -> bytes:
-    from gate.policy.wasm import compile_wasm_entrypoints, find_opa
+    from gate.policy.opa_build import compile_wasm_entrypoints, find_opa
 
     with tempfile.TemporaryDirectory(prefix="provgate-tests-") as tmp:
         src = Path(tmp)
