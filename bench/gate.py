@@ -269,7 +269,7 @@ def main() -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     import policies
-    from attestation.keys import encrypt_cosign_private_key
+    from attestation.cosign_key import encrypt_private_key
     from gate.verify import Gate, GateConfig, evaluate_prepared
 
     before = machine()
@@ -298,7 +298,7 @@ def main() -> None:
         signer = PrivateKeySigner(key)
         pub = work / "cosign.pub"
         pub.write_bytes(signer.public_key.to_pem())
-        (work / "cosign.key").write_bytes(encrypt_cosign_private_key(key, b"", scrypt_n=32768))
+        (work / "cosign.key").write_bytes(encrypt_private_key(key, b"", scrypt_n=32768))
         (work / "policy.rego").write_text(COSIGN_POLICY)
 
         policy_engines: dict[str, Any] = {}
