@@ -1,4 +1,5 @@
-"""Signing and verification keys: PEM keys, certificates and cosign's encrypted key files.
+"""Signing and verification keys: PEM keys and certificates, and cosign's encrypted key files (the file
+format itself is :mod:`attestation.cosign_key`).
 
 Supported algorithms (anything else is refused when the key is loaded, never at verification time):
 
