@@ -29,6 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from attestation import cosign_key, pem
 from attestation.errors import KeyLoadError, PasswordRequired, WrongPasswordError
@@ -89,21 +90,23 @@ class PublicKey:
 
     __slots__ = ("_hashes", "_key", "algorithm", "keyid", "source", "spki_der")
 
-    def __init__(self, key: PublicKeyType, *, source: str = "public key") -> None:
-        self._key = _check_public_key(key, source)
+    def __init__(self, key: PublicKeyTypes, *, source: str = "public key") -> None:
+        """``key`` of any kind a certificate can carry; one this class does not support is a
+        :class:`KeyLoadError` naming ``source``."""
+        checked = self._key = _check_public_key(key, source)
         self.source = source
-        self.spki_der: bytes = key.public_bytes(
+        self.spki_der: bytes = checked.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        self.keyid: str = ssh_fingerprint(self._key)
+        self.keyid: str = ssh_fingerprint(checked)
         self._hashes: tuple[hashes.HashAlgorithm, ...] = ()
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            self._hashes = tuple(h() for h in _CURVE_HASHES[key.curve.name])
-            self.algorithm: str = f"ecdsa-{_CURVE_NAMES[key.curve.name]}-{self._hashes[0].name}"
-        elif isinstance(key, ed25519.Ed25519PublicKey):
+        if isinstance(checked, ec.EllipticCurvePublicKey):
+            self._hashes = tuple(h() for h in _CURVE_HASHES[checked.curve.name])
+            self.algorithm: str = f"ecdsa-{_CURVE_NAMES[checked.curve.name]}-{self._hashes[0].name}"
+        elif isinstance(checked, ed25519.Ed25519PublicKey):
             self.algorithm = "ed25519"
         else:
-            self.algorithm = f"rsa-{key.key_size}-pkcs1v15-sha256"
+            self.algorithm = f"rsa-{checked.key_size}-pkcs1v15-sha256"
 
     @property
     def crypto_key(self) -> PublicKeyType:

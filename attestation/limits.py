@@ -8,6 +8,7 @@ enough that a hostile registry or admission request cannot exhaust memory or CPU
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from attestation.errors import InputError, LimitExceeded
@@ -51,6 +52,7 @@ def check_json_depth(obj: Any, *, max_depth: int = MAX_JSON_DEPTH, what: str = "
     stack: list[tuple[Any, int]] = [(obj, 1)]
     while stack:
         node, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(node, dict):
             children = node.values()
         elif isinstance(node, list):

@@ -418,7 +418,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         click.echo(err.format_message(), err=True)
         return EXIT_UNDECIDED
     except click.ClickException as err:
-        where = f" ({err.ctx.command_path})" if getattr(err, "ctx", None) is not None else ""
+        ctx = getattr(err, "ctx", None)
+        where = f" ({ctx.command_path})" if ctx is not None else ""
         _fail(err.format_message() + where)
         return EXIT_UNDECIDED
     except click.exceptions.Abort:

@@ -26,6 +26,8 @@ from attestation.errors import InputError, VerificationError
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from attestation.cosign import VerificationMaterial
     from attestation.dsse import Envelope
     from attestation.keys import PublicKey
@@ -130,7 +132,7 @@ def load_trust_policy(
     return TrustPolicy(keys=tuple(keys), x509_roots=roots, spiffe_ids=ids, tsa_certs=tsa)
 
 
-def _der(cert: Any) -> bytes:
+def _der(cert: x509.Certificate) -> bytes:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     return cert.public_bytes(Encoding.DER)

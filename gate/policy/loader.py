@@ -177,8 +177,8 @@ def _parse(
             for key, value in rule_data.items():
                 data["rule_data"][key] = copy.deepcopy(value)
     rules: list[Rule] = []
-    for path, source in modules.items():
-        rules.extend(parse_rules(source, path))
+    for module_path, source in modules.items():
+        rules.extend(parse_rules(source, module_path))
     codes = [r.code for r in rules]
     dupes = sorted({c for c in codes if codes.count(c) > 1})
     if dupes:
@@ -211,8 +211,8 @@ def _cache_key(
         part(Path(module.__file__ or "").read_text(encoding="utf-8"))
     part(Path(__file__).read_text(encoding="utf-8"))
     part(f"modules {len(modules)}")
-    for path, source in modules.items():
-        part(path)
+    for module_path, source in modules.items():
+        part(module_path)
         part(source)
     part(f"data {len(tree_data)}")
     for path, prefix, text in tree_data:

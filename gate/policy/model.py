@@ -10,7 +10,9 @@ from typing import Any, Literal, Protocol
 
 # A deny/warn result is what the decision reports as a finding (DESIGN.md §3's R): one type for both, so
 # nothing is copied field by field between the engines and the decision.
-from gate.decision import Finding as Result
+from gate.decision import Finding
+
+Result = Finding
 
 RuleKind = Literal["deny", "warn"]
 

@@ -124,7 +124,7 @@ class _NativeCachedFactory(WasmtimeRuntimeFactory):
             except wasmtime.WasmtimeError as err:
                 raise PolicyError(f"compiled policy is not valid wasm: {err}") from None
             if native is not None:
-                cache_put(native, module.serialize())
+                cache_put(native, bytes(module.serialize()))
         self._module = module
         self._validate_required_env_imports()
         # opapywasm offers every module a 2-page memory and only retries on traps, so a module whose
@@ -151,12 +151,12 @@ class _Policy(OpaWasmPolicy):
             return _NativeCachedFactory(wasm_bytes, max_memory_pages=max_memory_pages, native=native)
 
         with _FACTORY_SWAP:
-            original = opapywasm.policy.WasmtimeRuntimeFactory
-            opapywasm.policy.WasmtimeRuntimeFactory = factory  # type: ignore[misc,assignment]
+            original = getattr(opapywasm.policy, "WasmtimeRuntimeFactory")  # noqa: B009
+            setattr(opapywasm.policy, "WasmtimeRuntimeFactory", factory)  # noqa: B010
             try:
                 return cls(wasm, config)
             finally:
-                opapywasm.policy.WasmtimeRuntimeFactory = original  # type: ignore[misc]
+                setattr(opapywasm.policy, "WasmtimeRuntimeFactory", original)  # noqa: B010
 
     def _build_instance(self) -> OpaPolicyInstance:
         data, version = self._data_snapshot()
