@@ -1,4 +1,4 @@
-"""The embedded engine (wasm) decides exactly like a real OPA server.
+"""The embedded (wasm) engine decides exactly like a real OPA server.
 
 The corpus covers each rule's allow and deny case on SLSA v0.2 and SLSA v1.0 (slsa-tekton) statements,
 the bundled sample runs through signer.provenance, and a second policy set with strict rule data (trusted
