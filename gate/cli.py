@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from gate.config import ENGINES
+from gate.config import ENGINES, MAX_POLICY_INPUT_BYTES
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from gate.decision import Decision
 
 EXIT_UNDECIDED = 2
-MAX_INPUT_BYTES = 64 * 1024 * 1024
 ENGINE_HELP = "Policy engine: embedded (the default, in process), wasm (the same), or opa (needs --opa-url)."
 
 
@@ -311,10 +310,10 @@ def eval_cmd(
 
     try:
         with open(input_file, "rb") as f:
-            raw = f.read(MAX_INPUT_BYTES + 1)
+            raw = f.read(MAX_POLICY_INPUT_BYTES + 1)
     except OSError as err:
         raise InputError(f"cannot read input file {input_file}: {err.strerror}") from None
-    doc = load_json(raw, max_bytes=MAX_INPUT_BYTES, what=f"input file {input_file}")
+    doc = load_json(raw, max_bytes=MAX_POLICY_INPUT_BYTES, what=f"input file {input_file}")
     if not isinstance(doc, dict):
         raise InputError(f"input file {input_file}: a policy input must be a JSON object")
     decision = evaluate_document(doc, _paths(policy), _paths(data), engine=engine, opa_url=opa_url)

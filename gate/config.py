@@ -11,6 +11,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 DEFAULT_TIMEOUT = 30.0
+# A policy input document, read from a file (gate eval) or handed to an engine; the wasm engine's bound on
+# its data and its result too.
+MAX_POLICY_INPUT_BYTES = 64 * 1024 * 1024
 
 # The policy engines (docs/rego-engines.md): "embedded", the default, runs OPA's wasm in process ("wasm" is
 # its other name); "opa" is an OPA server.

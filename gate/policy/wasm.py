@@ -62,8 +62,7 @@ from opapywasm.runtime import EpochTicker, WasmtimeRuntimeFactory  # noqa: E402
 
 from attestation.errors import PolicyError  # noqa: E402
 from attestation.files import cache_put, private_cache_dir  # noqa: E402
-from attestation.limits import MiB  # noqa: E402
-from gate.config import EngineOptions  # noqa: E402
+from gate.config import MAX_POLICY_INPUT_BYTES, EngineOptions  # noqa: E402
 from gate.policy.host_builtins import HOST_BUILTINS, Undefined  # noqa: E402
 from gate.policy.model import Evaluation, PolicySet, encode_json  # noqa: E402
 from gate.policy.opa_build import ENTRYPOINT, WASM_CACHE, cached_wasm  # noqa: E402
@@ -71,7 +70,6 @@ from gate.policy.results import evaluation_from  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-MAX_INPUT_BYTES = 64 * MiB  # the gate's own bound on a policy input (gate.cli.MAX_INPUT_BYTES)
 _DEFAULTS = EngineOptions()
 
 
@@ -261,9 +259,9 @@ class WasmEngine:
             default_entrypoint=ENTRYPOINT,
             borrow_timeout_seconds=borrow_timeout,
             eval_timeout_seconds=eval_timeout,
-            max_input_bytes=MAX_INPUT_BYTES,
-            max_data_bytes=MAX_INPUT_BYTES,
-            max_result_bytes=MAX_INPUT_BYTES,
+            max_input_bytes=MAX_POLICY_INPUT_BYTES,
+            max_data_bytes=MAX_POLICY_INPUT_BYTES,
+            max_result_bytes=MAX_POLICY_INPUT_BYTES,
             # evaluate() hands over JSON it wrote itself; opapywasm re-parsing it in Python to check it
             # cost more than the evaluation (docs/rego-engines.md).
             parse_raw_json_input=False,
