@@ -288,7 +288,7 @@ class _Checker:
     def duration(self, parent: dict, key: str, field: str) -> None:
         """A metav1.Duration: Go's time.ParseDuration syntax (Chains cannot decode the run otherwise)."""
         # Imported here: signer.provenance imports this module.
-        from signer.provenance.slsa1_0 import parse_go_duration
+        from signer.provenance.slsa_v1_0_predicate import parse_go_duration
 
         value = parent.get(key)
         if value is not None and parse_go_duration(value) is None:

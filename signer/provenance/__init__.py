@@ -1,6 +1,6 @@
 """Provenance statements for Tekton runs, one module per format (Tekton Chains' formats).
 
-``generate`` dispatches to ``<format module>.build(run, children, options, warnings) -> dict``; the
+``generate`` dispatches to ``formats.<format module>.build(run, children, options, warnings) -> dict``; the
 statement is a plain dict that ``attestation.intoto.serialize`` turns into bytes.
 """
 
@@ -51,10 +51,11 @@ def check_build_type(build_type: str | None) -> None:
 def generate(run: Run, children: Sequence[Run], options: Options) -> Provenance:
     fmt = canonical_format(options.format)
     check_build_type(options.build_type)
+    name = f"{__name__}.formats.{_MODULES[fmt]}"
     try:
-        module = importlib.import_module(f"{__name__}.{_MODULES[fmt]}")
+        module = importlib.import_module(name)
     except ModuleNotFoundError as err:
-        if err.name != f"{__name__}.{_MODULES[fmt]}":
+        if err.name != name:
             raise
         raise InputError(f"provenance format {fmt} is not available in this build") from None
     warnings: list[str] = []

@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from attestation.errors import InputError
+from signer.result_hints import Artifact
 from signer.run import Run
-from signer.typehints import Artifact
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 CHAINS_PREFIX = "chains.tekton.dev/"

@@ -82,8 +82,8 @@ def _time(raw: Any) -> Any:
 
 
 def _duration(raw: Any) -> Any:
-    # Imported here: slsa1_0 imports this module.
-    from signer.provenance.slsa1_0 import format_go_duration, parse_go_duration
+    # Imported here: slsa_v1_0_predicate imports this module.
+    from signer.provenance.slsa_v1_0_predicate import format_go_duration, parse_go_duration
 
     if raw is _MISSING or raw is None:
         return "0s"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from attestation.errors import InputError
-from signer.provenance import slsa1_0
-from signer.provenance.slsa1_0 import Dependency
+from signer.provenance import slsa_v1_0_predicate
+from signer.provenance.slsa_v1_0_predicate import Dependency
 
 
 @pytest.mark.parametrize(
@@ -26,14 +26,14 @@ from signer.provenance.slsa1_0 import Dependency
     ],
 )
 def test_duration_is_reformatted_as_go_does(text: str, expected: str) -> None:
-    ns = slsa1_0.parse_go_duration(text)
+    ns = slsa_v1_0_predicate.parse_go_duration(text)
     assert ns is not None
-    assert slsa1_0.format_go_duration(ns) == expected
+    assert slsa_v1_0_predicate.format_go_duration(ns) == expected
 
 
 @pytest.mark.parametrize("text", ["", "1x", "h", "1h-", "1", "x" * 100])
 def test_durations_go_rejects_are_not_parsed(text: str) -> None:
-    assert slsa1_0.parse_go_duration(text) is None
+    assert slsa_v1_0_predicate.parse_go_duration(text) is None
 
 
 @pytest.mark.parametrize(
@@ -46,23 +46,23 @@ def test_durations_go_rejects_are_not_parsed(text: str) -> None:
     ],
 )
 def test_timestamps_print_as_protobuf_timestamps(value: str, expected: str) -> None:
-    assert slsa1_0.proto_timestamp(value, "x") == expected
+    assert slsa_v1_0_predicate.proto_timestamp(value, "x") == expected
 
 
 @pytest.mark.parametrize("value", ["yesterday", "2024-05-01T10:00:00", 5])
 def test_bad_timestamps_are_input_errors(value: object) -> None:
     with pytest.raises(InputError, match=r"status\.startTime"):
-        slsa1_0.proto_timestamp(value, "run.yaml: status.startTime")
+        slsa_v1_0_predicate.proto_timestamp(value, "run.yaml: status.startTime")
 
 
 def test_go_json_escapes_html_and_line_separators_only() -> None:
     expected = '{"a":"é\\u2028\\n","b":"\\u003c\\u0026\\u003e"}'.encode()
-    assert slsa1_0.go_json({"b": "<&>", "a": "é\u2028\n"}) == expected
+    assert slsa_v1_0_predicate.go_json({"b": "<&>", "a": "é\u2028\n"}) == expected
 
 
 def test_feature_flags_follow_the_go_struct() -> None:
     warnings: list[str] = []
-    got = slsa1_0.feature_flags(
+    got = slsa_v1_0_predicate.feature_flags(
         {"EnableAPIFields": "alpha", "enableTektonOCIBundles": False, "setSecurityContext": "yes",
          "coschedule": "", "unknown": True},
         warnings,
@@ -82,4 +82,4 @@ def test_dedupe_keeps_config_entries_and_ignores_names() -> None:
         Dependency(name="inputs/result", uri=a.uri, digest=a.digest, content=b"x"),  # content differs
         Dependency(uri=a.uri, digest=a.digest),  # dropped
     ]
-    assert [d.name for d in slsa1_0.dedupe(deps)] == ["pipeline", "stepAction/s", "inputs/result"]
+    assert [d.name for d in slsa_v1_0_predicate.dedupe(deps)] == ["pipeline", "stepAction/s", "inputs/result"]

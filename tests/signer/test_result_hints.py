@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from signer.run import Result, to_run
-from signer.typehints import (
+from signer.result_hints import (
     Artifact,
     OCIImage,
     append_subjects,
@@ -20,6 +19,7 @@ from signer.typehints import (
     subjects_build_artifacts,
     subjects_v1,
 )
+from signer.run import Result, to_run
 
 A = "a" * 64
 B = "b" * 64

@@ -8,8 +8,7 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from signer.run import Result, to_run
-from signer.typehints import (
+from signer.result_hints import (
     artifact_inputs,
     artifact_outputs,
     artifact_uri_pairs,
@@ -19,6 +18,7 @@ from signer.typehints import (
     subjects_build_artifacts,
     subjects_v1,
 )
+from signer.run import Result, to_run
 
 SUFFIXES = [
     "IMAGE_URL",

@@ -16,8 +16,7 @@ from signer.provenance.common import (
     rfc3339,
     step_image_materials,
 )
-from signer.run import Run, children_by_pipeline_task
-from signer.typehints import (
+from signer.result_hints import (
     Artifact,
     ArtifactList,
     append_materials,
@@ -26,6 +25,7 @@ from signer.typehints import (
     git_material,
     subjects_v1,
 )
+from signer.run import Run, children_by_pipeline_task
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v0.1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v0.2"

@@ -13,7 +13,7 @@ rules kept here reproduce what that pipeline emits, not just what the SLSA spec 
   fields vanish when empty and non-``omitempty`` ones (``serviceAccountName``, ``taskRunTemplate``) appear.
 
 Format-specific choices (subjects, byproduct filtering, StepAction dependencies) are passed in by
-:mod:`signer.provenance.slsa_v2alpha3` and :mod:`signer.provenance.slsa_v2alpha4`.
+:mod:`signer.provenance.formats.slsa_v2alpha3` and :mod:`signer.provenance.formats.slsa_v2alpha4`.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from fractions import Fraction
 from typing import Any
 
 from attestation.errors import InputError
-from signer import typehints
+from signer import result_hints
 from signer.provenance import common, gojson
+from signer.result_hints import Artifact
 from signer.run import PIPELINE_TASK_LABEL, Result, Run, value_type
-from signer.typehints import Artifact
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -398,7 +398,7 @@ def is_build_artifact_or_invalid(result: Result) -> bool:
     not the string ``"true"`` is an ordinary result (even with a bad uri/digest); one marked as a build
     artifact is either a subject or, with an empty uri/digest or a bad digest, an error.
     """
-    return typehints.is_build_artifact_result(result) or typehints.is_invalid_artifact_outputs(result)
+    return result_hints.is_build_artifact_result(result) or result_hints.is_invalid_artifact_outputs(result)
 
 
 def filtered_result_byproducts(
@@ -481,7 +481,7 @@ def _container_images(run: Run, field: str) -> list[Artifact]:
             state.get("imageID") or "",
             where=lambda label=label: f"{run.source}: {run.display} status.{field}[{label}]"))
     # Chains merges repeated images of one list with AppendMaterials.
-    return typehints.append_subjects([], images)
+    return result_hints.append_subjects([], images)
 
 
 def step_and_sidecar_images(run: Run) -> list[Artifact]:
@@ -498,7 +498,7 @@ def _step_git(results: Sequence[Result]) -> Artifact | None:
             commit = r.string_value
         elif r.name == GIT_URL:
             url = r.string_value
-    return Artifact(uri=typehints.spdx_git(url), digest={"sha1": commit}) if commit else None
+    return Artifact(uri=result_hints.spdx_git(url), digest={"sha1": commit}) if commit else None
 
 
 def step_action_inputs(run: Run, warnings: list[str]) -> list[Artifact]:
@@ -509,9 +509,9 @@ def step_action_inputs(run: Run, warnings: list[str]) -> list[Artifact]:
     for results in per_step:
         git = _step_git(results)
         if git is not None:
-            mats = typehints.append_subjects(mats, [git])
+            mats = result_hints.append_subjects(mats, [git])
     flat = [r for results in per_step for r in results]
-    return typehints.append_subjects(mats, typehints.artifact_inputs(flat, warnings))
+    return result_hints.append_subjects(mats, result_hints.artifact_inputs(flat, warnings))
 
 
 def remote_step_actions(run: Run) -> list[Dependency]:
@@ -529,10 +529,10 @@ def remote_step_actions(run: Run) -> list[Dependency]:
 def task_inputs(run: Run, warnings: list[str]) -> list[Artifact]:
     """A TaskRun's type-hinted inputs: its git pair, then its ``*ARTIFACT_INPUTS`` results."""
     mats: list[Artifact] = []
-    git = typehints.git_material(run, warnings)
+    git = result_hints.git_material(run, warnings)
     if git is not None:
-        mats = typehints.append_subjects(mats, [git])
-    return typehints.append_subjects(mats, typehints.artifact_inputs(run.results, warnings))
+        mats = result_hints.append_subjects(mats, [git])
+    return result_hints.append_subjects(mats, result_hints.artifact_inputs(run.results, warnings))
 
 
 def taskrun_dependencies(run: Run, *, with_step_actions: bool, warnings: list[str]) -> list[Dependency]:
@@ -593,11 +593,11 @@ def pipeline_inputs(
 ) -> list[Artifact]:
     """Chains' ``FromPipelineParamsAndResults``: the PipelineRun's ``*ARTIFACT_INPUTS``, then (deep
     inspection) each child's git pair and inputs, then the PipelineRun's git pair."""
-    mats = typehints.ArtifactList().extend(typehints.artifact_inputs(pipelinerun.results, warnings))
+    mats = result_hints.ArtifactList().extend(result_hints.artifact_inputs(pipelinerun.results, warnings))
     if deep_inspection:
         for tr in executed:
             mats.extend(task_inputs(tr, warnings))
-    git = typehints.git_material(pipelinerun, warnings)
+    git = result_hints.git_material(pipelinerun, warnings)
     if git is not None:
         mats.add(git)
     return mats.items()
