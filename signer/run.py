@@ -9,7 +9,6 @@ values are normalised as Tekton's ``ParamValue`` decoder does, so every format r
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, Literal
 import yaml
 
 from attestation.errors import InputError, LimitExceeded
+from signer.golang import is_rfc3339, parse_go_duration
 
 MAX_FILE_BYTES = 32 * 1024 * 1024
 MAX_NODES = 2_000_000
@@ -231,9 +231,6 @@ def normalize_param_value(value: Any) -> ParamValue:
 
 # --------------------------------------------------------------------------------------------- validation
 
-# Go's time.Parse(time.RFC3339), which metav1.Time uses, wants an upper-case T and Z.
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
-
 
 class _Checker:
     """Type checks on the fields the builders read, so they can index without defensive code."""
@@ -287,9 +284,6 @@ class _Checker:
 
     def duration(self, parent: dict, key: str, field: str) -> None:
         """A metav1.Duration: Go's time.ParseDuration syntax (Chains cannot decode the run otherwise)."""
-        # Imported here: signer.provenance imports this module.
-        from signer.provenance.slsa_v1_0_predicate import parse_go_duration
-
         value = parent.get(key)
         if value is not None and parse_go_duration(value) is None:
             self.fail(field, "a Go duration such as 1h0m0s")
@@ -298,7 +292,7 @@ class _Checker:
         value = parent.get(key)
         if value is None:
             return
-        if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        if not isinstance(value, str) or not is_rfc3339(value):
             self.fail(field, "an RFC 3339 time")
 
     def spec_params(self, spec: dict, field: str) -> None:

@@ -5,9 +5,7 @@ Each mirrors one Chains helper (``formats/slsa/attest``, ``internal/material``) 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
 
 from attestation.errors import InputError
 from signer.result_hints import Artifact
@@ -17,33 +15,6 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 CHAINS_PREFIX = "chains.tekton.dev/"
 REPRODUCIBLE_LABEL = "chains.tekton.dev/reproducible"
 OCI_SCHEME = "oci://"
-ZERO_TIME = "0001-01-01T00:00:00Z"
-
-_TIME = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
-)
-
-
-def rfc3339(value: str | None) -> str | None:
-    """A Kubernetes time as Go marshals ``time.Time.UTC()``: RFC 3339, ``Z``, fraction without
-    trailing zeros (nanosecond precision kept)."""
-    if value is None:
-        return None
-    m = _TIME.fullmatch(value)
-    if not m:
-        raise InputError(f"time {value!r} is not RFC 3339")
-    y, mo, d, h, mi, s, frac, z, sign, oh, om = m.groups()
-    try:
-        dt = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), tzinfo=UTC)
-    except ValueError:
-        raise InputError(f"time {value!r} is not a valid date") from None
-    if not z:
-        offset = timedelta(hours=int(oh), minutes=int(om))
-        dt = dt - offset if sign == "+" else dt + offset
-    out = dt.strftime("%Y-%m-%dT%H:%M:%S")
-    frac = (frac or "")[:9].rstrip("0")
-    return f"{out}.{frac}Z" if frac else f"{out}Z"
-
 
 def invocation_parameters(params: Sequence[Mapping], param_specs: Sequence[Mapping]) -> dict:
     """ParamSpec defaults, overridden by the run's params (Chains ``attest.Invocation``)."""

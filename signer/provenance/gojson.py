@@ -24,6 +24,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from signer.golang import format_go_duration, parse_go_duration
 from signer.run import normalize_param_value
 
 _MISSING: Any = object()
@@ -82,9 +83,6 @@ def _time(raw: Any) -> Any:
 
 
 def _duration(raw: Any) -> Any:
-    # Imported here: slsa_v1_0_predicate imports this module.
-    from signer.provenance.slsa_v1_0_predicate import format_go_duration, parse_go_duration
-
     if raw is _MISSING or raw is None:
         return "0s"
     ns = parse_go_duration(raw) if isinstance(raw, str) else None

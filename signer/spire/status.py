@@ -64,8 +64,8 @@ def _taskrun_object(run: Any) -> dict:
 
 def status_fields_json(taskrun_obj: Any) -> bytes:
     """``json.Marshal(tr.Status.TaskRunStatusFields)`` as Go writes it, for a TaskRun object or Run."""
+    from signer.golang import go_json
     from signer.provenance import gojson
-    from signer.provenance.slsa_v1_0_predicate import go_json
 
     status = _taskrun_object(taskrun_obj)["status"]
     try:

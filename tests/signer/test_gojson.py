@@ -8,8 +8,8 @@ import json
 
 import pytest
 
+from signer.golang import go_json
 from signer.provenance import Options, generate, gojson
-from signer.provenance.slsa_v1_0_predicate import go_json
 from signer.run import to_run
 
 IMAGE_ID = "golang@sha256:" + "1" * 64

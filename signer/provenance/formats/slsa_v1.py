@@ -6,14 +6,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from signer.golang import ZERO_TIME, rfc3339
 from signer.provenance import Options, gojson
 from signer.provenance.common import (
-    ZERO_TIME,
     condition_status,
     invocation,
     ref_source_artifact,
     reproducible,
-    rfc3339,
     step_image_materials,
 )
 from signer.result_hints import (
