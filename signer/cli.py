@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 import click
 
 from attestation.errors import InputError, ProvgateError
+from signer.documents import load_documents
 from signer.provenance import (
     BUILD_TYPES,
     DEFAULT_BUILDER_ID,
@@ -29,7 +30,7 @@ from signer.provenance import (
     check_build_type,
     generate,
 )
-from signer.run import Run, child_taskruns, load_documents, require_completed, to_run
+from signer.run import Run, child_taskruns, require_completed, to_run
 
 EXIT_INPUT = 2
 
@@ -371,7 +372,8 @@ def verify_results_cmd(ctx: click.Context, run: str, trust_bundle: str | None, s
       signer verify-results taskrun.yaml --trust-bundle bundle.pem --trust-domain example.org \\
         --require-status-signature --controller-spiffe-id spiffe://example.org/tekton/controller
     """
-    from signer.run import load_documents, runs_from_documents
+    from signer.documents import load_documents
+    from signer.run import runs_from_documents
     from signer.spire.results import verify_run_results
     from signer.spire.trust import bundle_from_workload_api
 

@@ -1,9 +1,9 @@
 """Tekton TaskRun/PipelineRun objects as the provenance builders see them.
 
-Input is what ``kubectl get -o yaml|json`` prints: a single object, several YAML documents or a ``List``.
-``tekton.dev/v1beta1`` objects are converted to the ``tekton.dev/v1`` shape the way the API server's
-conversion webhook does, because Chains (>= v0.26) only ever sees v1 objects. Parameter and result
-values are normalised as Tekton's ``ParamValue`` decoder does, so every format reads one shape.
+:func:`to_run` takes an object as :mod:`signer.documents` reads it, converts ``tekton.dev/v1beta1`` to
+the ``tekton.dev/v1`` shape (:mod:`signer.tekton_v1beta1`), and checks the types of the fields the
+builders read. Parameter and result values are normalised as Tekton's ``ParamValue`` decoder does, so
+every format reads one shape.
 """
 
 from __future__ import annotations
@@ -11,21 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from attestation.errors import InputError, LimitExceeded
+from attestation.errors import InputError
 from signer.golang import is_rfc3339, parse_go_duration
+from signer.tekton_v1beta1 import API_V1, API_V1BETA1, convert_v1beta1, copy_json
 
-MAX_FILE_BYTES = 32 * 1024 * 1024
-MAX_NODES = 2_000_000
-MAX_DEPTH = 64
-MAX_DOCUMENTS = 10_000
-
-API_V1 = "tekton.dev/v1"
-API_V1BETA1 = "tekton.dev/v1beta1"
 PIPELINE_TASK_LABEL = "tekton.dev/pipelineTask"
 PIPELINE_RUN_LABEL = "tekton.dev/pipelineRun"
 
@@ -128,78 +119,6 @@ class Run:
     @property
     def display(self) -> str:
         return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind} {self.name}"
-
-
-# --------------------------------------------------------------------------------------------- loading
-
-def _check_shape(doc: Any, source: str) -> None:
-    """Bound nesting depth and node count; YAML aliases can make a small file expand enormously."""
-    stack: list[tuple[Any, int]] = [(doc, 0)]
-    nodes = 0
-    while stack:
-        node, depth = stack.pop()
-        nodes += 1
-        if nodes > MAX_NODES:
-            raise LimitExceeded(f"{source}: more than {MAX_NODES} values (YAML aliases?)")
-        if depth > MAX_DEPTH:
-            raise LimitExceeded(f"{source}: nested deeper than {MAX_DEPTH} levels")
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node)
-
-
-def parse_documents(text: str, *, source: str) -> list[dict]:
-    """The objects in a YAML/JSON text: one object, multi-document YAML, or ``kind: List`` items."""
-    stripped = text.lstrip()
-    try:
-        if stripped[:1] in ("{", "["):
-            docs = [json.loads(text)]
-        else:
-            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-            docs = list(yaml.load_all(text, Loader=loader))
-    except (ValueError, yaml.YAMLError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputError(f"{source}: not valid YAML or JSON: {first}") from None
-    out: list[dict] = []
-    for doc in docs:
-        if doc is None:
-            continue
-        _check_shape(doc, source)
-        if isinstance(doc, list):
-            items: list = doc
-        elif isinstance(doc, dict) and str(doc.get("kind", "")).endswith("List") and "items" in doc:
-            items = doc.get("items") or []
-            if not isinstance(items, list):
-                raise InputError(f"{source}: {doc.get('kind')}.items is not a list")
-        else:
-            items = [doc]
-        for item in items:
-            if not isinstance(item, dict):
-                raise InputError(f"{source}: expected Kubernetes objects, found a {type(item).__name__}")
-            out.append(item)
-        if len(out) > MAX_DOCUMENTS:
-            raise LimitExceeded(f"{source}: more than {MAX_DOCUMENTS} objects")
-    if not out:
-        raise InputError(f"{source}: no objects found")
-    return out
-
-
-def load_documents(path: str | Path) -> list[dict]:
-    """Read a YAML or JSON file of Kubernetes objects (bounded in size, depth and count)."""
-    p = Path(path)
-    try:
-        with p.open("rb") as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
-    except OSError as err:
-        raise InputError(f"{p}: cannot read: {err.strerror or err}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise LimitExceeded(f"{p}: larger than {MAX_FILE_BYTES} bytes")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"{p}: not UTF-8 text") from None
-    return parse_documents(text, source=str(p))
 
 
 # --------------------------------------------------------------------------------------------- values
@@ -366,142 +285,6 @@ def _validate(obj: dict, kind: str, checker: _Checker) -> None:
         c.opt_str(trt, "serviceAccountName", "spec.taskRunTemplate.serviceAccountName")
 
 
-# --------------------------------------------------------------------------------------------- v1beta1 -> v1
-
-def _bundle_ref(ref: dict) -> None:
-    """The v1beta1 ``bundle`` field has no v1 counterpart: the TaskRef/PipelineRef conversion of the
-    Pipeline release Chains vendors (v1.15) copies name, kind, apiVersion and the resolver fields only,
-    so the bundle reference is dropped (older Pipelines rewrote it into a ``bundles`` resolver)."""
-    ref.pop("bundle", None)
-
-
-def _convert_steps(spec: dict) -> None:
-    for key in ("steps", "sidecars", "stepTemplate"):
-        items = spec.get(key)
-        for step in ([items] if isinstance(items, dict) else items or []):
-            if isinstance(step, dict) and "resources" in step:
-                step["computeResources"] = step.pop("resources")
-
-
-def _convert_task_spec(ts: Any) -> None:
-    if not isinstance(ts, dict):
-        return
-    _convert_steps(ts)
-    ts.pop("resources", None)  # PipelineResources do not exist in v1
-
-
-def _convert_pipeline_spec(ps: Any) -> None:
-    if not isinstance(ps, dict):
-        return
-    ps.pop("resources", None)
-    for key in ("tasks", "finally"):
-        for t in ps.get(key) or []:
-            if not isinstance(t, dict):
-                continue
-            t.pop("resources", None)
-            if isinstance(t.get("taskRef"), dict):
-                _bundle_ref(t["taskRef"])
-            _convert_task_spec(t.get("taskSpec"))
-
-
-def _convert_provenance(status: dict) -> None:
-    # Provenance.convertTo copies refSource and featureFlags only: the deprecated configSource does not
-    # exist in v1, so Chains (which reads v1 objects) never sees it.
-    prov = status.get("provenance")
-    if isinstance(prov, dict):
-        prov.pop("configSource", None)
-
-
-def _convert_run_specs(items: Any) -> None:
-    for s in items or []:
-        if not isinstance(s, dict):
-            continue
-        if "taskServiceAccountName" in s:
-            s["serviceAccountName"] = s.pop("taskServiceAccountName")
-        if "taskPodTemplate" in s:
-            s["podTemplate"] = s.pop("taskPodTemplate")
-        if "stepOverrides" in s:
-            s["stepSpecs"] = s.pop("stepOverrides")
-        if "sidecarOverrides" in s:
-            s["sidecarSpecs"] = s.pop("sidecarOverrides")
-        for key in ("stepSpecs", "sidecarSpecs"):
-            for o in s.get(key) or []:
-                if isinstance(o, dict) and "resources" in o:
-                    o["computeResources"] = o.pop("resources")
-
-
-def convert_v1beta1(obj: dict) -> dict:
-    """Return a v1-shaped deep copy of a v1beta1 TaskRun or PipelineRun."""
-    out = _copy_json(dict(obj))
-    out["apiVersion"] = API_V1
-    spec = out.get("spec") if isinstance(out.get("spec"), dict) else {}
-    status = out.get("status") if isinstance(out.get("status"), dict) else {}
-    spec.pop("resources", None)
-    if out.get("kind") == "TaskRun":
-        if isinstance(spec.get("taskRef"), dict):
-            _bundle_ref(spec["taskRef"])
-        _convert_task_spec(spec.get("taskSpec"))
-        if "stepOverrides" in spec:
-            spec["stepSpecs"] = spec.pop("stepOverrides")
-        if "sidecarOverrides" in spec:
-            spec["sidecarSpecs"] = spec.pop("sidecarOverrides")
-        for key in ("stepSpecs", "sidecarSpecs"):
-            for o in spec.get(key) or []:
-                if isinstance(o, dict) and "resources" in o:
-                    o["computeResources"] = o.pop("resources")
-        if "taskResults" in status:
-            status["results"] = status.pop("taskResults")
-        # StepState.convertTo: v1's terminationReason is the terminated container's reason.
-        for step in status.get("steps") or []:
-            if isinstance(step, dict):
-                terminated = step.get("terminated")
-                step.pop("terminationReason", None)
-                if isinstance(terminated, dict) and terminated.get("reason"):
-                    step["terminationReason"] = terminated["reason"]
-        _convert_task_spec(status.get("taskSpec"))
-        status.pop("cloudEvents", None)
-    else:
-        if isinstance(spec.get("pipelineRef"), dict):
-            _bundle_ref(spec["pipelineRef"])
-        _convert_pipeline_spec(spec.get("pipelineSpec"))
-        # PipelineRunSpec.ConvertTo: taskRunTemplate is built from the v1beta1 fields (v1beta1 has no
-        # taskRunTemplate), and a v1beta1 timeout replaces the whole timeouts block.
-        template = {}
-        spec.pop("taskRunTemplate", None)
-        if "serviceAccountName" in spec:
-            template["serviceAccountName"] = spec.pop("serviceAccountName")
-        if "podTemplate" in spec:
-            template["podTemplate"] = spec.pop("podTemplate")
-        if template:
-            spec["taskRunTemplate"] = template
-        timeout = spec.pop("timeout", None)
-        if timeout is not None:
-            spec["timeouts"] = {"pipeline": timeout}
-        _convert_run_specs(spec.get("taskRunSpecs"))
-        if "pipelineResults" in status:
-            status["results"] = status.pop("pipelineResults")
-        _convert_pipeline_spec(status.get("pipelineSpec"))
-        children = list(status.get("childReferences") or [])
-        # The long-removed embedded status maps name the children; the API server's conversion turned
-        # them into childReferences. Sort by name: a map has no order.
-        for field, kind in (("taskRuns", "TaskRun"), ("runs", "CustomRun")):
-            embedded = status.pop(field, None)
-            if isinstance(embedded, dict):
-                for name in sorted(embedded):
-                    entry = embedded[name] if isinstance(embedded[name], dict) else {}
-                    ref = {"apiVersion": API_V1 if kind == "TaskRun" else "tekton.dev/v1beta1",
-                           "kind": kind, "name": name,
-                           "pipelineTaskName": entry.get("pipelineTaskName", "")}
-                    if entry.get("whenExpressions"):
-                        ref["whenExpressions"] = entry["whenExpressions"]
-                    if not any(isinstance(c, dict) and c.get("name") == name for c in children):
-                        children.append(ref)
-        if children:
-            status["childReferences"] = children
-    _convert_provenance(status)
-    return out
-
-
 # --------------------------------------------------------------------------------------------- runs
 
 def to_run(obj: Mapping, *, source: str) -> Run:
@@ -518,7 +301,7 @@ def to_run(obj: Mapping, *, source: str) -> Run:
         raise InputError(f"{source}: {label}: apiVersion {api!r} is not {API_V1} or {API_V1BETA1}")
     if not isinstance(meta.get("name"), str) or not meta.get("name"):
         raise InputError(f"{source}: {kind} has no metadata.name")
-    normalized = convert_v1beta1(dict(obj)) if api == API_V1BETA1 else _copy_json(dict(obj))
+    normalized = convert_v1beta1(dict(obj)) if api == API_V1BETA1 else copy_json(dict(obj))
     ns = meta.get("namespace")
     display = f"{kind} {ns}/{meta['name']}" if ns else f"{kind} {meta['name']}"
     _validate(normalized, kind, _Checker(source, display))
@@ -569,14 +352,6 @@ def children_by_pipeline_task(children: Sequence[Run]) -> dict[str, list[Run]]:
             out.setdefault(task, []).append(t)
     return out
 
-
-def _copy_json(value: Any) -> Any:
-    # Much cheaper than copy.deepcopy for the plain dict/list/scalar trees YAML and JSON produce.
-    if isinstance(value, dict):
-        return {k: _copy_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy_json(v) for v in value]
-    return value
 
 
 def runs_from_documents(docs: Sequence[dict], *, source: str) -> list[Run]:

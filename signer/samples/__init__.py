@@ -11,7 +11,7 @@ import re
 from importlib import resources
 
 from attestation.errors import InputError
-from signer.run import parse_documents
+from signer.documents import parse_documents
 
 SAMPLES = ("tep0084-pipelinerun", "tep0084-injected-task", "tep0084-no-scan")
 BUILD_TASK = "image-build"

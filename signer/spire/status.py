@@ -48,7 +48,7 @@ _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 def _taskrun_object(run: Any) -> dict:
     """The run as a ``tekton.dev/v1`` TaskRun object dict (``signer.run.Run`` already is one)."""
-    from signer.run import API_V1BETA1, convert_v1beta1
+    from signer.tekton_v1beta1 import API_V1BETA1, convert_v1beta1
 
     obj = run if isinstance(run, Mapping) else getattr(run, "obj", None)
     if not isinstance(obj, Mapping):

@@ -15,8 +15,9 @@ import pytest
 
 from attestation import intoto
 from attestation.errors import InputError
+from signer.documents import load_documents
 from signer.provenance import Options, generate
-from signer.run import Run, load_documents, to_run
+from signer.run import Run, to_run
 
 DATA = Path(__file__).parent / "testdata" / "slsa_v2alpha"
 SLSA = "https://tekton.dev/chains/v2/slsa"
