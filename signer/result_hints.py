@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from signer.run import Result, Run, children_by_pipeline_task
+from signer.run import Result, Run, executed_taskruns
 
 IMAGE_URL = "IMAGE_URL"
 IMAGE_DIGEST = "IMAGE_DIGEST"
@@ -419,18 +419,6 @@ def append_subjects(existing: Iterable[Artifact], new: Iterable[Artifact]) -> li
 append_materials = append_subjects
 
 
-def executed_children(run: Run, children: Sequence[Run]) -> list[tuple[dict, Run]]:
-    """(pipeline task, child TaskRun) for pipelineSpec tasks then finally, children that completed."""
-    spec = run.resolved_spec
-    by_task = children_by_pipeline_task(children)
-    out = []
-    for task in [*(spec.get("tasks") or []), *(spec.get("finally") or [])]:
-        for tr in by_task.get(task["name"], []):
-            if tr.completion_time:
-                out.append((task, tr))
-    return out
-
-
 def _subjects_of(run: Run, warnings: list[str]) -> list[Artifact]:
     where = run.display
     results = run.results
@@ -449,7 +437,7 @@ def subjects_v1(run: Run, children: Sequence[Run], *, deep_inspection: bool,
     if run.kind == "TaskRun" or not deep_inspection:
         return own
     out = ArtifactList()
-    for _, tr in executed_children(run, children):
+    for tr in executed_taskruns(run, children):
         out.extend(_subjects_of(tr, warnings))
     return out.extend(own).items()
 
@@ -467,7 +455,7 @@ def subjects_build_artifacts(run: Run, children: Sequence[Run], *, deep_inspecti
         return _taskrun_build_artifact_subjects(run, warnings)
     out = ArtifactList(_build_artifact_subjects(run.results, warnings, run.display))
     if deep_inspection:
-        for _, tr in executed_children(run, children):
+        for tr in executed_taskruns(run, children):
             out.extend(_taskrun_build_artifact_subjects(tr, warnings))
     return out.items()
 
@@ -475,13 +463,8 @@ def subjects_build_artifacts(run: Run, children: Sequence[Run], *, deep_inspecti
 def _taskrun_build_artifact_subjects(run: Run, warnings: list[str]) -> list[Artifact]:
     out: list[Artifact] = []
     for i, step in enumerate(run.status.get("steps") or []):
-        step_results = [Result(r["name"], _type(r.get("value", "")), r.get("value", ""))
-                        for r in step.get("results") or []]
+        step_results = [Result.of(r) for r in step.get("results") or []]
         if step_results:
             where = f"{run.display} step {step.get('name') or i}"
             out = append_subjects(out, _build_artifact_subjects(step_results, warnings, where))
     return append_subjects(out, _build_artifact_subjects(run.results, warnings, run.display))
-
-
-def _type(value: object) -> str:
-    return "array" if isinstance(value, list) else "object" if isinstance(value, dict) else "string"

@@ -29,6 +29,13 @@ class Result:
     type: str  # "string" | "array" | "object", decided by the value as Tekton does
     value: ParamValue
 
+    @classmethod
+    def of(cls, raw: Mapping[str, Any]) -> Result:
+        """A ``{name, value}`` entry of ``status.results`` or of a step's results; the type is decided by
+        the value as Tekton does (values were normalised when the run was loaded)."""
+        value = raw.get("value", "")
+        return cls(raw["name"], value_type(value), value)
+
     @property
     def string_value(self) -> str:
         """Go's ``ParamValue.StringVal``: empty for arrays and objects."""
@@ -84,14 +91,12 @@ class Run:
 
     @property
     def results(self) -> list[Result]:
-        return [Result(r["name"], value_type(r.get("value", "")), r.get("value", "")) for r in
-                self.status.get("results") or []]
+        return [Result.of(r) for r in self.status.get("results") or []]
 
     @property
     def step_results(self) -> list[Result]:
         """StepAction results (``status.steps[].results``), in step order."""
-        return [Result(r["name"], value_type(r.get("value", "")), r.get("value", ""))
-                for step in self.status.get("steps") or [] for r in step.get("results") or []]
+        return [Result.of(r) for step in self.status.get("steps") or [] for r in step.get("results") or []]
 
     @property
     def params(self) -> list[dict]:
@@ -352,6 +357,19 @@ def children_by_pipeline_task(children: Sequence[Run]) -> dict[str, list[Run]]:
             out.setdefault(task, []).append(t)
     return out
 
+
+def executed_taskruns(pipelinerun: Run, children: Sequence[Run]) -> list[Run]:
+    """Children that ran, in pipeline order: ``pipelineSpec.tasks`` then ``finally``, each task's
+    TaskRuns (several for a matrix) in input order, only those with a completionTime (Chains'
+    ``GetExecutedTasks``)."""
+    spec = pipelinerun.resolved_spec
+    by_task = children_by_pipeline_task(children)
+    return [
+        tr
+        for task in [*(spec.get("tasks") or []), *(spec.get("finally") or [])]
+        for tr in by_task.get(task["name"], [])
+        if tr.completion_time
+    ]
 
 
 def runs_from_documents(docs: Sequence[dict], *, source: str) -> list[Run]:

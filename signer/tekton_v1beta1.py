@@ -64,14 +64,20 @@ def _convert_run_specs(items: Any) -> None:
             s["serviceAccountName"] = s.pop("taskServiceAccountName")
         if "taskPodTemplate" in s:
             s["podTemplate"] = s.pop("taskPodTemplate")
-        if "stepOverrides" in s:
-            s["stepSpecs"] = s.pop("stepOverrides")
-        if "sidecarOverrides" in s:
-            s["sidecarSpecs"] = s.pop("sidecarOverrides")
-        for key in ("stepSpecs", "sidecarSpecs"):
-            for o in s.get(key) or []:
-                if isinstance(o, dict) and "resources" in o:
-                    o["computeResources"] = o.pop("resources")
+        _convert_overrides(s)
+
+
+def _convert_overrides(spec: dict) -> None:
+    """stepOverrides/sidecarOverrides -> stepSpecs/sidecarSpecs, their resources -> computeResources
+    (a TaskRun's spec and a PipelineRun's taskRunSpecs entries alike)."""
+    if "stepOverrides" in spec:
+        spec["stepSpecs"] = spec.pop("stepOverrides")
+    if "sidecarOverrides" in spec:
+        spec["sidecarSpecs"] = spec.pop("sidecarOverrides")
+    for key in ("stepSpecs", "sidecarSpecs"):
+        for o in spec.get(key) or []:
+            if isinstance(o, dict) and "resources" in o:
+                o["computeResources"] = o.pop("resources")
 
 
 def convert_v1beta1(obj: dict) -> dict:
@@ -85,14 +91,7 @@ def convert_v1beta1(obj: dict) -> dict:
         if isinstance(spec.get("taskRef"), dict):
             _bundle_ref(spec["taskRef"])
         _convert_task_spec(spec.get("taskSpec"))
-        if "stepOverrides" in spec:
-            spec["stepSpecs"] = spec.pop("stepOverrides")
-        if "sidecarOverrides" in spec:
-            spec["sidecarSpecs"] = spec.pop("sidecarOverrides")
-        for key in ("stepSpecs", "sidecarSpecs"):
-            for o in spec.get(key) or []:
-                if isinstance(o, dict) and "resources" in o:
-                    o["computeResources"] = o.pop("resources")
+        _convert_overrides(spec)
         if "taskResults" in status:
             status["results"] = status.pop("taskResults")
         # StepState.convertTo: v1's terminationReason is the terminated container's reason.

@@ -16,7 +16,9 @@ from signer.run import Run
 FORMATS = ("slsa/v1", "slsa/v2alpha3", "slsa/v2alpha4")
 FORMAT_ALIASES = {"in-toto": "slsa/v1"}
 DEFAULT_BUILDER_ID = "https://tekton.dev/chains/v2"
-BUILD_TYPES = ("https://tekton.dev/chains/v2/slsa", "https://tekton.dev/chains/v2/slsa-tekton")
+SLSA_BUILD_TYPE = "https://tekton.dev/chains/v2/slsa"
+TEKTON_BUILD_TYPE = "https://tekton.dev/chains/v2/slsa-tekton"
+BUILD_TYPES = (SLSA_BUILD_TYPE, TEKTON_BUILD_TYPE)
 _MODULES = {"slsa/v1": "slsa_v1", "slsa/v2alpha3": "slsa_v2alpha3", "slsa/v2alpha4": "slsa_v2alpha4"}
 
 

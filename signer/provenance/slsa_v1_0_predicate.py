@@ -23,17 +23,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from attestation.errors import InputError
 from signer import result_hints
 from signer.golang import format_go_duration, go_json, parse_go_duration, proto_timestamp
-from signer.provenance import common, gojson
+from signer.provenance import SLSA_BUILD_TYPE, TEKTON_BUILD_TYPE, Options, check_build_type, common, gojson
 from signer.result_hints import Artifact
-from signer.run import PIPELINE_TASK_LABEL, Result, Run, value_type
+from signer.run import Result, Run, executed_taskruns
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
-SLSA_BUILD_TYPE = "https://tekton.dev/chains/v2/slsa"
-TEKTON_BUILD_TYPE = "https://tekton.dev/chains/v2/slsa-tekton"
 JSON_MEDIA_TYPE = "application/json"
 
 # Names Chains gives resolved dependencies (pkg/chains/formats/slsa/internal/resolved_dependencies).
@@ -52,10 +49,7 @@ def resolve_build_type(build_type: str | None) -> str:
     """The configured ``buildDefinition.buildType``; empty means Chains' default."""
     if not build_type:
         return SLSA_BUILD_TYPE
-    if build_type not in (SLSA_BUILD_TYPE, TEKTON_BUILD_TYPE):
-        raise InputError(
-            f"unsupported build type {build_type!r}: want {SLSA_BUILD_TYPE} or {TEKTON_BUILD_TYPE}"
-        )
+    check_build_type(build_type)
     return build_type
 
 
@@ -251,8 +245,7 @@ def step_results_by_step(run: Run) -> list[list[Result]]:
     """StepAction results grouped by step (values were normalised when the run was loaded)."""
     out: list[list[Result]] = []
     for step in run.status.get("steps") or []:
-        out.append([Result(r["name"], value_type(r.get("value", "")), r.get("value", ""))
-                    for r in step.get("results") or []])
+        out.append([Result.of(r) for r in step.get("results") or []])
     return out
 
 
@@ -427,24 +420,6 @@ def taskrun_dependencies(run: Run, *, with_step_actions: bool, warnings: list[st
     return deps + dedupe(rest)
 
 
-def executed_taskruns(pipelinerun: Run, children: Sequence[Run]) -> list[Run]:
-    """Children that ran, in pipeline order: ``pipelineSpec.tasks`` then ``finally``, each task's
-    TaskRuns (several for a matrix) in input order, only those with a completionTime (Chains'
-    ``GetExecutedTasks``). Children are grouped by label once: pipelines can have hundreds of tasks."""
-    by_task: dict[str, list[Run]] = {}
-    for tr in children:
-        task = tr.labels.get(PIPELINE_TASK_LABEL)
-        if task is not None:
-            by_task.setdefault(task, []).append(tr)
-    spec = pipelinerun.resolved_spec
-    return [
-        tr
-        for task in [*(spec.get("tasks") or []), *(spec.get("finally") or [])]
-        for tr in by_task.get(task["name"], [])
-        if tr.completion_time
-    ]
-
-
 def _pipeline_task_descriptor(taskrun: Run, build_type: str) -> Dependency | None:
     ref_source = _refsource(taskrun.status)
     if build_type == TEKTON_BUILD_TYPE:
@@ -562,10 +537,8 @@ def statement(
 def build_statement(
     run: Run,
     children: Sequence[Run],
+    options: Options,
     *,
-    build_type: str | None,
-    builder_id: str,
-    deep_inspection: bool,
     with_step_actions: bool,
     subjects: Callable[[], Sequence[Artifact]],
     byproducts: Callable[[], Sequence[dict[str, Any]]],
@@ -576,7 +549,7 @@ def build_statement(
 
     ``subjects`` and ``byproducts`` are called after the dependencies, so warnings and the first error
     come in the order Chains' formatter meets them."""
-    resolved_type = resolve_build_type(build_type)
+    resolved_type = resolve_build_type(options.build_type)
     if run.kind == "TaskRun":
         deps = taskrun_dependencies(run, with_step_actions=with_step_actions, warnings=warnings)
     else:
@@ -584,7 +557,7 @@ def build_statement(
             run,
             children,
             build_type=resolved_type,
-            deep_inspection=deep_inspection,
+            deep_inspection=options.deep_inspection,
             with_step_actions=with_step_actions,
             warnings=warnings,
         )
@@ -593,7 +566,7 @@ def build_statement(
         run,
         subjects=found_subjects,
         build_type=resolved_type,
-        builder_id=builder_id,
+        builder_id=options.builder_id,
         dependencies=deps,
         byproducts=byproducts(),
         warnings=warnings,

@@ -27,6 +27,7 @@ from cryptography import x509
 from attestation.errors import InputError, VerificationError
 from attestation.spiffe import TrustBundle, load_pem_certificates, validate_trust_domain
 from attestation.x509 import VerifiedSvid, verify_svid
+from signer.run import ParamValue
 
 KEY_SVID = "SVID"
 KEY_MANIFEST = "RESULT_MANIFEST"
@@ -35,8 +36,6 @@ SIG_SUFFIX = ".sig"
 # the sidecar logs mode, 1 MiB in total); these are generous for honest runs.
 MAX_RESULTS = 1024
 MAX_SIGNATURE_TEXT = 8 * 1024
-
-ParamValue = str | list[str] | dict[str, str]
 
 
 # ----------------------------------------------------------------------------- canonicalisation

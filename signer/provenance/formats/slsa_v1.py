@@ -20,11 +20,10 @@ from signer.result_hints import (
     ArtifactList,
     append_materials,
     artifact_inputs,
-    executed_children,
     git_material,
     subjects_v1,
 )
-from signer.run import Run, children_by_pipeline_task
+from signer.run import Run, children_by_pipeline_task, executed_taskruns
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v0.1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v0.2"
@@ -120,7 +119,7 @@ def pipeline_materials(run: Run, children: Sequence[Run], deep: bool, warnings: 
     top = ref_source_artifact(run)
     if top is not None:
         mats.add(top)
-    executed = [tr for _, tr in executed_children(run, children)]
+    executed = executed_taskruns(run, children)
     for tr in executed:
         mats.extend(step_image_materials(tr))
         src = ref_source_artifact(tr)

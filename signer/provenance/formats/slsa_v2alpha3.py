@@ -27,9 +27,7 @@ def build(run: Run, children: Sequence[Run], options: Options, warnings: list[st
     return slsa_v1_0_predicate.build_statement(
         run,
         children,
-        build_type=options.build_type,
-        builder_id=options.builder_id,
-        deep_inspection=options.deep_inspection,
+        options,
         with_step_actions=False,
         subjects=lambda: result_hints.subjects_v1(
             run, children, deep_inspection=options.deep_inspection, warnings=warnings

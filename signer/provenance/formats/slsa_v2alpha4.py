@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from signer import result_hints
 from signer.provenance import slsa_v1_0_predicate
-from signer.run import Run
+from signer.run import Run, executed_taskruns
 
 if TYPE_CHECKING:
     from signer.provenance import Options
@@ -31,7 +31,7 @@ def byproducts(run: Run, children: Sequence[Run], *, deep_inspection: bool) -> l
         return taskrun_byproducts(run)
     out = slsa_v1_0_predicate.filtered_result_byproducts(run.name, run.results, "pipelineRunResults")
     if deep_inspection:
-        for tr in slsa_v1_0_predicate.executed_taskruns(run, children):
+        for tr in executed_taskruns(run, children):
             out += taskrun_byproducts(tr)
     return out
 
@@ -40,9 +40,7 @@ def build(run: Run, children: Sequence[Run], options: Options, warnings: list[st
     return slsa_v1_0_predicate.build_statement(
         run,
         children,
-        build_type=options.build_type,
-        builder_id=options.builder_id,
-        deep_inspection=options.deep_inspection,
+        options,
         with_step_actions=True,
         subjects=lambda: result_hints.subjects_build_artifacts(
             run, children, deep_inspection=options.deep_inspection, warnings=warnings
