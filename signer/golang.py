@@ -6,6 +6,7 @@ A leaf: it imports nothing of the signer, so the run model and every format can 
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -169,3 +170,7 @@ def format_go_duration(ns: int) -> str:
             if hours:
                 text = f"{hours}h" + text
     return "-" + text if ns < 0 else text
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")

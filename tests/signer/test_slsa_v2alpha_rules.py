@@ -3,15 +3,20 @@ through the Go struct, and how resolved dependencies are de-duplicated."""
 
 from __future__ import annotations
 
-from signer.provenance import slsa_v1_0_predicate
-from signer.provenance.slsa_v1_0_predicate import Dependency
+from signer.provenance import resolved_dependencies, slsa_v1_0_predicate
+from signer.provenance.resolved_dependencies import Dependency
 
 
 def test_feature_flags_follow_the_go_struct() -> None:
     warnings: list[str] = []
     got = slsa_v1_0_predicate.feature_flags(
-        {"EnableAPIFields": "alpha", "enableTektonOCIBundles": False, "setSecurityContext": "yes",
-         "coschedule": "", "unknown": True},
+        {
+            "EnableAPIFields": "alpha",
+            "enableTektonOCIBundles": False,
+            "setSecurityContext": "yes",
+            "coschedule": "",
+            "unknown": True,
+        },
         warnings,
         "tr.yaml: status.provenance.featureFlags",
     )
@@ -29,4 +34,8 @@ def test_dedupe_keeps_config_entries_and_ignores_names() -> None:
         Dependency(name="inputs/result", uri=a.uri, digest=a.digest, content=b"x"),  # content differs
         Dependency(uri=a.uri, digest=a.digest),  # dropped
     ]
-    assert [d.name for d in slsa_v1_0_predicate.dedupe(deps)] == ["pipeline", "stepAction/s", "inputs/result"]
+    assert [d.name for d in resolved_dependencies.dedupe(deps)] == [
+        "pipeline",
+        "stepAction/s",
+        "inputs/result",
+    ]
