@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from signer.image_refs import parse_digest
 from signer.result_hints import (
     Artifact,
     OCIImage,
@@ -15,7 +16,6 @@ from signer.result_hints import (
     git_material,
     is_build_artifact_result,
     oci_images,
-    parse_digest,
     subjects_build_artifacts,
     subjects_v1,
 )

@@ -8,13 +8,13 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from signer.image_refs import parse_digest
 from signer.result_hints import (
     artifact_inputs,
     artifact_outputs,
     artifact_uri_pairs,
     git_material,
     oci_images,
-    parse_digest,
     subjects_build_artifacts,
     subjects_v1,
 )
