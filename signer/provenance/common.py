@@ -106,6 +106,3 @@ def condition_status(run: Run) -> str:
         return ""
     return {"True": "Succeeded", "False": "Failed", "Unknown": "Running"}.get(conditions[0].get("status"), "")
 
-
-def dedupe(lines: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(lines))

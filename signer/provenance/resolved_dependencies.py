@@ -13,7 +13,7 @@ from typing import Any
 from signer import result_hints
 from signer.golang import b64, go_json
 from signer.provenance import TEKTON_BUILD_TYPE, common, gojson
-from signer.result_hints import Artifact
+from signer.result_hints import GIT_COMMIT, GIT_URL, Artifact
 from signer.run import Result, Run, executed_taskruns
 
 # Names Chains gives resolved dependencies (pkg/chains/formats/slsa/internal/resolved_dependencies).
@@ -22,9 +22,6 @@ TASK_CONFIG = "task"
 PIPELINE_TASK_CONFIG = "pipelineTask"
 INPUT_RESULT = "inputs/result"
 STEP_ACTION_PREFIX = "stepAction/"
-
-GIT_COMMIT = "CHAINS-GIT_COMMIT"
-GIT_URL = "CHAINS-GIT_URL"
 
 
 def status_ref_source(status: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from signer import result_hints
-from signer.golang import b64, format_go_duration, go_json, parse_go_duration, proto_timestamp
+from signer.golang import b64, go_json, proto_timestamp
 from signer.provenance import SLSA_BUILD_TYPE, TEKTON_BUILD_TYPE, Options, check_build_type, gojson
 from signer.provenance.resolved_dependencies import (
     Dependency,
@@ -40,16 +40,12 @@ PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 JSON_MEDIA_TYPE = "application/json"
 
 
-_ARTIFACT_OUTPUTS = "ARTIFACT_OUTPUTS"
-
-
 def resolve_build_type(build_type: str | None) -> str:
     """The configured ``buildDefinition.buildType``; empty means Chains' default."""
     if not build_type:
         return SLSA_BUILD_TYPE
     check_build_type(build_type)
     return build_type
-
 
 
 # --------------------------------------------------------------------------------------------------
@@ -81,12 +77,6 @@ def build_metadata(run: Run) -> dict[str, Any]:
 # externalParameters
 
 
-def _go_duration(value: Any) -> Any:
-    """metav1.Duration re-marshals as ``Duration.String()``; values Go could not parse pass through."""
-    ns = parse_go_duration(value) if isinstance(value, str) else None
-    return value if ns is None else format_go_duration(ns)
-
-
 def run_spec(run: Run) -> dict[str, Any]:
     """``runSpec``: the run's spec as Chains' Go round trip emits it (see :mod:`signer.provenance.gojson`)."""
     return gojson.run_spec(run.kind, run.spec)
@@ -103,7 +93,6 @@ def remote_refsource(run: Run) -> Mapping[str, Any] | None:
     if not isinstance(resolver, str) or resolver in ("", "Cluster"):
         return None
     return status_ref_source(run.status)
-
 
 
 def build_config_source(ref_source: Mapping[str, Any]) -> dict[str, str]:
@@ -217,7 +206,6 @@ def internal_parameters(run: Run, build_type: str, warnings: list[str]) -> dict[
 # results and byproducts
 
 
-
 def json_byproduct(name: str, value: Any) -> dict[str, Any]:
     return {"name": name, "mediaType": JSON_MEDIA_TYPE, "content": b64(go_json(value))}
 
@@ -251,7 +239,6 @@ def filtered_result_byproducts(
         for r in results
         if not is_build_artifact_or_invalid(r) and not _is_image_hint(r.name)
     ]
-
 
 
 # --------------------------------------------------------------------------------------------------
