@@ -1,23 +1,23 @@
 """The ``signer`` command line: provenance for Tekton runs, signing, key generation.
 
-Every failure is one line on stderr and exit code 2 (DESIGN §3); hint warnings go to stderr prefixed
-``warning:`` and leave the exit code alone. Commands share option decorators so new signing backends
-(``--spiffe-socket``, ``--keyless``) and storage options slot into ``sign`` without restructuring.
+A thin shell: ``sign`` is :func:`signer.attest.attest` with its configuration taken from flags. Every
+failure is one line on stderr and exit code 2 (DESIGN §3), a temporary one saying so; hint warnings go to
+stderr prefixed ``warning:`` and leave the exit code alone; ``-v`` adds the debug log.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from attestation.errors import InputError, ProvgateError
+from attestation.errors import InputError, ProvgateError, ResultsNotVerified, TransientError
 from signer.documents import load_documents
 from signer.provenance import (
     BUILD_TYPES,
@@ -31,6 +31,9 @@ from signer.provenance import (
     generate,
 )
 from signer.run import Run, child_taskruns, require_completed, to_run
+
+if TYPE_CHECKING:
+    from signer.spire.nonfalsifiability import SpireConfig
 
 EXIT_INPUT = 2
 
@@ -69,10 +72,7 @@ def load_run_input(run_path: str, taskrun_paths: Sequence[str]) -> RunInput:
 
 
 def build_provenance(run_path: str, taskrun_paths: Sequence[str], options: Options) -> Provenance:
-    return _generate(load_run_input(run_path, taskrun_paths), options)
-
-
-def _generate(inp: RunInput, options: Options) -> Provenance:
+    inp = load_run_input(run_path, taskrun_paths)
     provenance = generate(inp.run, inp.children, options)
     for line in provenance.warnings:
         click.echo(f"warning: {line}", err=True)
@@ -136,7 +136,10 @@ def _pretty(data: bytes) -> str:
 # --------------------------------------------------------------------------------------------- commands
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-def cli() -> None:
+@click.option("-v", "--verbose", is_flag=True,
+              help="Also print what happens on stderr: the backends chosen, what was stored where, registry "
+                   "retries (the debug log).")
+def cli(verbose: bool = False) -> None:
     """Build, sign and store provenance for Tekton TaskRuns and PipelineRuns.
 
     \b
@@ -145,6 +148,31 @@ def cli() -> None:
       signer sign taskrun.json --key cosign.key --out provenance.dsse.json
       signer generate-key-pair --output-key-prefix cosign
     """
+    _log_to_stderr(logging.DEBUG if verbose else logging.WARNING)
+
+
+class _StderrLines(logging.Handler):
+    """The log of the signer and its libraries as CLI lines: ``warning: ...``; ``debug: <module>: ...``.
+
+    Writes to the ``sys.stderr`` of the moment, so one handler serves every in-process run."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            prefix = "warning" if record.levelno >= logging.WARNING else f"debug: {record.name}"
+            click.echo(f"{prefix}: {record.getMessage()}", err=True)
+        except Exception:
+            self.handleError(record)
+
+
+_STDERR = _StderrLines()
+
+
+def _log_to_stderr(level: int) -> None:
+    for name in ("signer", "attestation"):
+        logger = logging.getLogger(name)
+        if _STDERR not in logger.handlers:
+            logger.addHandler(_STDERR)
+        logger.setLevel(level)
 
 
 @cli.command("provenance")
@@ -239,15 +267,21 @@ def sign_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspection: boo
       signer sign taskrun.yaml --key cosign.key --enforce-nonfalsifiability spire \\
           --spire-trust-bundle bundle.pem --spire-trust-domain example.org
     """
-    from attestation import intoto
-    from signer.storage import SignedProvenance, StorageConfig, parse_backends, store
+    from signer.attest import ArtifactConfig, AttestConfig, attest
+    from signer.signing import SigningBackend
+    from signer.spire.nonfalsifiability import SpireConfig
+    from signer.storage import StorageConfig, parse_backends
 
     if (key is None) == (spiffe_socket is None):
         raise click.UsageError("give exactly one of --key FILE or --spiffe-socket URI")
     if spiffe_socket is None and (tsa_url or spiffe_id):
         raise click.UsageError("--tsa-url and --spiffe-id go with --spiffe-socket")
-    config = StorageConfig(
-        backends=parse_backends(storage),
+    backends = parse_backends(storage)
+    if "tekton" in backends and not annotations_out:
+        raise InputError("--storage tekton needs --annotations-out FILE (the annotation map to apply)")
+    if "file" in backends and not file_out:
+        raise InputError("--storage file needs --file-out FILE (JSON lines, one attestation per line)")
+    storage_config = StorageConfig(
         oci_encoding_format=oci_encoding_format,
         oci_repository=oci_repository,
         insecure_registries=insecure_registries,
@@ -255,41 +289,46 @@ def sign_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspection: boo
         annotations_out=annotations_out,
         file_out=file_out,
     )
-    config.check()
+    storage_config.check(backends)
     spire_config = _spire_config(enforce_nonfalsifiability, spire_trust_bundle, spire_trust_domain)
-    options = _options(fmt, deep_inspection, builder_id, build_type)
+    signing: SigningBackend
     if spiffe_socket is not None:
-        from signer.signing import spire as spire_signing
+        from signer.signing.spire import SvidSigning
 
-        # Fetch the SVID first: with the agent down nothing is built and nothing is written.
-        svid_signer = spire_signing.fetch_svid_signer(spiffe_socket, spiffe_id=spiffe_id)
-        inp = load_run_input(run, taskruns)
-        _enforce(inp, spire_config, config)
-        prov = _generate(inp, options)
-        svid = spire_signing.sign_payload(intoto.serialize(prov.statement), svid_signer, tsa_url=tsa_url)
-        signed = SignedProvenance(
-            prov.statement,
-            svid.envelope,
-            certificate_chain_der=tuple(svid.certificate_chain_der()),
-            rfc3161_timestamps=(svid.rfc3161_timestamp,) if svid.rfc3161_timestamp else (),
-        )
+        # The SVID itself is fetched by attest() before anything is built: it rotates.
+        signing, name = SvidSigning(spiffe_socket, spiffe_id=spiffe_id, tsa_url=tsa_url), "spire"
     else:
-        from signer.signing.key import load_signer, sign_statement
+        from signer.signing.key import KeySigning
 
-        # Load the key first: a wrong password should not cost a provenance build, and nothing is
-        # written unless both succeed.
-        signer_ = load_signer(key or "", password_file=key_password_file)
-        inp = load_run_input(run, taskruns)
-        _enforce(inp, spire_config, config)
-        prov = _generate(inp, options)
-        signed = SignedProvenance(prov.statement, sign_statement(prov.statement, signer_), signer_.public_key)
-    if out is not None or not config.backends:
-        _write_output(signed.portable(), out)
-    for line in store(signed, kind=inp.run.kind, uid=inp.run.uid, config=config):
-        click.echo(f"stored in {line}", err=True)
+        # Load the key first: a wrong password should not cost reading the run.
+        signing, name = KeySigning.load(key or "", password_file=key_password_file), "key"
+    artifact = ArtifactConfig(format=fmt, storage=backends, signer=name, deep_inspection=deep_inspection)
+    config = AttestConfig(
+        signers={name: signing},
+        taskrun=artifact,
+        pipelinerun=artifact,
+        builder_id=builder_id,
+        build_type=build_type,
+        storage=storage_config,
+        spire=spire_config or SpireConfig(),
+    )
+    inp = load_run_input(run, taskruns)
+    try:
+        outcome = attest(inp.run, inp.children, config)
+    except ResultsNotVerified as err:
+        for reason in err.reasons:
+            click.echo(f"not verified: {reason}", err=True)
+        if "tekton" in backends and annotations_out:
+            click.echo(f"marked failed: annotations written to {annotations_out}", err=True)
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    if out is not None or not backends:
+        _write_output(outcome.signed.portable(), out)
+    for where in outcome.stored:
+        click.echo(f"stored in {where}", err=True)
 
 
-def _spire_config(mode: str, bundle_file: str | None, trust_domain: str | None) -> Any:
+def _spire_config(mode: str, bundle_file: str | None, trust_domain: str | None) -> SpireConfig | None:
     if mode == "none":
         if bundle_file or trust_domain:
             raise click.UsageError(
@@ -306,44 +345,14 @@ def _spire_config(mode: str, bundle_file: str | None, trust_domain: str | None) 
     return SpireConfig("spire", trust_domain=trust_domain, bundle=load_trust_bundle(bundle_file))
 
 
-def _enforce(inp: RunInput, spire_config: Any, storage: Any) -> None:
-    """With enforce-nonfalsifiability spire, a run whose results do not verify gets no provenance:
-    exit 1 with the reasons, nothing signed or stored. With the tekton storage the run is marked failed
-    with the reason instead (the annotation map written to --annotations-out)."""
-    if spire_config is None:
-        return
-    from signer.spire.nonfalsifiability import check_nonfalsifiability
-
-    verdict = check_nonfalsifiability(inp.run, spire_config, children=inp.children)
-    if verdict.allowed:
-        return
-    for reason in verdict.reasons:
-        click.echo(f"not verified: {reason}", err=True)
-    if "tekton" in storage.backends and storage.annotations_out:
-        from signer.storage import write_atomic
-        from signer.storage.tekton import failure_annotations
-
-        notes = failure_annotations(verdict.reasons)
-        write_atomic(storage.annotations_out, json.dumps(notes, indent=2).encode() + b"\n")
-        click.echo(f"marked failed: annotations written to {storage.annotations_out}", err=True)
-    click.echo(f"error: {inp.run.kind} {inp.run.namespace}/{inp.run.name} gets no provenance: its "
-               "SPIRE-signed results do not verify (enforce-nonfalsifiability: spire)", err=True)
-    sys.exit(1)
-
-
 def _write_output(data: bytes, out: str | None) -> None:
     if out is None:
         sys.stdout.buffer.write(data + b"\n")
         sys.stdout.flush()
         return
-    path = Path(out)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data + b"\n")
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise InputError(f"cannot write {out}: {err.strerror or err}") from None
+    from signer.storage import write_atomic
+
+    write_atomic(out, data + b"\n")
 
 
 @cli.command("verify-results")
@@ -452,6 +461,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; every failure is one stderr line and exit code 2, never a traceback."""
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="signer", standalone_mode=False)
+    except TransientError as err:
+        _fail(f"{err} (temporary: try again later)")
     except ProvgateError as err:
         _fail(str(err))
     except click.exceptions.Abort:

@@ -126,3 +126,37 @@ def test_oci_storage_unreachable_registry(signer, key_pair, tmp_path):
     run = write_sample(tmp_path, f"127.0.0.1:{free_port()}/app", "sha256:" + "cd" * 32)
     proc = signer("sign", str(run), "--key", str(key_pair[0]), "--storage", "oci", env=PASSWORD)
     assert_error(proc, "127.0.0.1")
+
+
+def test_a_temporary_failure_says_so_and_a_permanent_one_does_not(signer, key_pair, tmp_path, registry_plain):
+    from tests.infra import free_port
+
+    down = write_sample(tmp_path, f"127.0.0.1:{free_port()}/app", "sha256:" + "cd" * 32)
+    proc = signer("sign", str(down), "--key", str(key_pair[0]), "--storage", "oci", env=PASSWORD)
+    assert_error(proc, "connection failed", "(temporary: try again later)")
+
+    missing = write_sample(tmp_path, registry_plain.repo("missing"), "sha256:" + "cd" * 32)
+    proc = signer("sign", str(missing), "--key", str(key_pair[0]), "--storage", "oci", env=PASSWORD)
+    assert_error(proc, "not found")
+    assert "temporary" not in proc.stderr
+
+
+def test_verbose_prints_the_debug_log_which_is_silent_by_default(signer, key_pair, tmp_path, pushed_image):
+    repo, digest = pushed_image
+    run = write_sample(tmp_path, repo, digest)
+    args = ("sign", str(run), "--key", str(key_pair[0]), "--storage", "oci")
+    quiet = signer(*args, env=PASSWORD)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == f"stored in oci (dsse): {repo}@{digest}\n"
+
+    loud = signer("-v", *args, env=PASSWORD)
+    assert loud.returncode == 0, loud.stderr
+    lines = loud.stderr.splitlines()
+    assert lines[-1] == f"stored in oci (dsse): {repo}@{digest} (already stored)"
+    debug = [line for line in lines if line.startswith("debug: ")]
+    assert debug and len(debug) == len(lines) - 1
+    assert any(
+        line.startswith("debug: signer.attest: PipelineRun ") and f"signed with key {key_pair[0]}" in line
+        for line in debug
+    )
+    assert f"debug: signer.storage.oci: {repo}@{digest} already carries this statement" in loud.stderr
