@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import ipaddress
+import logging
 import os
 import random
 import ssl
@@ -35,6 +36,8 @@ RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 MAX_ERROR_BODY = 64 * 1024
 MAX_TOKEN_BYTES = 1024 * 1024
 USER_AGENT = "provgate/0.1"
+
+log = logging.getLogger(__name__)
 
 
 def is_loopback(registry: str) -> bool:
@@ -385,6 +388,7 @@ class RegistryClient:
             if time.monotonic() + delay >= deadline:
                 raise RegistryUnavailable(f"{where}: {reason}; retrying would pass the deadline")
             attempt += 1
+            log.debug("%s: %s; retrying in %.2f s (attempt %d)", where, reason, delay, attempt + 1)
             await asyncio.sleep(delay)
 
     async def _send(

@@ -160,3 +160,16 @@ def test_verbose_prints_the_debug_log_which_is_silent_by_default(signer, key_pai
         for line in debug
     )
     assert f"debug: signer.storage.oci: {repo}@{digest} already carries this statement" in loud.stderr
+
+
+def test_verbose_shows_the_registry_retries_before_the_error(signer, key_pair, tmp_path):
+    from tests.infra import free_port
+
+    host = f"127.0.0.1:{free_port()}"
+    down = write_sample(tmp_path, f"{host}/app", "sha256:" + "cd" * 32)
+    proc = signer("-v", "sign", str(down), "--key", str(key_pair[0]), "--storage", "oci", env=PASSWORD)
+    assert proc.returncode == 2
+    *debug, last = proc.stderr.splitlines()
+    retries = [line for line in debug if line.startswith("debug: attestation.oci.registry: ")]
+    assert len(retries) == 3 and all(f"({host}/app): connection failed" in line for line in retries)
+    assert last.startswith("error: ") and last.endswith("(temporary: try again later)")
