@@ -4,11 +4,9 @@ that a second attestation of a run adds nothing, and that every failure says whe
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
-import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +22,6 @@ from attestation.errors import (
     WrongPasswordError,
 )
 from attestation.oci.reader import fetch_attestations_sync
-from attestation.oci.writer import push_image
 from signer import samples
 from signer.attest import ArtifactConfig, AttestConfig, attest
 from signer.documents import load_documents
@@ -35,8 +32,9 @@ from signer.spire.nonfalsifiability import SpireConfig
 from signer.storage import StorageConfig
 from signer.storage.oci import OciStored
 from tests.infra import free_port
-from tests.infra.registry import RegistryServer, registry_plain
+from tests.infra.registry import registry_plain
 from tests.oci.faults import Answer, fault_server
+from tests.oci.helpers import push_small_image
 from tests.spire.certs import make_ca, make_svid
 from tests.spire.tekton import taskrun, termination_results
 
@@ -66,17 +64,6 @@ def config(signing, *storage: str, name: str = "key", **kw) -> AttestConfig:
     return AttestConfig(signers={name: signing}, taskrun=artifact, pipelinerun=artifact, **kw)
 
 
-def push(server: RegistryServer) -> tuple[str, str]:
-    repo = server.repo("attest")
-
-    async def go() -> str:
-        async with server.client() as client:
-            image = await push_image(client, repo, [repo.encode()], deadline=time.monotonic() + 30)
-            return image.reference.digest
-
-    return repo, asyncio.run(go())
-
-
 def stored_envelopes(ref: str) -> list[dsse.Envelope]:
     _, found = fetch_attestations_sync(ref)
     return [
@@ -91,7 +78,7 @@ def stored_envelopes(ref: str) -> list[dsse.Envelope]:
 
 
 def test_outcome_says_what_was_stored_where(registry_plain, key_backends, tmp_path):
-    repo, digest = push(registry_plain)
+    repo, digest = push_small_image(registry_plain, "attest")
     run, children = pipeline(repo, digest)
     lines, notes = tmp_path / "att.jsonl", tmp_path / "notes.json"
     storage = StorageConfig(file_out=str(lines), annotations_out=str(notes))
@@ -142,7 +129,7 @@ def test_hint_warnings_come_back_and_are_logged(key_backends, caplog):
 
 @pytest.mark.parametrize("encoding", ["dsse", "sigstore-bundle"])
 def test_attesting_a_run_again_stores_nothing_new(registry_plain, key_backends, encoding):
-    repo, digest = push(registry_plain)
+    repo, digest = push_small_image(registry_plain, "attest")
     run, children = pipeline(repo, digest)
     cfg = config(key_backends[0], "oci", storage=StorageConfig(oci_encoding_format=encoding))
 
@@ -158,7 +145,7 @@ def test_attesting_a_run_again_stores_nothing_new(registry_plain, key_backends, 
 
 
 def test_the_same_statement_signed_by_another_key_does_not_count_as_stored(registry_plain, key_backends):
-    repo, digest = push(registry_plain)
+    repo, digest = push_small_image(registry_plain, "attest")
     run, children = pipeline(repo, digest)
     theirs = attest(run, children, config(key_backends[1], "oci"))
     ours = attest(run, children, config(key_backends[0], "oci"))

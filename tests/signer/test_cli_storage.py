@@ -3,10 +3,8 @@ anything is signed or written."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -14,9 +12,9 @@ import yaml
 
 from attestation import bundle, dsse, keys
 from attestation.oci.reader import fetch_attestations_sync
-from attestation.oci.writer import push_image
 from signer import samples
 from tests.infra.registry import registry_plain, registry_referrers
+from tests.oci.helpers import push_small_image
 from tests.signer.test_cli import assert_error, key_pair, signer
 
 __all__ = ["key_pair", "registry_plain", "registry_referrers", "signer"]
@@ -36,14 +34,7 @@ def write_sample(tmp_path: Path, image_url: str, image_digest: str) -> Path:
 @pytest.fixture
 def pushed_image(registry_plain) -> tuple[str, str]:
     """(repository, digest) of a fresh tiny image on the plain registry."""
-    repo = registry_plain.repo("signer-storage")
-
-    async def push() -> str:
-        async with registry_plain.client() as client:
-            image = await push_image(client, repo, [repo.encode()], deadline=time.monotonic() + 30)
-            return image.reference.digest
-
-    return repo, asyncio.run(push())
+    return push_small_image(registry_plain, "signer-storage")
 
 
 @pytest.mark.parametrize("encoding", ["dsse", "sigstore-bundle"])

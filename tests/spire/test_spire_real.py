@@ -9,7 +9,6 @@ and checked by the last, so the wait overlaps with the other tests.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
 import json
@@ -26,7 +25,6 @@ from attestation import intoto
 from attestation.bundle import envelope_to_bundle, parse_bundle
 from attestation.dsse import Envelope
 from attestation.oci.reader import fetch_attestations_sync
-from attestation.oci.writer import push_image
 from attestation.spiffe import load_pem_certificates
 from attestation.timestamp import verify_timestamp
 from attestation.x509 import verify_envelope_x509
@@ -37,6 +35,7 @@ from tests.infra import free_port
 from tests.infra.registry import RegistryServer
 from tests.infra.spire import Spire, SpireServer, run_spire
 from tests.infra.tsa import Tsa
+from tests.oci.helpers import push_small_image
 from tests.signer.test_cli_storage import write_sample
 
 pytestmark = pytest.mark.xdist_group("spire")
@@ -350,17 +349,6 @@ def test_spiffe_bundle_json_from_the_server_works_too(
 # ----------------------------------------------------------------------------- registry path
 
 
-def _push(server: RegistryServer) -> tuple[str, str]:
-    repo = server.repo("spire")
-
-    async def push() -> str:
-        async with server.client() as client:
-            image = await push_image(client, repo, [repo.encode()], deadline=time.monotonic() + 30)
-            return image.reference.digest
-
-    return repo, asyncio.run(push())
-
-
 @pytest.mark.parametrize(
     ("registry", "encoding"),
     [
@@ -383,7 +371,7 @@ def test_stored_in_the_registry_and_allowed_from_there(
     encoding,
 ):
     server: RegistryServer = request.getfixturevalue(registry)
-    repo, digest = _push(server)
+    repo, digest = push_small_image(server, "spire")
     run = write_sample(tmp_path, repo, digest)
     proc = signer(
         "sign",
@@ -463,7 +451,7 @@ def _nothing_stored(tmp_path: Path, server: RegistryServer, ref: str) -> None:
 
 
 def test_agent_down_signs_and_stores_nothing(signer, registry_plain, tmp_path):
-    repo, digest = _push(registry_plain)
+    repo, digest = push_small_image(registry_plain, "spire")
     run = write_sample(tmp_path, repo, digest)
     with run_spire() as private:
         private.issue(SIGNER_ID)
@@ -491,7 +479,7 @@ def test_agent_down_signs_and_stores_nothing(signer, registry_plain, tmp_path):
 
 
 def test_tsa_down_signs_and_stores_nothing(signer, issued, registry_plain, tmp_path):
-    repo, digest = _push(registry_plain)
+    repo, digest = push_small_image(registry_plain, "spire")
     run = write_sample(tmp_path, repo, digest)
     tsa_url = f"http://127.0.0.1:{free_port()}/api/v1/timestamp"
     proc = signer(
