@@ -40,6 +40,7 @@ EXIT_INPUT = 2
 
 # --------------------------------------------------------------------------------------------- inputs
 
+
 @dataclass(frozen=True)
 class RunInput:
     run: Run
@@ -103,21 +104,46 @@ def provenance_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """RUN and the options shared by every command that builds a statement."""
     decorators = [
         click.argument("run", metavar="RUN", type=click.Path(dir_okay=False)),
-        click.option("--taskrun", "taskruns", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
-                     help="A file with child TaskRuns of the PipelineRun (repeatable; YAML/JSON, a List "
-                          "is fine). Not needed when RUN is a List that already holds them."),
-        click.option("--format", "fmt", default="slsa/v1", show_default=True, callback=_check_format,
-                     metavar="|".join(FORMAT_CHOICES),
-                     help="Provenance format, as Tekton Chains names them ('in-toto' = 'slsa/v1', SLSA v0.2 "
-                          "predicate; 'slsa/v2alpha3' and 'slsa/v2alpha4' are SLSA v1.0)."),
-        click.option("--deep-inspection", is_flag=True,
-                     help="PipelineRuns: also take subjects and materials from the child TaskRuns' results, "
-                          "not only from the pipeline results (Chains' enable-deep-inspection)."),
-        click.option("--builder-id", default=DEFAULT_BUILDER_ID, show_default=True, metavar="ID",
-                     help="builder.id recorded in the predicate."),
-        click.option("--build-type", default=None, callback=_check_build_type, metavar="URI",
-                     help=f"SLSA v1.0 buildType for the slsa/v2alpha* formats: {' or '.join(BUILD_TYPES)} "
-                          "(default the first)."),
+        click.option(
+            "--taskrun",
+            "taskruns",
+            multiple=True,
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="A file with child TaskRuns of the PipelineRun (repeatable; YAML/JSON, a List "
+            "is fine). Not needed when RUN is a List that already holds them.",
+        ),
+        click.option(
+            "--format",
+            "fmt",
+            default="slsa/v1",
+            show_default=True,
+            callback=_check_format,
+            metavar="|".join(FORMAT_CHOICES),
+            help="Provenance format, as Tekton Chains names them ('in-toto' = 'slsa/v1', SLSA v0.2 "
+            "predicate; 'slsa/v2alpha3' and 'slsa/v2alpha4' are SLSA v1.0).",
+        ),
+        click.option(
+            "--deep-inspection",
+            is_flag=True,
+            help="PipelineRuns: also take subjects and materials from the child TaskRuns' results, "
+            "not only from the pipeline results (Chains' enable-deep-inspection).",
+        ),
+        click.option(
+            "--builder-id",
+            default=DEFAULT_BUILDER_ID,
+            show_default=True,
+            metavar="ID",
+            help="builder.id recorded in the predicate.",
+        ),
+        click.option(
+            "--build-type",
+            default=None,
+            callback=_check_build_type,
+            metavar="URI",
+            help=f"SLSA v1.0 buildType for the slsa/v2alpha* formats: {' or '.join(BUILD_TYPES)} "
+            "(default the first).",
+        ),
     ]
     for decorator in reversed(decorators):
         f = decorator(f)
@@ -135,10 +161,15 @@ def _pretty(data: bytes) -> str:
 
 # --------------------------------------------------------------------------------------------- commands
 
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option("-v", "--verbose", is_flag=True,
-              help="Also print what happens on stderr: the backends chosen, what was stored where, registry "
-                   "retries (the debug log).")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Also print what happens on stderr: the backends chosen, what was stored where, registry "
+    "retries (the debug log).",
+)
 def cli(verbose: bool = False) -> None:
     """Build, sign and store provenance for Tekton TaskRuns and PipelineRuns.
 
@@ -177,10 +208,22 @@ def _log_to_stderr(level: int) -> None:
 
 @cli.command("provenance")
 @provenance_options
-@click.option("--output", type=click.Choice(["json"]), default="json", show_default=True,
-              help="Output format of the statement.")
-def provenance_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspection: bool, builder_id: str,
-                   build_type: str | None, output: str) -> None:
+@click.option(
+    "--output",
+    type=click.Choice(["json"]),
+    default="json",
+    show_default=True,
+    help="Output format of the statement.",
+)
+def provenance_cmd(
+    run: str,
+    taskruns: tuple[str, ...],
+    fmt: str,
+    deep_inspection: bool,
+    builder_id: str,
+    build_type: str | None,
+    output: str,
+) -> None:
     """Print the unsigned in-toto statement for a completed run.
 
     RUN is a YAML or JSON file with a TaskRun or PipelineRun (tekton.dev/v1, or v1beta1 which is
@@ -201,54 +244,129 @@ def provenance_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspectio
 
 @cli.command("sign")
 @provenance_options
-@click.option("--key", "key", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Private key: a cosign encrypted key (cosign.key) or an unencrypted PEM key.")
-@click.option("--spiffe-socket", metavar="URI",
-              help="Sign with this workload's SPIRE X509-SVID from the Workload API at URI "
-                   "(unix:///path/api.sock); prints a Sigstore bundle with the certificate chain.")
+@click.option(
+    "--key",
+    "key",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Private key: a cosign encrypted key (cosign.key) or an unencrypted PEM key.",
+)
+@click.option(
+    "--spiffe-socket",
+    metavar="URI",
+    help="Sign with this workload's SPIRE X509-SVID from the Workload API at URI "
+    "(unix:///path/api.sock); prints a Sigstore bundle with the certificate chain.",
+)
 @click.option("--spiffe-id", metavar="ID", help="With --spiffe-socket: which of the issued SVIDs to use.")
-@click.option("--tsa-url", metavar="URL",
-              help="With --spiffe-socket: RFC 3161 timestamp authority to timestamp the signature at.")
-@click.option("--key-password-file", type=click.Path(dir_okay=False), metavar="FILE",
-              help="File with the key's password (one trailing newline is ignored). Otherwise "
-                   "COSIGN_PASSWORD is used, or you are asked when a terminal is attached.")
-@click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
-              help="Write the signed attestation to FILE (default: stdout when no --storage is given).")
-@click.option("--storage", default="", metavar="LIST",
-              help="Where to store it, comma-separated: oci (next to every image subject in its registry), "
-                   "tekton (the run annotations Chains writes, to --annotations-out), file (append a JSON "
-                   "line to --file-out).")
-@click.option("--oci-encoding-format", type=click.Choice(["dsse", "sigstore-bundle"]), default="dsse",
-              show_default=True,
-              help="oci storage: dsse = a layer of cosign's sha256-<hex>.att tag; sigstore-bundle = a "
-                   "Sigstore bundle as an OCI 1.1 referrer (Chains' storage.oci.encoding-format).")
-@click.option("--oci-repository", metavar="REPO",
-              help="oci storage, dsse: put the .att tags in REPO instead of the image's repository.")
-@click.option("--insecure-registry", "insecure_registries", multiple=True, metavar="HOST",
-              help="Registry to reach over plain HTTP (repeatable). Loopback registries need no flag.")
-@click.option("--registry-ca", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
-              help="CA certificates (PEM) to trust for registry TLS.")
-@click.option("--annotations-out", type=click.Path(dir_okay=False), metavar="FILE",
-              help="tekton storage: write the annotation map (JSON) here for the operator to apply.")
-@click.option("--file-out", type=click.Path(dir_okay=False), metavar="FILE",
-              help="file storage: append one JSON line (envelope, or bundle for SVID signatures) here.")
-@click.option("--enforce-nonfalsifiability", type=click.Choice(["none", "spire"]), default="none",
-              show_default=True,
-              help="Tekton's switch: with 'spire', a run (or any child TaskRun of a PipelineRun) whose "
-                   "SPIRE-signed results do not verify gets no provenance: nothing is signed or stored, "
-                   "the reasons go to stderr and the exit code is 1.")
-@click.option("--spire-trust-bundle", type=click.Path(dir_okay=False), metavar="FILE",
-              help="With --enforce-nonfalsifiability spire: the SPIRE trust bundle (PEM or SPIFFE JSON).")
-@click.option("--spire-trust-domain", metavar="TD",
-              help="With --enforce-nonfalsifiability spire: the trust domain of the TaskRun SVIDs.")
-def sign_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspection: bool, builder_id: str,
-             build_type: str | None, key: str | None, key_password_file: str | None, out: str | None,
-             spiffe_socket: str | None = None, spiffe_id: str | None = None,
-             tsa_url: str | None = None, storage: str = "", oci_encoding_format: str = "dsse",
-             oci_repository: str | None = None, insecure_registries: tuple[str, ...] = (),
-             registry_ca: str | None = None, annotations_out: str | None = None,
-             file_out: str | None = None, enforce_nonfalsifiability: str = "none",
-             spire_trust_bundle: str | None = None, spire_trust_domain: str | None = None) -> None:
+@click.option(
+    "--tsa-url",
+    metavar="URL",
+    help="With --spiffe-socket: RFC 3161 timestamp authority to timestamp the signature at.",
+)
+@click.option(
+    "--key-password-file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="File with the key's password (one trailing newline is ignored). Otherwise "
+    "COSIGN_PASSWORD is used, or you are asked when a terminal is attached.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, writable=True),
+    metavar="FILE",
+    help="Write the signed attestation to FILE (default: stdout when no --storage is given).",
+)
+@click.option(
+    "--storage",
+    default="",
+    metavar="LIST",
+    help="Where to store it, comma-separated: oci (next to every image subject in its registry), "
+    "tekton (the run annotations Chains writes, to --annotations-out), file (append a JSON "
+    "line to --file-out).",
+)
+@click.option(
+    "--oci-encoding-format",
+    type=click.Choice(["dsse", "sigstore-bundle"]),
+    default="dsse",
+    show_default=True,
+    help="oci storage: dsse = a layer of cosign's sha256-<hex>.att tag; sigstore-bundle = a "
+    "Sigstore bundle as an OCI 1.1 referrer (Chains' storage.oci.encoding-format).",
+)
+@click.option(
+    "--oci-repository",
+    metavar="REPO",
+    help="oci storage, dsse: put the .att tags in REPO instead of the image's repository.",
+)
+@click.option(
+    "--insecure-registry",
+    "insecure_registries",
+    multiple=True,
+    metavar="HOST",
+    help="Registry to reach over plain HTTP (repeatable). Loopback registries need no flag.",
+)
+@click.option(
+    "--registry-ca",
+    type=click.Path(dir_okay=False, exists=True),
+    metavar="FILE",
+    help="CA certificates (PEM) to trust for registry TLS.",
+)
+@click.option(
+    "--annotations-out",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="tekton storage: write the annotation map (JSON) here for the operator to apply.",
+)
+@click.option(
+    "--file-out",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="file storage: append one JSON line (envelope, or bundle for SVID signatures) here.",
+)
+@click.option(
+    "--enforce-nonfalsifiability",
+    type=click.Choice(["none", "spire"]),
+    default="none",
+    show_default=True,
+    help="Tekton's switch: with 'spire', a run (or any child TaskRun of a PipelineRun) whose "
+    "SPIRE-signed results do not verify gets no provenance: nothing is signed or stored, "
+    "the reasons go to stderr and the exit code is 1.",
+)
+@click.option(
+    "--spire-trust-bundle",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="With --enforce-nonfalsifiability spire: the SPIRE trust bundle (PEM or SPIFFE JSON).",
+)
+@click.option(
+    "--spire-trust-domain",
+    metavar="TD",
+    help="With --enforce-nonfalsifiability spire: the trust domain of the TaskRun SVIDs.",
+)
+def sign_cmd(
+    run: str,
+    taskruns: tuple[str, ...],
+    fmt: str,
+    deep_inspection: bool,
+    builder_id: str,
+    build_type: str | None,
+    key: str | None,
+    key_password_file: str | None,
+    out: str | None,
+    spiffe_socket: str | None = None,
+    spiffe_id: str | None = None,
+    tsa_url: str | None = None,
+    storage: str = "",
+    oci_encoding_format: str = "dsse",
+    oci_repository: str | None = None,
+    insecure_registries: tuple[str, ...] = (),
+    registry_ca: str | None = None,
+    annotations_out: str | None = None,
+    file_out: str | None = None,
+    enforce_nonfalsifiability: str = "none",
+    spire_trust_bundle: str | None = None,
+    spire_trust_domain: str | None = None,
+) -> None:
     """Build the provenance of a completed run, sign it, and store it.
 
     With --key the result is a DSSE envelope (payloadType application/vnd.in-toto+json), what Tekton
@@ -357,20 +475,38 @@ def _write_output(data: bytes, out: str | None) -> None:
 
 @cli.command("verify-results")
 @click.argument("run", type=click.Path(dir_okay=False))
-@click.option("--trust-bundle", type=click.Path(dir_okay=False), metavar="FILE",
-              help="SPIRE trust bundle, PEM or SPIFFE JSON (spire-server bundle show).")
+@click.option(
+    "--trust-bundle",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="SPIRE trust bundle, PEM or SPIFFE JSON (spire-server bundle show).",
+)
 @click.option("--spiffe-socket", metavar="URI", help="Take the trust bundle from the Workload API at URI.")
 @click.option("--trust-domain", required=True, metavar="TD", help="SPIRE trust domain, e.g. example.org.")
-@click.option("--require-status-signature", is_flag=True,
-              help="Also require the Tekton controller's signature over the status "
-                   "(status.annotations tekton.dev/status-hash, -sig, controller-svid).")
-@click.option("--controller-spiffe-id", "controller_spiffe_ids", multiple=True, metavar="ID",
-              help="With --require-status-signature: the controller SVID must have this SPIFFE ID "
-                   "(repeatable; default: any SVID of the trust bundle).")
+@click.option(
+    "--require-status-signature",
+    is_flag=True,
+    help="Also require the Tekton controller's signature over the status "
+    "(status.annotations tekton.dev/status-hash, -sig, controller-svid).",
+)
+@click.option(
+    "--controller-spiffe-id",
+    "controller_spiffe_ids",
+    multiple=True,
+    metavar="ID",
+    help="With --require-status-signature: the controller SVID must have this SPIFFE ID "
+    "(repeatable; default: any SVID of the trust bundle).",
+)
 @click.pass_context
-def verify_results_cmd(ctx: click.Context, run: str, trust_bundle: str | None, spiffe_socket: str | None,
-                       trust_domain: str, require_status_signature: bool = False,
-                       controller_spiffe_ids: tuple[str, ...] = ()) -> None:
+def verify_results_cmd(
+    ctx: click.Context,
+    run: str,
+    trust_bundle: str | None,
+    spiffe_socket: str | None,
+    trust_domain: str,
+    require_status_signature: bool = False,
+    controller_spiffe_ids: tuple[str, ...] = (),
+) -> None:
     """Check the SPIRE-signed results of a TaskRun (TEP-0089).
 
     Exit 0: verified. Exit 1: not verified, one line per reason on stdout. Exit 2: unusable input.
@@ -400,7 +536,10 @@ def verify_results_cmd(ctx: click.Context, run: str, trust_bundle: str | None, s
     if len(runs) != 1:
         raise InputError(f"{run}: expected one TaskRun, found {len(runs)} runs")
     verdict = verify_run_results(
-        runs[0], trust_domain=trust_domain, bundle=bundle, require_status_signature=require_status_signature,
+        runs[0],
+        trust_domain=trust_domain,
+        bundle=bundle,
+        require_status_signature=require_status_signature,
         controller_spiffe_ids=controller_spiffe_ids or None,
     )
     if verdict.verified:
@@ -415,8 +554,13 @@ def verify_results_cmd(ctx: click.Context, run: str, trust_bundle: str | None, s
 
 
 @cli.command("generate-key-pair")
-@click.option("--output-key-prefix", default="cosign", show_default=True, metavar="P",
-              help="Write P.key (encrypted, mode 0600) and P.pub. Existing files are never overwritten.")
+@click.option(
+    "--output-key-prefix",
+    default="cosign",
+    show_default=True,
+    metavar="P",
+    help="Write P.key (encrypted, mode 0600) and P.pub. Existing files are never overwritten.",
+)
 def generate_key_pair_cmd(output_key_prefix: str) -> None:
     """Generate a cosign-compatible ECDSA P-256 key pair.
 
@@ -443,14 +587,16 @@ def _new_password() -> bytes:
     if not sys.stdin.isatty():
         raise InputError("no password: set COSIGN_PASSWORD (no terminal to ask on)")
     first = click.prompt("Enter password for private key", hide_input=True, default="", show_default=False)
-    second = click.prompt("Enter password for private key again", hide_input=True, default="",
-                          show_default=False)
+    second = click.prompt(
+        "Enter password for private key again", hide_input=True, default="", show_default=False
+    )
     if first != second:
         raise InputError("passwords do not match")
     return first.encode("utf-8")
 
 
 # --------------------------------------------------------------------------------------------- entry point
+
 
 def _fail(message: str) -> NoReturn:
     click.echo(f"error: {' '.join(message.split())}", err=True)

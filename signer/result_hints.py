@@ -58,8 +58,9 @@ def _raw_split(digest: str) -> dict[str, str]:
     return {alg: hexpart}
 
 
-def _pairs(results: Sequence[Result], uri_suffix: str, digest_suffix: str, warnings: list[str],
-           where: str) -> list[tuple[str, str, str]]:
+def _pairs(
+    results: Sequence[Result], uri_suffix: str, digest_suffix: str, warnings: list[str], where: str
+) -> list[tuple[str, str, str]]:
     """``<prefix><uri_suffix>`` + ``<prefix><digest_suffix>`` grouped by prefix: (prefix, uri, digest).
 
     Chains groups in a Go map (random order); we keep the order in which each prefix first appears.
@@ -167,8 +168,12 @@ def oci_images(results: Sequence[Result], warnings: list[str], *, where: str = "
     for prefix, uri, digest in _pairs(results, IMAGE_URL, IMAGE_DIGEST, warnings, where):
         img = _oci(f"{uri}@{digest}")
         if img is None:
-            _warn(warnings, where, f"results {prefix}{IMAGE_URL}/{prefix}{IMAGE_DIGEST}: "
-                  f"{show(uri + '@' + digest)} is not an image reference with a sha256 digest; ignored")
+            _warn(
+                warnings,
+                where,
+                f"results {prefix}{IMAGE_URL}/{prefix}{IMAGE_DIGEST}: "
+                f"{show(uri + '@' + digest)} is not an image reference with a sha256 digest; ignored",
+            )
             continue
         add(img)
     for r in results:
@@ -180,8 +185,11 @@ def oci_images(results: Sequence[Result], warnings: list[str], *, where: str = "
         for entry in _split_images(r.value):
             img = _oci(entry)
             if img is None:
-                _warn(warnings, where, f"result {IMAGES}: {show(entry)} is not an image reference "
-                      "with a sha256 digest; ignored")
+                _warn(
+                    warnings,
+                    where,
+                    f"result {IMAGES}: {show(entry)} is not an image reference with a sha256 digest; ignored",
+                )
                 continue
             add(img)
     # Build artifacts that are not images (npm packages, files...) are fine: no warning.
@@ -206,8 +214,9 @@ def artifact_uri_pairs(results: Sequence[Result], warnings: list[str], *, where:
     return out
 
 
-def artifact_outputs(results: Sequence[Result], warnings: list[str], *,
-                     where: str = "") -> list[tuple[Artifact, bool]]:
+def artifact_outputs(
+    results: Sequence[Result], warnings: list[str], *, where: str = ""
+) -> list[tuple[Artifact, bool]]:
     """Valid ``*ARTIFACT_OUTPUTS`` objects with their ``isBuildArtifact == "true"`` flag."""
     out = []
     for r in results:
@@ -281,8 +290,11 @@ def git_material(run: Run, warnings: list[str], *, where: str | None = None) -> 
         if run.kind == "PipelineRun":
             _warn(warnings, loc, f"{GIT_COMMIT} without a non-empty {GIT_URL}; no git material")
             return None
-        _warn(warnings, loc, f"{GIT_COMMIT} without a non-empty {GIT_URL}; material named 'git+.git' "
-              "(as Chains does)")
+        _warn(
+            warnings,
+            loc,
+            f"{GIT_COMMIT} without a non-empty {GIT_URL}; material named 'git+.git' (as Chains does)",
+        )
     elif not SHA1_HEX.fullmatch(commit):
         _warn(warnings, loc, f"{GIT_COMMIT} {show(commit)} is not a 40-hex sha1 (recorded as written)")
     return Artifact(spdx_git(url), {"sha1": commit})
@@ -341,8 +353,9 @@ def _subjects_of(run: Run, warnings: list[str]) -> list[Artifact]:
     return subjects
 
 
-def subjects_v1(run: Run, children: Sequence[Run], *, deep_inspection: bool,
-                warnings: list[str]) -> list[Artifact]:
+def subjects_v1(
+    run: Run, children: Sequence[Run], *, deep_inspection: bool, warnings: list[str]
+) -> list[Artifact]:
     """Chains ``SubjectDigests`` (slsa/v1, slsa/v2alpha3): images, ARTIFACT_URI pairs, ARTIFACT_OUTPUTS;
     for a PipelineRun with deep inspection the executed children's subjects come first."""
     own = _subjects_of(run, warnings)
@@ -359,8 +372,9 @@ def _build_artifact_subjects(results: Sequence[Result], warnings: list[str], whe
     return append_subjects(subjects, (i.artifact() for i in oci_images(results, warnings, where=where)))
 
 
-def subjects_build_artifacts(run: Run, children: Sequence[Run], *, deep_inspection: bool,
-                             warnings: list[str]) -> list[Artifact]:
+def subjects_build_artifacts(
+    run: Run, children: Sequence[Run], *, deep_inspection: bool, warnings: list[str]
+) -> list[Artifact]:
     """Chains ``SubjectsFromBuildArtifact`` (slsa/v2alpha4). TaskRun: each step's results, then the
     TaskRun's results. PipelineRun: its own results, then (deep inspection) each executed child."""
     if run.kind == "TaskRun":

@@ -128,6 +128,7 @@ class Run:
 
 # --------------------------------------------------------------------------------------------- values
 
+
 def value_type(value: Any) -> str:
     if isinstance(value, list):
         return "array"
@@ -292,6 +293,7 @@ def _validate(obj: dict, kind: str, checker: _Checker) -> None:
 
 # --------------------------------------------------------------------------------------------- runs
 
+
 def to_run(obj: Mapping, *, source: str) -> Run:
     """Validate a TaskRun/PipelineRun object (v1 or v1beta1) and normalise it to the v1 shape."""
     if not isinstance(obj, Mapping):
@@ -323,10 +325,15 @@ def child_taskruns(pipelinerun: Run, taskruns: Sequence[Run]) -> list[Run]:
 
     Without childReferences, the given TaskRuns not labelled for another PipelineRun are used in input order.
     """
-    refs = [c for c in pipelinerun.status.get("childReferences") or []
-            if c.get("kind", "TaskRun") == "TaskRun"]
-    candidates = [t for t in taskruns if t.kind == "TaskRun"
-                  and (not pipelinerun.namespace or not t.namespace or t.namespace == pipelinerun.namespace)]
+    refs = [
+        c for c in pipelinerun.status.get("childReferences") or [] if c.get("kind", "TaskRun") == "TaskRun"
+    ]
+    candidates = [
+        t
+        for t in taskruns
+        if t.kind == "TaskRun"
+        and (not pipelinerun.namespace or not t.namespace or t.namespace == pipelinerun.namespace)
+    ]
     if not refs:
         own = pipelinerun.name
         return [t for t in candidates if t.labels.get(PIPELINE_RUN_LABEL, own) == own]

@@ -16,6 +16,7 @@ CHAINS_PREFIX = "chains.tekton.dev/"
 REPRODUCIBLE_LABEL = "chains.tekton.dev/reproducible"
 OCI_SCHEME = "oci://"
 
+
 def invocation_parameters(params: Sequence[Mapping], param_specs: Sequence[Mapping]) -> dict:
     """ParamSpec defaults, overridden by the run's params (Chains ``attest.Invocation``)."""
     out: dict = {}
@@ -105,4 +106,3 @@ def condition_status(run: Run) -> str:
     if not conditions:
         return ""
     return {"True": "Succeeded", "False": "Failed", "Unknown": "Running"}.get(conditions[0].get("status"), "")
-

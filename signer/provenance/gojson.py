@@ -40,6 +40,7 @@ def _schema() -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ scalars
 
+
 def _string(raw: Any) -> Any:
     return "" if raw is _MISSING or raw is None else raw
 
@@ -205,6 +206,7 @@ _SCALARS: dict[str, tuple[Encoder, Any]] = {
 
 
 # ------------------------------------------------------------------------------------------ compiled types
+
 
 class _Field:
     __slots__ = ("empty", "encode", "name", "omitempty", "omitzero", "type", "zero")

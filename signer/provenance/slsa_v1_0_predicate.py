@@ -67,9 +67,7 @@ def build_metadata(run: Run) -> dict[str, Any]:
     if _present(status.get("startTime")):
         out["startedOn"] = proto_timestamp(status["startTime"], f"{run.source}: status.startTime")
     if _present(status.get("completionTime")):
-        out["finishedOn"] = proto_timestamp(
-            status["completionTime"], f"{run.source}: status.completionTime"
-        )
+        out["finishedOn"] = proto_timestamp(status["completionTime"], f"{run.source}: status.completionTime")
     return out
 
 

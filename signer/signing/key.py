@@ -12,8 +12,12 @@ from signer.signing import Sign
 from signer.storage import SignedProvenance
 
 
-def load_signer(key_path: str | os.PathLike[str], *, password_file: str | os.PathLike[str] | None = None,
-                prompt: bool = True) -> keys.PrivateKeySigner:
+def load_signer(
+    key_path: str | os.PathLike[str],
+    *,
+    password_file: str | os.PathLike[str] | None = None,
+    prompt: bool = True,
+) -> keys.PrivateKeySigner:
     """KeyLoadError / WrongPasswordError (one line naming the file) when the key is unusable."""
     return keys.load_private_key_file(key_path, password_file=password_file, prompt=prompt)
 

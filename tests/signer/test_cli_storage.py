@@ -42,7 +42,14 @@ def test_oci_storage_lands_next_to_the_image_and_verifies(signer, key_pair, tmp_
     repo, digest = pushed_image
     run = write_sample(tmp_path, repo, digest)
     proc = signer(
-        "sign", str(run), "--key", str(key_pair[0]), "--storage", "oci", "--oci-encoding-format", encoding,
+        "sign",
+        str(run),
+        "--key",
+        str(key_pair[0]),
+        "--storage",
+        "oci",
+        "--oci-encoding-format",
+        encoding,
         env=PASSWORD,
     )
     assert proc.returncode == 0, proc.stderr
@@ -68,8 +75,17 @@ def test_tekton_and_file_storage(signer, key_pair, tmp_path):
     run = write_sample(tmp_path, "registry.example/app", "sha256:" + "ab" * 32)
     for _ in range(2):
         proc = signer(
-            "sign", str(run), "--key", str(key_pair[0]), "--storage", "tekton,file",
-            "--annotations-out", str(notes), "--file-out", str(lines), env=PASSWORD,
+            "sign",
+            str(run),
+            "--key",
+            str(key_pair[0]),
+            "--storage",
+            "tekton,file",
+            "--annotations-out",
+            str(notes),
+            "--file-out",
+            str(lines),
+            env=PASSWORD,
         )
         assert proc.returncode == 0, proc.stderr
 
