@@ -42,7 +42,7 @@ def _check_shape(doc: Any, source: str) -> None:
             stack.extend((v, depth + 1) for v in node)
 
 
-def parse_documents(text: str, *, source: str) -> list[dict]:
+def parse_documents(text: str, *, source: str) -> list[dict[str, Any]]:
     """The objects in a YAML/JSON text: one object, multi-document YAML, or ``kind: List`` items."""
     stripped = text.lstrip()
     try:
@@ -54,13 +54,13 @@ def parse_documents(text: str, *, source: str) -> list[dict]:
     except (ValueError, yaml.YAMLError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"{source}: not valid YAML or JSON: {first}") from None
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     for doc in docs:
         if doc is None:
             continue
         _check_shape(doc, source)
         if isinstance(doc, list):
-            items: list = doc
+            items: list[Any] = doc
         elif isinstance(doc, dict) and str(doc.get("kind", "")).endswith("List") and "items" in doc:
             items = doc.get("items") or []
             if not isinstance(items, list):
@@ -78,7 +78,7 @@ def parse_documents(text: str, *, source: str) -> list[dict]:
     return out
 
 
-def load_documents(path: str | Path) -> list[dict]:
+def load_documents(path: str | Path) -> list[dict[str, Any]]:
     """Read a YAML or JSON file of Kubernetes objects (bounded in size, depth and count)."""
     p = Path(path)
     try:

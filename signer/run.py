@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from attestation.errors import InputError
 from signer.golang import is_rfc3339, parse_go_duration
@@ -44,26 +44,26 @@ class Result:
 
 @dataclass(frozen=True)
 class Run:
-    obj: dict
+    obj: dict[str, Any]
     kind: Literal["TaskRun", "PipelineRun"]
     source_api_version: str
     source: str
 
     @property
-    def metadata(self) -> dict:
+    def metadata(self) -> dict[str, Any]:
         return self.obj.get("metadata") or {}
 
     @property
     def name(self) -> str:
-        return self.metadata.get("name", "")
+        return cast(str, self.metadata.get("name", ""))
 
     @property
     def namespace(self) -> str:
-        return self.metadata.get("namespace", "")
+        return cast(str, self.metadata.get("namespace", ""))
 
     @property
     def uid(self) -> str:
-        return self.metadata.get("uid", "")
+        return cast(str, self.metadata.get("uid", ""))
 
     @property
     def labels(self) -> dict[str, str]:
@@ -74,11 +74,11 @@ class Run:
         return self.metadata.get("annotations") or {}
 
     @property
-    def spec(self) -> dict:
+    def spec(self) -> dict[str, Any]:
         return self.obj.get("spec") or {}
 
     @property
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         return self.obj.get("status") or {}
 
     @property
@@ -99,21 +99,21 @@ class Run:
         return [Result.of(r) for step in self.status.get("steps") or [] for r in step.get("results") or []]
 
     @property
-    def params(self) -> list[dict]:
+    def params(self) -> list[dict[str, Any]]:
         return self.spec.get("params") or []
 
     @property
-    def resolved_spec(self) -> dict:
+    def resolved_spec(self) -> dict[str, Any]:
         """``status.taskSpec`` or ``status.pipelineSpec`` (``{}`` when the controller recorded none)."""
         key = "taskSpec" if self.kind == "TaskRun" else "pipelineSpec"
         return self.status.get(key) or {}
 
     @property
-    def param_specs(self) -> list[dict]:
+    def param_specs(self) -> list[dict[str, Any]]:
         return self.resolved_spec.get("params") or []
 
     @property
-    def ref_source(self) -> dict | None:
+    def ref_source(self) -> dict[str, Any] | None:
         return (self.status.get("provenance") or {}).get("refSource")
 
     @property
@@ -166,15 +166,15 @@ class _Checker:
     def fail(self, field: str, want: str) -> None:
         raise InputError(f"{self.prefix}: field {field} must be {want}")
 
-    def mapping(self, parent: dict, key: str, field: str) -> dict:
+    def mapping(self, parent: dict[str, Any], key: str, field: str) -> dict[str, Any]:
         value = parent.get(key)
         if value is None:
             return {}
         if not isinstance(value, dict):
             self.fail(field, "an object")
-        return value
+        return cast(dict[str, Any], value)
 
-    def seq(self, parent: dict, key: str, field: str) -> list:
+    def seq(self, parent: dict[str, Any], key: str, field: str) -> list[Any]:
         value = parent.get(key)
         if value is None:
             return []
@@ -183,19 +183,19 @@ class _Checker:
         for i, item in enumerate(value):
             if not isinstance(item, dict):
                 self.fail(f"{field}[{i}]", "an object")
-        return value
+        return cast(list[Any], value)
 
-    def string_map(self, parent: dict, key: str, field: str) -> None:
+    def string_map(self, parent: dict[str, Any], key: str, field: str) -> None:
         m = self.mapping(parent, key, field)
         for k, v in m.items():
             if not isinstance(k, str) or not isinstance(v, str):
                 self.fail(f"{field}.{k}", "a string")
 
-    def opt_str(self, parent: dict, key: str, field: str) -> None:
+    def opt_str(self, parent: dict[str, Any], key: str, field: str) -> None:
         if parent.get(key) is not None and not isinstance(parent[key], str):
             self.fail(field, "a string")
 
-    def named(self, parent: dict, key: str, field: str, value_key: str | None) -> None:
+    def named(self, parent: dict[str, Any], key: str, field: str, value_key: str | None) -> None:
         """A list of ``{name, <value_key>}`` entries; values normalised like Tekton's decoder."""
         for i, item in enumerate(self.seq(parent, key, field)):
             if not isinstance(item.get("name"), str):
@@ -207,23 +207,23 @@ class _Checker:
                 else:
                     item[value_key] = normalize_param_value(item[value_key])
 
-    def duration(self, parent: dict, key: str, field: str) -> None:
+    def duration(self, parent: dict[str, Any], key: str, field: str) -> None:
         """A metav1.Duration: Go's time.ParseDuration syntax (Chains cannot decode the run otherwise)."""
         value = parent.get(key)
         if value is not None and parse_go_duration(value) is None:
             self.fail(field, "a Go duration such as 1h0m0s")
 
-    def time(self, parent: dict, key: str, field: str) -> None:
+    def time(self, parent: dict[str, Any], key: str, field: str) -> None:
         value = parent.get(key)
         if value is None:
             return
         if not isinstance(value, str) or not is_rfc3339(value):
             self.fail(field, "an RFC 3339 time")
 
-    def spec_params(self, spec: dict, field: str) -> None:
+    def spec_params(self, spec: dict[str, Any], field: str) -> None:
         self.named(spec, "params", f"{field}.params", "default")
 
-    def task_spec(self, ts: dict, field: str) -> None:
+    def task_spec(self, ts: dict[str, Any], field: str) -> None:
         self.spec_params(ts, field)
         for key in ("steps", "sidecars"):
             for i, step in enumerate(self.seq(ts, key, f"{field}.{key}")):
@@ -235,7 +235,7 @@ class _Checker:
                     if v is not None and not (isinstance(v, list) and all(isinstance(a, str) for a in v)):
                         self.fail(f"{where}.{k}", "a list of strings")
 
-    def pipeline_task(self, t: dict, field: str) -> None:
+    def pipeline_task(self, t: dict[str, Any], field: str) -> None:
         if not isinstance(t.get("name"), str):
             self.fail(f"{field}.name", "a string")
         ra = t.get("runAfter")
@@ -248,7 +248,7 @@ class _Checker:
         self.task_spec(ts, f"{field}.taskSpec")
 
 
-def _validate(obj: dict, kind: str, checker: _Checker) -> None:
+def _validate(obj: dict[str, Any], kind: str, checker: _Checker) -> None:
     c = checker
     meta = c.mapping(obj, "metadata", "metadata")
     c.opt_str(meta, "name", "metadata.name")
@@ -294,13 +294,13 @@ def _validate(obj: dict, kind: str, checker: _Checker) -> None:
 # --------------------------------------------------------------------------------------------- runs
 
 
-def to_run(obj: Mapping, *, source: str) -> Run:
+def to_run(obj: Mapping[str, Any], *, source: str) -> Run:
     """Validate a TaskRun/PipelineRun object (v1 or v1beta1) and normalise it to the v1 shape."""
     if not isinstance(obj, Mapping):
         raise InputError(f"{source}: expected a TaskRun or PipelineRun object")
     api = obj.get("apiVersion")
     kind = obj.get("kind")
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    meta: Mapping[str, Any] = obj["metadata"] if isinstance(obj.get("metadata"), Mapping) else {}
     label = f"{kind or 'object'} {meta.get('name', '<unnamed>')}"
     if kind not in ("TaskRun", "PipelineRun"):
         raise InputError(f"{source}: {label} is not a TaskRun or PipelineRun (kind {kind!r})")
@@ -379,5 +379,5 @@ def executed_taskruns(pipelinerun: Run, children: Sequence[Run]) -> list[Run]:
     ]
 
 
-def runs_from_documents(docs: Sequence[dict], *, source: str) -> list[Run]:
+def runs_from_documents(docs: Sequence[dict[str, Any]], *, source: str) -> list[Run]:
     return [to_run(d, source=source) for d in docs]

@@ -12,14 +12,14 @@ API_V1 = "tekton.dev/v1"
 API_V1BETA1 = "tekton.dev/v1beta1"
 
 
-def _bundle_ref(ref: dict) -> None:
+def _bundle_ref(ref: dict[str, Any]) -> None:
     """The v1beta1 ``bundle`` field has no v1 counterpart: the TaskRef/PipelineRef conversion of the
     Pipeline release Chains vendors (v1.15) copies name, kind, apiVersion and the resolver fields only,
     so the bundle reference is dropped (older Pipelines rewrote it into a ``bundles`` resolver)."""
     ref.pop("bundle", None)
 
 
-def _convert_steps(spec: dict) -> None:
+def _convert_steps(spec: dict[str, Any]) -> None:
     for key in ("steps", "sidecars", "stepTemplate"):
         items = spec.get(key)
         for step in [items] if isinstance(items, dict) else items or []:
@@ -48,7 +48,7 @@ def _convert_pipeline_spec(ps: Any) -> None:
             _convert_task_spec(t.get("taskSpec"))
 
 
-def _convert_provenance(status: dict) -> None:
+def _convert_provenance(status: dict[str, Any]) -> None:
     # Provenance.convertTo copies refSource and featureFlags only: the deprecated configSource does not
     # exist in v1, so Chains (which reads v1 objects) never sees it.
     prov = status.get("provenance")
@@ -67,7 +67,7 @@ def _convert_run_specs(items: Any) -> None:
         _convert_overrides(s)
 
 
-def _convert_overrides(spec: dict) -> None:
+def _convert_overrides(spec: dict[str, Any]) -> None:
     """stepOverrides/sidecarOverrides -> stepSpecs/sidecarSpecs, their resources -> computeResources
     (a TaskRun's spec and a PipelineRun's taskRunSpecs entries alike)."""
     if "stepOverrides" in spec:
@@ -80,12 +80,12 @@ def _convert_overrides(spec: dict) -> None:
                 o["computeResources"] = o.pop("resources")
 
 
-def convert_v1beta1(obj: dict) -> dict:
+def convert_v1beta1(obj: dict[str, Any]) -> dict[str, Any]:
     """Return a v1-shaped deep copy of a v1beta1 TaskRun or PipelineRun."""
-    out = copy_json(dict(obj))
+    out: dict[str, Any] = copy_json(dict(obj))
     out["apiVersion"] = API_V1
-    spec = out.get("spec") if isinstance(out.get("spec"), dict) else {}
-    status = out.get("status") if isinstance(out.get("status"), dict) else {}
+    spec: dict[str, Any] = out["spec"] if isinstance(out.get("spec"), dict) else {}
+    status: dict[str, Any] = out["status"] if isinstance(out.get("status"), dict) else {}
     spec.pop("resources", None)
     if out.get("kind") == "TaskRun":
         if isinstance(spec.get("taskRef"), dict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from attestation.errors import InputError
 from signer.run import Run
@@ -32,7 +33,7 @@ class Options:
 
 @dataclass
 class Provenance:
-    statement: dict
+    statement: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
 
 

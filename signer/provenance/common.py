@@ -6,6 +6,7 @@ Each mirrors one Chains helper (``formats/slsa/attest``, ``internal/material``) 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from attestation.errors import InputError
 from signer.result_hints import Artifact
@@ -17,9 +18,11 @@ REPRODUCIBLE_LABEL = "chains.tekton.dev/reproducible"
 OCI_SCHEME = "oci://"
 
 
-def invocation_parameters(params: Sequence[Mapping], param_specs: Sequence[Mapping]) -> dict:
+def invocation_parameters(
+    params: Sequence[Mapping[str, Any]], param_specs: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
     """ParamSpec defaults, overridden by the run's params (Chains ``attest.Invocation``)."""
-    out: dict = {}
+    out: dict[str, Any] = {}
     for spec in param_specs:
         if "default" in spec and spec["default"] is not None:
             out[spec["name"]] = spec["default"]
@@ -28,10 +31,10 @@ def invocation_parameters(params: Sequence[Mapping], param_specs: Sequence[Mappi
     return out
 
 
-def environment(labels: Mapping[str, str], annotations: Mapping[str, str]) -> dict | None:
+def environment(labels: Mapping[str, str], annotations: Mapping[str, str]) -> dict[str, Any] | None:
     """``{"labels", "annotations"}`` without kubectl's last-applied copy and Chains' own annotations;
     each only when non-empty, ``None`` when both are empty."""
-    env: dict = {}
+    env: dict[str, Any] = {}
     kept = {k: v for k, v in annotations.items() if k != LAST_APPLIED and not k.startswith(CHAINS_PREFIX)}
     if kept:
         env["annotations"] = kept
@@ -40,10 +43,10 @@ def environment(labels: Mapping[str, str], annotations: Mapping[str, str]) -> di
     return env or None
 
 
-def config_source(run: Run) -> dict:
+def config_source(run: Run) -> dict[str, Any]:
     """``status.provenance.refSource`` as SLSA v0.2 ``configSource`` (empty fields omitted)."""
     src = run.ref_source or {}
-    out: dict = {}
+    out: dict[str, Any] = {}
     if src.get("uri"):
         out["uri"] = src["uri"]
     if src.get("digest"):
@@ -53,9 +56,9 @@ def config_source(run: Run) -> dict:
     return out
 
 
-def invocation(run: Run) -> dict:
+def invocation(run: Run) -> dict[str, Any]:
     """SLSA v0.2 ``invocation`` of a run (top level, and per task of a PipelineRun)."""
-    inv: dict = {
+    inv: dict[str, Any] = {
         "configSource": config_source(run),
         "parameters": invocation_parameters(run.params, run.param_specs),
     }

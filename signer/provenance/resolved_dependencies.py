@@ -112,12 +112,11 @@ def _container_images(run: Run, field: str) -> list[Artifact]:
     for i, state in enumerate(states):
         state = state if isinstance(state, Mapping) else {}
         label = state.get("name") or i
-        images.append(
-            common.image_material(
-                state.get("imageID") or "",
-                where=lambda label=label: f"{run.source}: {run.display} status.{field}[{label}]",
-            )
-        )
+
+        def where(label: object = label) -> str:
+            return f"{run.source}: {run.display} status.{field}[{label}]"
+
+        images.append(common.image_material(state.get("imageID") or "", where=where))
     # Chains merges repeated images of one list with AppendMaterials.
     return result_hints.append_subjects([], images)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import re
 from importlib import resources
+from typing import Any
 
 from attestation.errors import InputError
 from signer.documents import parse_documents
@@ -26,7 +27,7 @@ def text(name: str) -> str:
     return resources.files(__name__).joinpath(f"{base}.yaml").read_text(encoding="utf-8")
 
 
-def _replace(results: list[dict], values: dict[str, str]) -> None:
+def _replace(results: list[dict[str, Any]], values: dict[str, str]) -> None:
     for r in results or []:
         if r.get("name") in values:
             r["value"] = values[r["name"]]
@@ -34,7 +35,7 @@ def _replace(results: list[dict], values: dict[str, str]) -> None:
 
 def load(
     name: str, *, image_url: str | None = None, image_digest: str | None = None
-) -> tuple[dict, list[dict]]:
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(PipelineRun object, [child TaskRun objects]) of a sample, with the built image replaced in the
     build task's results and the pipeline results when ``image_url``/``image_digest`` are given."""
     docs = parse_documents(text(name), source=f"sample {name}")

@@ -46,7 +46,7 @@ MAX_CERTIFICATES = 8
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-def _taskrun_object(run: Any) -> dict:
+def _taskrun_object(run: Any) -> dict[str, Any]:
     """The run as a ``tekton.dev/v1`` TaskRun object dict (``signer.run.Run`` already is one)."""
     from signer.tekton_v1beta1 import API_V1BETA1, convert_v1beta1
 

@@ -125,7 +125,8 @@ class StorageConfig:
 class Stored(Protocol):
     """Where one backend put the signed provenance; ``str()`` says so in one line."""
 
-    backend: str
+    @property
+    def backend(self) -> str: ...
 
 
 def store(
@@ -161,7 +162,7 @@ def store(
                     "--storage oci: the statement has no image subject (sha256 digest + image name) to "
                     "store the attestation under"
                 )
-            done += stored
+            done.extend(stored)
         elif backend == "tekton":
             from signer.storage.tekton import TektonStored, tekton_annotations
 
