@@ -33,7 +33,9 @@ from signer.provenance import (
 from signer.run import Run, child_taskruns, require_completed, to_run
 
 if TYPE_CHECKING:
+    from signer.signing import SigningBackend
     from signer.spire.nonfalsifiability import SpireConfig
+    from signer.storage import StorageConfig
 
 EXIT_INPUT = 2
 
@@ -386,40 +388,22 @@ def sign_cmd(
           --spire-trust-bundle bundle.pem --spire-trust-domain example.org
     """
     from signer.attest import ArtifactConfig, AttestConfig, attest
-    from signer.signing import SigningBackend
-    from signer.spire.nonfalsifiability import SpireConfig
-    from signer.storage import StorageConfig, parse_backends
 
     if (key is None) == (spiffe_socket is None):
         raise click.UsageError("give exactly one of --key FILE or --spiffe-socket URI")
     if spiffe_socket is None and (tsa_url or spiffe_id):
         raise click.UsageError("--tsa-url and --spiffe-id go with --spiffe-socket")
-    backends = parse_backends(storage)
-    if "tekton" in backends and not annotations_out:
-        raise InputError("--storage tekton needs --annotations-out FILE (the annotation map to apply)")
-    if "file" in backends and not file_out:
-        raise InputError("--storage file needs --file-out FILE (JSON lines, one attestation per line)")
-    storage_config = StorageConfig(
-        oci_encoding_format=oci_encoding_format,
-        oci_repository=oci_repository,
-        insecure_registries=insecure_registries,
-        registry_ca=registry_ca,
+    backends, storage_config = _storage(
+        storage,
+        oci_encoding_format,
+        oci_repository,
+        insecure_registries,
+        registry_ca,
         annotations_out=annotations_out,
         file_out=file_out,
     )
-    storage_config.check(backends)
     spire_config = _spire_config(enforce_nonfalsifiability, spire_trust_bundle, spire_trust_domain)
-    signing: SigningBackend
-    if spiffe_socket is not None:
-        from signer.signing.spire import SvidSigning
-
-        # The SVID itself is fetched by attest() before anything is built: it rotates.
-        signing, name = SvidSigning(spiffe_socket, spiffe_id=spiffe_id, tsa_url=tsa_url), "spire"
-    else:
-        from signer.signing.key import KeySigning
-
-        # Load the key first: a wrong password should not cost reading the run.
-        signing, name = KeySigning.load(key or "", password_file=key_password_file), "key"
+    name, signing = _signing(key, key_password_file, spiffe_socket, spiffe_id, tsa_url)
     artifact = ArtifactConfig(format=fmt, storage=backends, signer=name, deep_inspection=deep_inspection)
     config = AttestConfig(
         signers={name: signing},
@@ -428,7 +412,7 @@ def sign_cmd(
         builder_id=builder_id,
         build_type=build_type,
         storage=storage_config,
-        spire=spire_config or SpireConfig(),
+        spire=spire_config,
     )
     inp = load_run_input(run, taskruns)
     try:
@@ -446,19 +430,69 @@ def sign_cmd(
         click.echo(f"stored in {where}", err=True)
 
 
-def _spire_config(mode: str, bundle_file: str | None, trust_domain: str | None) -> SpireConfig | None:
+def _storage(
+    storage: str,
+    oci_encoding_format: str,
+    oci_repository: str | None,
+    insecure_registries: Sequence[str],
+    registry_ca: str | None,
+    *,
+    annotations_out: str | None,
+    file_out: str | None,
+) -> tuple[tuple[str, ...], StorageConfig]:
+    """The --storage backends and their settings; refused before any key is asked for its password."""
+    from signer.storage import StorageConfig, parse_backends
+
+    backends = parse_backends(storage)
+    if "tekton" in backends and not annotations_out:
+        raise InputError("--storage tekton needs --annotations-out FILE (the annotation map to apply)")
+    if "file" in backends and not file_out:
+        raise InputError("--storage file needs --file-out FILE (JSON lines, one attestation per line)")
+    config = StorageConfig(
+        oci_encoding_format=oci_encoding_format,
+        oci_repository=oci_repository,
+        insecure_registries=insecure_registries,
+        registry_ca=registry_ca,
+        annotations_out=annotations_out,
+        file_out=file_out,
+    )
+    config.check(backends)
+    return backends, config
+
+
+def _signing(
+    key: str | None,
+    key_password_file: str | None,
+    spiffe_socket: str | None,
+    spiffe_id: str | None,
+    tsa_url: str | None,
+) -> tuple[str, SigningBackend]:
+    """The signing backend the flags name, and its name in the configuration."""
+    if spiffe_socket is not None:
+        from signer.signing.spire import SvidSigning
+
+        # The SVID itself is fetched by attest(), right before the run is built: SVIDs rotate.
+        return "spire", SvidSigning(spiffe_socket, spiffe_id=spiffe_id, tsa_url=tsa_url)
+    from signer.signing.key import KeySigning
+
+    # The key is loaded now: a wrong password should not cost reading the run.
+    return "key", KeySigning.load(key or "", password_file=key_password_file)
+
+
+def _spire_config(mode: str, bundle_file: str | None, trust_domain: str | None) -> SpireConfig:
+    from signer.spire.nonfalsifiability import SpireConfig
+
     if mode == "none":
         if bundle_file or trust_domain:
             raise click.UsageError(
                 "--spire-trust-bundle/--spire-trust-domain go with --enforce-nonfalsifiability spire"
             )
-        return None
+        return SpireConfig()
     if not bundle_file or not trust_domain:
         raise click.UsageError(
             "--enforce-nonfalsifiability spire needs --spire-trust-bundle and --spire-trust-domain"
         )
     from attestation.spiffe import load_trust_bundle
-    from signer.spire.nonfalsifiability import SpireConfig
 
     return SpireConfig("spire", trust_domain=trust_domain, bundle=load_trust_bundle(bundle_file))
 
