@@ -30,6 +30,18 @@ def is_rfc3339(value: str) -> bool:
     return _RFC3339.fullmatch(value) is not None
 
 
+def metav1_time(value: str) -> str | None:
+    """A time as a Kubernetes ``metav1.Time`` marshals it, ``t.UTC().Format(time.RFC3339)``: UTC, ``Z``,
+    whole seconds. None when ``value`` is not a time with a zone."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def rfc3339(value: str | None) -> str | None:
     """A Kubernetes time as Go marshals ``time.Time.UTC()``: RFC 3339, ``Z``, fraction without
     trailing zeros (nanosecond precision kept)."""

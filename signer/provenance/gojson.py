@@ -18,13 +18,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
-from signer.golang import format_go_duration, parse_go_duration
+from signer.golang import format_go_duration, metav1_time, parse_go_duration
 from signer.run import normalize_param_value
 
 _MISSING: Any = object()
@@ -74,13 +73,7 @@ def _time(raw: Any) -> Any:
         return None
     if not isinstance(raw, str):
         return raw
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        return raw
-    if parsed.tzinfo is None:
-        return raw
-    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return metav1_time(raw) or raw
 
 
 def _duration(raw: Any) -> Any:
