@@ -177,6 +177,10 @@ def test_verbose_shows_the_registry_retries_before_the_error(signer, key_pair, t
     proc = signer("-v", "sign", str(down), "--key", str(key_pair[0]), "--storage", "oci", env=PASSWORD)
     assert proc.returncode == 2
     *debug, last = proc.stderr.splitlines()
-    retries = [line for line in debug if line.startswith("debug: attestation.oci.registry: ")]
-    assert len(retries) == 3 and all(f"({host}/app): connection failed" in line for line in retries)
+    retries = [line for line in debug if "retrying in" in line]
+    assert len(retries) == 3
+    assert all(
+        line.startswith("debug: attestation.oci.registry: ") and f"({host}/app): connection failed" in line
+        for line in retries
+    )
     assert last.startswith("error: ") and last.endswith("(temporary: try again later)")
