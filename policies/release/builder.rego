@@ -1,3 +1,7 @@
+# METADATA
+# title: Builder
+# description: >-
+#   Which builder produced each SLSA provenance statement.
 package policy.release.builder
 
 import data.lib
@@ -14,13 +18,13 @@ import data.lib.tekton
 #     Make sure the build system fills in builder.id (SLSA v0.2) or runDetails.builder.id (SLSA v1.0).
 deny contains result if {
 	some i in tekton.provenance_indexes
-	not has_builder_id(input.attestations[i].statement)
-	result := lib.result_helper_with_term("builder.builder_id_found", [format_int(i, 10)], format_int(i, 10))
+	not _has_builder_id(input.attestations[i].statement)
+	result := lib.result_helper_with_term(rego.metadata.chain(), [format_int(i, 10)], format_int(i, 10))
 }
 
 # A helper rather than `not is_string(tekton.builder_id(st))`: OPA evaluates a call nested in a negated
 # expression before the negation, so a statement without a builder made that rule undefined (a silent pass).
-has_builder_id(st) if is_string(tekton.builder_id(st))
+_has_builder_id(st) if is_string(tekton.builder_id(st))
 
 # METADATA
 # title: Builder ID accepted
@@ -38,5 +42,5 @@ deny contains result if {
 	id := tekton.builder_id(input.attestations[i].statement)
 	is_string(id)
 	not id in lib.as_set(allowed)
-	result := lib.result_helper_with_term("builder.builder_id_accepted", [id, lib.list_text(allowed)], id)
+	result := lib.result_helper_with_term(rego.metadata.chain(), [id, lib.list_text(allowed)], id)
 }

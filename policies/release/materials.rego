@@ -1,3 +1,7 @@
+# METADATA
+# title: Source materials
+# description: >-
+#   The git sources a build names: found, pinned to a commit, and from an allowed repository.
 package policy.release.materials
 
 import data.lib
@@ -7,22 +11,22 @@ import data.lib.tekton
 # except those that are the pipeline's or a task's configSource (where the definitions came from, not
 # what was built). SLSA v1.0: resolvedDependencies with a git+ URI, except the named configuration
 # entries (pipeline, task, pipelineTask, stepAction/*).
-git_sources[i] := [m |
+_git_sources[i] := [m |
 	some m in tekton.array_or_empty(st.predicate.materials)
 	is_object(m)
 	startswith(object.get(m, "uri", ""), "git+")
-	not m.uri in config_uris[i]
+	not m.uri in _config_uris[i]
 ] if {
 	some i in tekton.provenance_indexes
 	st := input.attestations[i].statement
 	st.predicateType == tekton.slsa_v02
 }
 
-git_sources[i] := [d |
+_git_sources[i] := [d |
 	some d in tekton.array_or_empty(st.predicate.buildDefinition.resolvedDependencies)
 	is_object(d)
 	startswith(object.get(d, "uri", ""), "git+")
-	not config_dependency(object.get(d, "name", ""))
+	not _config_dependency(object.get(d, "name", ""))
 ] if {
 	some i in tekton.provenance_indexes
 	st := input.attestations[i].statement
@@ -30,7 +34,7 @@ git_sources[i] := [d |
 }
 
 # A rule, not a function of the statement: computed once per attestation rather than once per material.
-config_uris[i] := {uri |
+_config_uris[i] := {uri |
 	some source in array.concat(
 		[object.get(st.predicate, ["invocation", "configSource"], {})],
 		[object.get(t, ["invocation", "configSource"], {}) | some t in tekton.array_or_empty(st.predicate.buildConfig.tasks)],
@@ -43,12 +47,12 @@ config_uris[i] := {uri |
 	st.predicateType == tekton.slsa_v02
 }
 
-config_dependency(name) if name in tekton.config_dependency_names
+_config_dependency(name) if name in tekton.config_dependency_names
 
-config_dependency(name) if startswith(name, "stepAction/")
+_config_dependency(name) if startswith(name, "stepAction/")
 
 # "git+https://host/org/repo.git" -> "https://host/org/repo"
-repo_url(uri) := trim_suffix(trim_prefix(uri, "git+"), ".git")
+_repo_url(uri) := trim_suffix(trim_prefix(uri, "git+"), ".git")
 
 # METADATA
 # title: Git source found
@@ -63,8 +67,8 @@ repo_url(uri) := trim_suffix(trim_prefix(uri, "git+"), ".git")
 #     CHAINS-GIT_URL and CHAINS-GIT_COMMIT.
 deny contains result if {
 	some i in tekton.pipelinerun_indexes
-	count(git_sources[i]) == 0
-	result := lib.result_helper_with_term("materials.git_source_found", [format_int(i, 10)], format_int(i, 10))
+	count(_git_sources[i]) == 0
+	result := lib.result_helper_with_term(rego.metadata.chain(), [format_int(i, 10)], format_int(i, 10))
 }
 
 # METADATA
@@ -79,17 +83,17 @@ deny contains result if {
 #     as CHAINS-GIT_COMMIT.
 deny contains result if {
 	some i in tekton.provenance_indexes
-	some source in git_sources[i]
+	some source in _git_sources[i]
 	commit := object.get(source, ["digest", "sha1"], "(none)")
-	not sha1(commit)
-	result := lib.result_helper_with_term("materials.git_commit_pinned", [source.uri, value_text(commit)], source.uri)
+	not _sha1(commit)
+	result := lib.result_helper_with_term(rego.metadata.chain(), [source.uri, _value_text(commit)], source.uri)
 }
 
-value_text(value) := value if is_string(value)
+_value_text(value) := value if is_string(value)
 
-value_text(value) := "a non-string value" if not is_string(value)
+_value_text(value) := "a non-string value" if not is_string(value)
 
-sha1(value) if {
+_sha1(value) if {
 	is_string(value)
 	regex.match(`^[0-9a-f]{40}$`, value)
 }
@@ -105,16 +109,16 @@ sha1(value) if {
 #   solution: >-
 #     Build from an allowed repository, or add it to the rule data key allowed_source_repos.
 deny contains result if {
-	count(allowed_repos) > 0
+	count(_allowed_repos) > 0
 	some i in tekton.provenance_indexes
-	some source in git_sources[i]
-	not lib.prefix_allowed(repo_url(source.uri), allowed_repos)
-	result := lib.result_helper_with_term("materials.source_repo_allowed", [source.uri], source.uri)
+	some source in _git_sources[i]
+	not lib.prefix_allowed(_repo_url(source.uri), _allowed_repos)
+	result := lib.result_helper_with_term(rego.metadata.chain(), [source.uri], source.uri)
 }
 
 # The usable entries of allowed_source_repos. The deny above and the warning below share it, so entries
 # that are not strings (which check nothing) cannot silence the warning.
-allowed_repos := {repo_url(p) | some p in lib.as_set(lib.rule_data("allowed_source_repos")); is_string(p)}
+_allowed_repos := {_repo_url(p) | some p in lib.as_set(lib.rule_data("allowed_source_repos")); is_string(p)}
 
 # METADATA
 # title: Allowed source repositories provided
@@ -127,6 +131,6 @@ allowed_repos := {repo_url(p) | some p in lib.as_set(lib.rule_data("allowed_sour
 #   solution: >-
 #     Set the rule data key allowed_source_repos.
 warn contains result if {
-	count(allowed_repos) == 0
-	result := lib.result_helper("materials.allowed_source_repos_provided", [])
+	count(_allowed_repos) == 0
+	result := lib.result_helper(rego.metadata.chain(), [])
 }

@@ -1,3 +1,7 @@
+# METADATA
+# title: SLSA provenance
+# description: >-
+#   Every attestation must be of a predicate type the policy understands.
 package policy.release.slsa_provenance
 
 import data.lib
@@ -18,8 +22,7 @@ deny contains result if {
 	predicate_type := object.get(att, ["statement", "predicateType"], "(missing)")
 	not predicate_type in lib.as_set(allowed)
 	result := lib.result_helper_with_term(
-		"slsa_provenance.predicate_type_accepted",
-		[predicate_type, lib.list_text(allowed)],
+		rego.metadata.chain(), [predicate_type, lib.list_text(allowed)],
 		predicate_type,
 	)
 }

@@ -1,3 +1,7 @@
+# METADATA
+# title: Subject
+# description: >-
+#   Ties the pipeline's tasks to the image being admitted: a build task reported the image's digest.
 package policy.release.subject
 
 import data.lib
@@ -6,7 +10,7 @@ import data.lib.tekton
 
 # The images the build tasks of PipelineRun attestation i say they pushed: every pair of results
 # <prefix>IMAGE_URL / <prefix>IMAGE_DIGEST of one task (Chains' type hint).
-built_images[i] := [{"task": task.name, "url": url, "digest": digest} |
+_built_images[i] := [{"task": task.name, "url": url, "digest": digest} |
 	some task in tekton.tasks[i]
 	some r in task.results
 	endswith(r.name, "IMAGE_URL")
@@ -30,9 +34,9 @@ built_images[i] := [{"task": task.name, "url": url, "digest": digest} |
 deny contains result if {
 	some i in tekton.pipelinerun_indexes
 	count(tekton.tasks[i]) > 0
-	count(built_images[i]) == 0
+	count(_built_images[i]) == 0
 	text := format_int(i, 10)
-	result := lib.result_helper_with_term("subject.build_task_image_results_found", [text], text)
+	result := lib.result_helper_with_term(rego.metadata.chain(), [text], text)
 }
 
 # METADATA
@@ -48,21 +52,21 @@ deny contains result if {
 #     Check that the image was built by this pipeline; the provenance may belong to another image.
 deny contains result if {
 	some i in tekton.pipelinerun_indexes
-	count(built_images[i]) > 0
-	not image_built(built_images[i])
-	reported := concat(", ", sort([concat("@", [b.url, b.digest]) | some b in built_images[i]]))
+	count(_built_images[i]) > 0
+	not _image_built(_built_images[i])
+	reported := concat(", ", sort([concat("@", [b.url, b.digest]) | some b in _built_images[i]]))
 	text := format_int(i, 10)
-	result := lib.result_helper_with_term("subject.build_task_image_matches", [text, admitted_text, reported], text)
+	result := lib.result_helper_with_term(rego.metadata.chain(), [text, _admitted_text, reported], text)
 }
 
 # Total: `not is_string(input.image.ref)` would be undefined (not true) without an image, and the deny
 # above would silently not fire.
-admitted_text := ref if {
+_admitted_text := ref if {
 	ref := object.get(input, ["image", "ref"], null)
 	is_string(ref)
 } else := "(no image in the policy input)"
 
-image_built(built) if {
+_image_built(built) if {
 	digest := input.image.digest
 	is_string(digest)
 	repo := image.repo(input.image.ref)

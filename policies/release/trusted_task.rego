@@ -1,3 +1,8 @@
+# METADATA
+# title: Trusted tasks
+# description: >-
+#   Where the tasks of a PipelineRun came from: task definitions pinned by digest and from trusted
+#   locations.
 package policy.release.trusted_task
 
 import data.lib
@@ -17,24 +22,24 @@ import data.lib.tekton
 deny contains result if {
 	some i in tekton.pipelinerun_indexes
 	some task in tekton.tasks[i]
-	task.bundle in unpinned_bundles
-	result := lib.result_helper_with_term("trusted_task.pinned", [task.name, task.bundle], task.bundle)
+	task.bundle in _unpinned_bundles
+	result := lib.result_helper_with_term(rego.metadata.chain(), [task.name, task.bundle], task.bundle)
 }
 
 # The distinct bundle references of every PipelineRun attestation. Pipelines reuse a handful of catalog
 # bundles, so each reference is parsed and checked once instead of once per task.
-bundles contains task.bundle if {
+_bundles contains task.bundle if {
 	some i in tekton.pipelinerun_indexes
 	some task in tekton.tasks[i]
 }
 
-unpinned_bundles contains bundle if {
-	some bundle in bundles
+_unpinned_bundles contains bundle if {
+	some bundle in _bundles
 	bundle != ""
-	not pinned(bundle)
+	not _pinned(bundle)
 }
 
-pinned(ref) if regex.match(`@sha256:[0-9a-f]{64}$`, ref)
+_pinned(ref) if regex.match(`@sha256:[0-9a-f]{64}$`, ref)
 
 # METADATA
 # title: Tasks come from trusted bundles
@@ -53,26 +58,26 @@ deny contains result if {
 	count(trusted) > 0
 	some i in tekton.pipelinerun_indexes
 	some task in tekton.tasks[i]
-	task.bundle in untrusted_bundles
-	result := lib.result_helper_with_term("trusted_task.trusted", [task.name, bundle_text(task.bundle)], task.name)
+	task.bundle in _untrusted_bundles
+	result := lib.result_helper_with_term(rego.metadata.chain(), [task.name, _bundle_text(task.bundle)], task.name)
 }
 
 # lib.as_set of the rule data once, not once per task.
-trusted_repos := lib.as_set(lib.rule_data("trusted_task_bundles"))
+_trusted_repos := lib.as_set(lib.rule_data("trusted_task_bundles"))
 
-untrusted_bundles contains bundle if {
-	some bundle in bundles
-	not trusted_bundle(bundle, trusted_repos)
+_untrusted_bundles contains bundle if {
+	some bundle in _bundles
+	not _trusted_bundle(bundle, _trusted_repos)
 }
 
-trusted_bundle(bundle, trusted) if {
+_trusted_bundle(bundle, trusted) if {
 	bundle != ""
 	lib.prefix_allowed(image.repo(bundle), trusted)
 }
 
 # One rule with an else, not two complementary rules: OPA evaluates every rule of a function (to check
 # that they agree), and this one runs for every untrusted task.
-bundle_text(bundle) := "no bundle" if bundle == ""
+_bundle_text(bundle) := "no bundle" if bundle == ""
 
 else := bundle
 
@@ -88,5 +93,5 @@ else := bundle
 #     Set the rule data key trusted_task_bundles.
 warn contains result if {
 	count(lib.rule_data("trusted_task_bundles")) == 0
-	result := lib.result_helper("trusted_task.trusted_task_bundles_provided", [])
+	result := lib.result_helper(rego.metadata.chain(), [])
 }
