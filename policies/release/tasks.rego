@@ -2,7 +2,18 @@
 # title: Tasks
 # description: >-
 #   What ran in the PipelineRun: the task records, their outcome, which tasks are required and in which
-#   order.
+#   order, and whether the recorded task graph can have come from a real run.
+#
+#   Tasks are matched by task definition name. A task resolved remotely (git, hub, http, cluster
+#   resolvers) gets its name from the tekton.dev/task label the Tekton controller sets to the resolved
+#   Task's name, in SLSA v0.2 (the record's invocation.environment.labels) and v1.0 (the embedded
+#   TaskRun) alike; a bundle reference names it directly. An embedded taskSpec has no definition name: it
+#   never satisfies required_tasks, whatever the pipeline task is called.
+#
+#   Chains records only the tasks that ran: a task a when expression skipped has no record, while the
+#   runAfter of the tasks after it still names it. Such names are therefore not an error; they link
+#   nothing, so task_order can only be satisfied through tasks that did run. Duplicate names are allowed
+#   only as the TaskRuns of one matrixed pipeline task (same reference, same predecessors).
 package policy.release.tasks
 
 import data.lib
@@ -59,6 +70,64 @@ deny contains result if {
 	some task in tekton.tasks[i]
 	task.status != "Succeeded"
 	result := lib.result_helper_with_term(rego.metadata.chain(), [task.name, task.status], task.name)
+}
+
+# METADATA
+# title: Task names known
+# description: >-
+#   Every task record must name its pipeline task, and a task that references a definition (not an
+#   embedded taskSpec) must name that definition, through its reference or the tekton.dev/task label.
+#   A task whose name cannot be established can satisfy no rule about which tasks ran, so it is reported
+#   as such rather than as a missing task.
+# custom:
+#   short_name: task_names_known
+#   failure_msg: Task record %s of PipelineRun attestation %s has no %s
+#   solution: >-
+#     The attestation was not written by a Tekton Chains that records task names; attest the build with
+#     a current Chains or the provgate signer.
+deny contains result if {
+	some i, unnamed in tekton.unnamed_tasks
+	some [k, missing] in unnamed
+	label := _record_label(k, tekton.tasks[i][k])
+	result := lib.result_helper_with_term(rego.metadata.chain(), [label, format_int(i, 10), missing], label)
+}
+
+_record_label(k, task) := task.name if {
+	task.name != ""
+} else := concat("", ["#", format_int(k, 10)])
+
+# METADATA
+# title: Task names unique
+# description: >-
+#   Records that share a pipeline task name must be TaskRuns of one matrixed pipeline task: the same
+#   task reference and the same predecessors. Two different tasks under one name cannot come from a real
+#   run (Tekton rejects duplicate pipeline task names), and would let one stand in for the other.
+# custom:
+#   short_name: task_names_unique
+#   failure_msg: PipelineRun attestation %s records different tasks under the name %s
+#   solution: >-
+#     The attestation does not describe a real run; rebuild the image and attest it again.
+deny contains result if {
+	some i, names in tekton.inconsistent_names
+	some name in names
+	result := lib.result_helper_with_term(rego.metadata.chain(), [format_int(i, 10), name], name)
+}
+
+# METADATA
+# title: Task graph acyclic
+# description: >-
+#   The task graph of a PipelineRun attestation (SLSA v0.2 "after" edges) must have no cycle: Tekton
+#   rejects pipelines with one, so a statement with one was not produced by a real run, and a cycle
+#   could make a task that ran after another look as if it ran before it.
+# custom:
+#   short_name: task_graph_acyclic
+#   failure_msg: PipelineRun attestation %s records task %s as running after itself
+#   solution: >-
+#     The attestation does not describe a real run; rebuild the image and attest it again.
+deny contains result if {
+	some i, names in tekton.cycle_members
+	some name in names
+	result := lib.result_helper_with_term(rego.metadata.chain(), [format_int(i, 10), name], name)
 }
 
 # METADATA

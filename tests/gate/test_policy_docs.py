@@ -27,7 +27,7 @@ def test_every_rule_is_documented_with_its_metadata() -> None:
         assert f"* Code: `{rule.code}` ({rule.kind})" in text
         assert f"### {rule.title}\n" in text
     assert "* Code: `trusted_task.trusted` (deny)" in text
-    assert "* Message: `Pipeline task %s comes from %s, which is not a trusted task bundle`" in text
+    assert "* Message: `Task %s comes from %s, which is not a trusted task location`" in text
 
 
 def test_package_sections_carry_the_package_metadata() -> None:

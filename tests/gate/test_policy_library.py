@@ -127,11 +127,11 @@ def test_tep0084_doc_statement_is_denied_for_its_tagged_and_unbundled_tasks() ->
         ("trusted_task.trusted", "image-build"),
     ]
     assert evaluation.violations[0].msg == (
-        "Pipeline task source-security-scan uses bundle "
-        "gcr.io/tekton-releases/catalog/upstream/trivy-scanner:0.1, which is not pinned by digest"
+        "Task source-security-scan uses gcr.io/tekton-releases/catalog/upstream/trivy-scanner:0.1, "
+        "which is not pinned by digest or commit"
     )
     assert evaluation.violations[1].msg == (
-        "Pipeline task git-clone comes from no bundle, which is not a trusted task bundle"
+        "Task git-clone comes from the cluster task git-clone, which is not a trusted task location"
     )
     assert {r.code for r in evaluation.warnings} == {"materials.allowed_source_repos_provided"}
     assert evaluation.rules_evaluated == len(load_policy_set([ROOT]).rules) > 0
