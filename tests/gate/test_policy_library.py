@@ -12,7 +12,7 @@ from attestation.errors import InputError, PolicyError
 from gate.policy import load_policy_set, make_engine
 from gate.policy.docs import package_docs
 from policies import ROOT
-from tests.infra.opa import opa_binary
+from tests.infra.opa import opa_binary, opa_server  # noqa: F401
 
 INPUTS = Path(__file__).parent / "policy_inputs"
 TEP_DIGEST = "sha256:52af519cd2cb835e77f971ab303a8ae1c3b9b04fe2aa604d1c50d8d73f110304"
@@ -177,3 +177,48 @@ def test_bad_data_file_names_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.json"
     with pytest.raises(InputError, match=r"nope\.json"):
         load_policy_set([ROOT], [missing])
+
+
+SECOND_BODY = """package policy.release.probe
+
+import data.lib
+
+# METADATA
+# title: Probe
+# description: Denies when input.a is set.
+# custom:
+#   short_name: a_set
+#   failure_msg: a is set
+#   solution: unset a
+deny contains result if {
+	input.a
+	result := lib.result_helper(rego.metadata.chain(), [])
+}
+
+deny contains result if {
+	input.b
+	result := lib.result_helper(rego.metadata.chain(), [])
+}
+"""
+
+
+@pytest.mark.parametrize("engine", ["embedded", "opa"])
+def test_a_rule_body_without_metadata_still_denies(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # METADATA belongs to the one rule body below it. A second body without its own block has no
+    # short_name to derive a code from: its result must still be a violation, visibly undeclared,
+    # never an undefined (silently passing) rule.
+    (tmp_path / "probe.rego").write_text(SECOND_BODY)
+    policy_set = load_policy_set([ROOT, tmp_path / "probe.rego"])
+    url = request.getfixturevalue("opa_server") if engine == "opa" else None
+    opened = make_engine(policy_set, engine=engine, opa_url=url)
+    try:
+        evaluation = opened.evaluate({"image": {}, "attestations": [], "a": True, "b": True})
+    finally:
+        opened.close()
+    probe = [r for r in evaluation.violations if r.code.startswith("probe.")]
+    assert [(r.code, r.title) for r in probe] == [
+        ("probe.a_set", "Probe"),
+        ("probe.metadata_missing", "Rule without METADATA"),
+    ]
