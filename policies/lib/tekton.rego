@@ -467,15 +467,16 @@ cycle_members[i] contains name if {
 	some name in (down & graph.reachable(successor_graph[i], {u}))
 }
 
-# [u, w]: u runs after w, and w is listed later than u's first record.
+# [u, w]: u runs after w, and w's first record is listed later than u's (records of one name share a
+# first position, so a cycle through the later records of a matrixed task is found too).
 _forward_edges[i] contains [t.name, a] if {
 	some i in pipelinerun_indexes
 	input.attestations[i].statement.predicateType == slsa_v02
 	positions := _first_position[i]
-	some j, t in tasks[i]
+	some t in tasks[i]
 	some a in t.after
 	a != t.name
-	positions[a] > j
+	positions[a] > positions[t.name]
 }
 
 _first_position[i] := {name: min(js) | some name, js in _positions[i]} if some i in pipelinerun_indexes

@@ -416,6 +416,10 @@ test_cycles_are_found if {
 	# a cycle among later records, reached through a task outside it
 	tail := [node("x", []), node("y", ["x", "z"]), node("z", ["y"])]
 	tekton.cycle_members == {0: {"y", "z"}} with input as graph_input(tail)
+
+	# through the second record of a task recorded twice
+	twice := [node("x", []), node("y", ["x"]), node("x", ["y"])]
+	tekton.cycle_members == {0: {"x", "y"}} with input as graph_input(twice)
 }
 
 test_matrix_fan_out_is_one_task_under_one_name if {
