@@ -49,10 +49,6 @@ slsa_tekton := "https://tekton.dev/chains/v2/slsa-tekton"
 
 build_types_v1 := {"https://tekton.dev/chains/v2/slsa", slsa_tekton}
 
-# Names of SLSA v1.0 resolvedDependencies that describe build configuration (pipeline and task
-# definitions), not build inputs.
-config_dependency_names := {"pipeline", "task", "pipelineTask"}
-
 # Indexes into input.attestations, so large statements are never hashed into sets.
 provenance_indexes contains i if {
 	some i, att in input.attestations

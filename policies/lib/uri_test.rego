@@ -30,6 +30,9 @@ test_transports_name_one_repository if {
 	] {
 		uri.git_repo(u) == repo
 	}
+
+	# scp-like with a path of one segment
+	uri.git_repo("git@example.com:app.git") == "example.com/app"
 }
 
 test_default_ports_are_dropped_and_others_kept if {

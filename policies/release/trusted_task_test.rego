@@ -147,6 +147,15 @@ test_bundle_references_that_cannot_be_read_deny if {
 		results == {{"code": "trusted_task.location_canonical", "params": ["build", ref], "term": "build"}}
 	}
 
+	# a bundles resolver that names no bundle cannot be pinned
+	nothing := {"resolver": "bundles", "params": [{"name": "name", "value": "buildah"}]}
+	results := trusted_task.deny with input as td.input_of([td.v02([bundled_clone, td.scan_task, with_build_ref(nothing)], td.materials)])
+		with data.rule_data.trusted_task_bundles as trusted_quay
+	results == {
+		{"code": "trusted_task.pinned", "params": ["build", "a bundles reference without a bundle"], "term": "a bundles reference without a bundle"},
+		{"code": "trusted_task.trusted", "params": ["build", "a bundles reference without a bundle"], "term": "build"},
+	}
+
 	# nothing is compared while no trusted locations are set: only pinning is checked then
 	count(trusted_task.deny) == 0 with input as td.input_of([td.v1([bundled_clone, td.scan_task, with_build_ref(resolver_ref(pinned("quay.io/tasks/../x")))], td.v1_deps)])
 		with data.rule_data.trusted_task_bundles as []
