@@ -56,16 +56,3 @@ strings_only(value) if {
 		is_string(v)
 	}
 }
-
-# True when value equals one of the prefixes, or lies under one that ends with "/". A bare prefix such as
-# "quay.io/org/task" must not admit "quay.io/org/task-evil", so only a trailing "/" opens a subtree.
-prefix_allowed(value, prefixes) if {
-	some p in prefixes
-	value == p
-}
-
-prefix_allowed(value, prefixes) if {
-	some p in prefixes
-	endswith(p, "/")
-	startswith(value, p)
-}

@@ -69,21 +69,3 @@ test_strings_only if {
 	not lib.strings_only("a")
 	not lib.strings_only({"a"})
 }
-
-test_prefix_allowed_exact_entry if {
-	lib.prefix_allowed("quay.io/org/task", {"quay.io/org/task"})
-	not lib.prefix_allowed("quay.io/org/task-evil", {"quay.io/org/task"})
-	not lib.prefix_allowed("quay.io/org/task/sub", {"quay.io/org/task"})
-}
-
-test_prefix_allowed_subtree_entry if {
-	lib.prefix_allowed("quay.io/org/task", {"quay.io/org/"})
-	lib.prefix_allowed("quay.io/org/team/task", {"quay.io/other/", "quay.io/org/"})
-	not lib.prefix_allowed("quay.io/organisation/task", {"quay.io/org/"})
-	not lib.prefix_allowed("quay.io/org", {"quay.io/org/"})
-}
-
-test_prefix_allowed_nothing_allowed if {
-	not lib.prefix_allowed("quay.io/org/task", set())
-	not lib.prefix_allowed("", set())
-}

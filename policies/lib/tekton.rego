@@ -25,8 +25,6 @@ package lib.tekton
 # Every helper is total (a default instead of undefined) because a task that drops out of a
 # comprehension would silently escape the checks.
 
-import data.lib.time as ltime
-
 slsa_v02 := "https://slsa.dev/provenance/v0.2"
 
 slsa_v1 := "https://slsa.dev/provenance/v1"
@@ -121,7 +119,7 @@ _raw_tasks[i] := [t | some t in array_or_empty(st.predicate.buildConfig.tasks); 
 	st.predicateType == slsa_v02
 }
 
-_raw_tasks[i] := [tr | some dep in _task_dependencies[i]; tr := decode_taskrun(dep)] if {
+_raw_tasks[i] := [tr | some dep in _task_dependencies[i]; tr := _decode_taskrun(dep)] if {
 	some i in pipelinerun_indexes
 	input.attestations[i].statement.predicateType == slsa_v1
 }
@@ -194,15 +192,15 @@ _taskrun_statement_task(labels, origin, task, ambiguous) := {
 _config_source_origin(source) := {
 	"kind": "git",
 	"url": uri,
-	"revision": string_or_empty(object.get(source, ["digest", "sha1"], "")),
-	"path": string_or_empty(object.get(source, "entryPoint", "")),
+	"revision": _string_or_empty(object.get(source, ["digest", "sha1"], "")),
+	"path": _string_or_empty(object.get(source, "entryPoint", "")),
 } if {
-	uri := string_or_empty(object.get(source, "uri", ""))
+	uri := _string_or_empty(object.get(source, "uri", ""))
 	startswith(uri, "git+")
 } else := {"kind": "bundle", "ref": concat("@", [uri, concat(":", ["sha256", digest])])} if {
-	uri := string_or_empty(object.get(source, "uri", ""))
+	uri := _string_or_empty(object.get(source, "uri", ""))
 	uri != ""
-	digest := string_or_empty(object.get(source, ["digest", "sha256"], ""))
+	digest := _string_or_empty(object.get(source, ["digest", "sha256"], ""))
 	digest != ""
 } else := {"kind": "local", "name": ""}
 
@@ -223,7 +221,7 @@ _object(x) := x if is_object(x)
 
 else := {}
 
-string_or_empty(x) := x if is_string(x)
+_string_or_empty(x) := x if is_string(x)
 
 else := ""
 
@@ -233,10 +231,10 @@ else := values[1] if values[1] != ""
 
 else := values[2]
 
-_label(labels, key) := string_or_empty(object.get(labels, key, ""))
+_label(labels, key) := _string_or_empty(object.get(labels, key, ""))
 
 # Undefined (not an error) for anything but base64 JSON of an object, so the record counts as unreadable.
-decode_taskrun(dep) := tr if {
+_decode_taskrun(dep) := tr if {
 	is_string(dep.content)
 
 	# OPA's Wasm base64 built-ins accept unpadded and over-padded text that OPA itself refuses; the
@@ -254,10 +252,10 @@ _normalise_v02(t) := {
 	"task": _task_name(ref, resolver, origin, labels),
 	"origin": origin,
 	"ambiguous": _is_ambiguous(ref, resolver),
-	"status": string_or_empty(object.get(t, "status", "")),
+	"status": _string_or_empty(object.get(t, "status", "")),
 	"after": [a | some a in array_or_empty(object.get(t, "after", [])); is_string(a)],
-	"started": string_or_empty(object.get(t, "startedOn", "")),
-	"finished": string_or_empty(object.get(t, "finishedOn", "")),
+	"started": _string_or_empty(object.get(t, "startedOn", "")),
+	"finished": _string_or_empty(object.get(t, "finishedOn", "")),
 	"results": _results(object.get(t, "results", [])),
 } if {
 	ref := _object(object.get(t, "ref", {}))
@@ -268,7 +266,7 @@ _normalise_v02(t) := {
 
 # The record's name, else the label (some Chains versions leave the name out of remote tasks' records).
 _pipeline_task_name(t, labels) := name if {
-	name := string_or_empty(object.get(t, "name", ""))
+	name := _string_or_empty(object.get(t, "name", ""))
 	name != ""
 } else := _label(labels, "tekton.dev/pipelineTask")
 
@@ -277,11 +275,11 @@ _normalise_taskrun(tr) := {
 	"task": _task_name(ref, resolver, origin, labels),
 	"origin": origin,
 	"ambiguous": _is_ambiguous(ref, resolver),
-	"status": taskrun_status(tr),
+	"status": _taskrun_status(tr),
 	"after": [],
-	"started": string_or_empty(object.get(tr, ["status", "startTime"], "")),
-	"finished": string_or_empty(object.get(tr, ["status", "completionTime"], "")),
-	"results": taskrun_results(tr),
+	"started": _string_or_empty(object.get(tr, ["status", "startTime"], "")),
+	"finished": _string_or_empty(object.get(tr, ["status", "completionTime"], "")),
+	"results": _taskrun_results(tr),
 } if {
 	ref := _object(object.get(tr, ["spec", "taskRef"], {}))
 	resolver := _resolver(ref)
@@ -292,7 +290,7 @@ _normalise_taskrun(tr) := {
 # v1 TaskRuns keep results in status.results, v1beta1 ones in status.taskResults. object.get, not
 # `not is_array(tr.status.results)`: OPA hoists the ref out of the negation, so a TaskRun without results
 # (a lint task) would make the whole function undefined and the task would drop out of every check.
-taskrun_results(tr) := _results(rs) if {
+_taskrun_results(tr) := _results(rs) if {
 	rs := object.get(tr, ["status", "results"], null)
 	is_array(rs)
 } else := _results(object.get(tr, ["status", "taskResults"], []))
@@ -301,28 +299,28 @@ _results(rs) := [{"name": r.name, "value": r.value} | some r in array_or_empty(r
 
 # Where a taskRef's definition comes from. The resolver decides when there is one; the v1beta1 bundle
 # field and a plain name otherwise. A reference with none of them is an embedded taskSpec.
-_origin(ref, resolver) := {"kind": "bundle", "ref": string_or_empty(param(ref, "bundle"))} if {
+_origin(ref, resolver) := {"kind": "bundle", "ref": _string_or_empty(_param(ref, "bundle"))} if {
 	resolver == "bundles"
 } else := {
 	"kind": "git",
-	"url": string_or_empty(param(ref, "url")),
-	"revision": string_or_empty(param(ref, "revision")),
-	"path": string_or_empty(param(ref, "pathInRepo")),
+	"url": _string_or_empty(_param(ref, "url")),
+	"revision": _string_or_empty(_param(ref, "revision")),
+	"path": _string_or_empty(_param(ref, "pathInRepo")),
 } if {
 	resolver == "git"
 } else := {"kind": "resolver", "resolver": resolver} if {
 	resolver != ""
 } else := {"kind": "bundle", "ref": bundle} if {
-	bundle := string_or_empty(object.get(ref, "bundle", ""))
+	bundle := _string_or_empty(object.get(ref, "bundle", ""))
 	bundle != ""
 } else := {"kind": "local", "name": name} if {
-	name := string_or_empty(object.get(ref, "name", ""))
+	name := _string_or_empty(object.get(ref, "name", ""))
 	name != ""
 } else := {"kind": "inline"}
 
-_resolver(ref) := string_or_empty(object.get(ref, "resolver", ""))
+_resolver(ref) := _string_or_empty(object.get(ref, "resolver", ""))
 
-# The task definition name: the resolver's "name" param (bundles, hub, cluster) or the plain name, else
+# The task definition name: the resolver's "name" _param (bundles, hub, cluster) or the plain name, else
 # the tekton.dev/task label the controller sets from the resolved Task (git and http resolvers name no
 # task in the reference). An embedded taskSpec has none.
 _task_name(ref, resolver, origin, labels) := "" if {
@@ -332,29 +330,29 @@ _task_name(ref, resolver, origin, labels) := "" if {
 	name != ""
 } else := _label(labels, "tekton.dev/task")
 
-_ref_name(ref, resolver) := string_or_empty(param(ref, "name")) if {
+_ref_name(ref, resolver) := _string_or_empty(_param(ref, "name")) if {
 	resolver != ""
-} else := string_or_empty(object.get(ref, "name", ""))
+} else := _string_or_empty(object.get(ref, "name", ""))
 
 # A reference that can be read two ways: the v1beta1 bundle field next to a resolver (Tekton prefers the
 # bundle field, a reader of the resolver would not), or a resolver parameter given twice (which value
 # counts depends on the reader). Tekton rejects both, so no real run records one.
 _is_ambiguous(ref, resolver) if {
 	resolver != ""
-	string_or_empty(object.get(ref, "bundle", "")) != ""
+	_string_or_empty(object.get(ref, "bundle", "")) != ""
 } else if {
 	names := [p.name | some p in array_or_empty(object.get(ref, "params", [])); is_object(p)]
 	count(names) != count({n | some n in names})
 } else := false
 
 # First value of a resolver parameter; "" when absent.
-param(ref, name) := value if {
+_param(ref, name) := value if {
 	values := [p.value | some p in array_or_empty(object.get(ref, "params", [])); is_object(p); p.name == name]
 	count(values) > 0
 	value := values[0]
 } else := ""
 
-taskrun_status(tr) := status if {
+_taskrun_status(tr) := status if {
 	conditions := [c | some c in array_or_empty(object.get(tr, ["status", "conditions"], [])); is_object(c); c.type == "Succeeded"]
 	count(conditions) > 0
 	status := _condition_status(conditions[0])
@@ -372,26 +370,17 @@ result_value(task, name) := trim_space(values[0]) if {
 	count(values) > 0
 }
 
-# Precedence. SLSA v0.2 records "after" edges; SLSA v1.0 records none, so there a task precedes another
-# when it finished no later than the other started.
-predecessors[i] := {t.name: _pred_names(i, t) | some t in tasks[i]} if {
-	some i in pipelinerun_indexes
-	input.attestations[i].statement.predicateType == slsa_v02
-}
-
-_pred_names(i, t) := graph.reachable(after_graph[i], {t.name}) - {t.name}
-
-# after_graph[i]: name -> the names it runs after. An "after" name that is not a task of the record is
+# _after_graph[i]: name -> the names it runs after. An "after" name that is not a task of the record is
 # not a node: graph.reachable neither follows nor returns it. Chains records only tasks that ran (it skips
 # a task a when expression skipped), but keeps the pipeline's runAfter, so such names occur in real runs.
-after_graph[i] := {name: object.get(edges, name, set()) | some name in task_names[i]} if {
+_after_graph[i] := {name: object.get(edges, name, set()) | some name in _task_names[i]} if {
 	some i in pipelinerun_indexes
 	input.attestations[i].statement.predicateType == slsa_v02
 	edges := object.get(_after_edges, i, {})
 }
 
 # The names of the tasks of attestation i.
-task_names[i] := {t.name | some t in tasks[i]} if some i in pipelinerun_indexes
+_task_names[i] := {t.name | some t in tasks[i]} if some i in pipelinerun_indexes
 
 # Edges grouped by name in one pass over the tasks (a comprehension per name would be quadratic).
 _after_edges[i][t.name] contains a if {
@@ -408,24 +397,11 @@ _successor_edges[i][a] contains t.name if {
 
 # successor_graph[i]: the SLSA v0.2 task graph reversed, name -> tasks that run after it. One
 # graph.reachable call over it from a set of tasks gives every task that runs after any of them, where
-# walking each task's predecessors (predecessors[i]) costs O(tasks^2).
-successor_graph[i] := {name: object.get(edges, name, set()) | some name in task_names[i]} if {
+# walking each task's predecessors costs O(tasks^2).
+successor_graph[i] := {name: object.get(edges, name, set()) | some name in _task_names[i]} if {
 	some i in pipelinerun_indexes
 	input.attestations[i].statement.predicateType == slsa_v02
 	edges := object.get(_successor_edges, i, {})
-}
-
-# precedes(i, a, b): task a ran before task b in attestation i.
-precedes(i, a, b) if {
-	input.attestations[i].statement.predicateType == slsa_v02
-	a.name in predecessors[i][b.name]
-}
-
-precedes(i, a, b) if {
-	input.attestations[i].statement.predicateType == slsa_v1
-	a.finished != ""
-	b.started != ""
-	ltime.parse_ns(a.finished) <= ltime.parse_ns(b.started)
 }
 
 # unnamed_tasks[i]: [position, what is missing] of the task records of PipelineRun attestation i whose
@@ -458,7 +434,7 @@ cycle_members[i] contains t.name if {
 # Every task on a cycle through the edge u -> w: those w runs after that run after u.
 cycle_members[i] contains name if {
 	some [u, w] in _forward_edges[i]
-	down := graph.reachable(after_graph[i], {w})
+	down := graph.reachable(_after_graph[i], {w})
 	u in down
 	some name in (down & graph.reachable(successor_graph[i], {u}))
 }

@@ -163,17 +163,17 @@ test_unreadable_v02_records_are_counted_but_not_read if {
 }
 
 test_decode_taskrun if {
-	tekton.decode_taskrun({"content": base64.encode(`{"kind": "TaskRun"}`)}) == {"kind": "TaskRun"}
-	not tekton.decode_taskrun({"content": "%%%"})
+	tekton._decode_taskrun({"content": base64.encode(`{"kind": "TaskRun"}`)}) == {"kind": "TaskRun"}
+	not tekton._decode_taskrun({"content": "%%%"})
 
 	# `{}` is e30= in canonical base64; unpadded and over-padded forms are refused on every engine
-	not tekton.decode_taskrun({"content": "e30"})
-	not tekton.decode_taskrun({"content": "e30=="})
-	not tekton.decode_taskrun({"content": "e30=\n"})
-	not tekton.decode_taskrun({"content": base64.encode("{")})
-	not tekton.decode_taskrun({"content": base64.encode(`"a string"`)})
-	not tekton.decode_taskrun({"content": 12})
-	not tekton.decode_taskrun({})
+	not tekton._decode_taskrun({"content": "e30"})
+	not tekton._decode_taskrun({"content": "e30=="})
+	not tekton._decode_taskrun({"content": "e30=\n"})
+	not tekton._decode_taskrun({"content": base64.encode("{")})
+	not tekton._decode_taskrun({"content": base64.encode(`"a string"`)})
+	not tekton._decode_taskrun({"content": 12})
+	not tekton._decode_taskrun({})
 }
 
 origin(ref) := tekton._origin(ref, tekton._resolver(ref))
@@ -287,32 +287,32 @@ test_ambiguous_references if {
 
 test_param_takes_first_value_and_skips_junk if {
 	ref := {"params": ["junk", {"name": "name", "value": "first"}, {"name": "name", "value": "second"}]}
-	tekton.param(ref, "name") == "first"
-	tekton.param(ref, "bundle") == ""
-	tekton.param({"params": "name=x"}, "name") == ""
+	tekton._param(ref, "name") == "first"
+	tekton._param(ref, "bundle") == ""
+	tekton._param({"params": "name=x"}, "name") == ""
 	not ambiguous({"resolver": "bundles", "params": ["junk", "junk", {"name": "bundle", "value": "x"}]})
 }
 
 condition(status) := taskrun({"status": {"conditions": [{"type": "Succeeded", "status": status}]}})
 
 test_taskrun_status if {
-	tekton.taskrun_status(condition("True")) == "Succeeded"
-	tekton.taskrun_status(condition("False")) == "Failed"
-	tekton.taskrun_status(condition("Unknown")) == "Running"
+	tekton._taskrun_status(condition("True")) == "Succeeded"
+	tekton._taskrun_status(condition("False")) == "Failed"
+	tekton._taskrun_status(condition("Unknown")) == "Running"
 
 	# no Succeeded condition, or one without a status: the TaskRun never reported an outcome
-	tekton.taskrun_status(taskrun({"status": {"conditions": [{"type": "Succeeded"}]}})) == "Unknown"
-	tekton.taskrun_status(taskrun({"status": {"conditions": [{"type": "Other", "status": "True"}]}})) == "Unknown"
-	tekton.taskrun_status(taskrun({})) == "Unknown"
+	tekton._taskrun_status(taskrun({"status": {"conditions": [{"type": "Succeeded"}]}})) == "Unknown"
+	tekton._taskrun_status(taskrun({"status": {"conditions": [{"type": "Other", "status": "True"}]}})) == "Unknown"
+	tekton._taskrun_status(taskrun({})) == "Unknown"
 }
 
 test_taskrun_results_v1_and_v1beta1 if {
-	tekton.taskrun_results(taskrun({"status": {"results": [{"name": "a", "value": "1"}]}})) == [{"name": "a", "value": "1"}]
-	tekton.taskrun_results(taskrun({"status": {"taskResults": [{"name": "b", "value": "2"}]}})) == [{"name": "b", "value": "2"}]
-	tekton.taskrun_results(taskrun({"status": {}})) == []
+	tekton._taskrun_results(taskrun({"status": {"results": [{"name": "a", "value": "1"}]}})) == [{"name": "a", "value": "1"}]
+	tekton._taskrun_results(taskrun({"status": {"taskResults": [{"name": "b", "value": "2"}]}})) == [{"name": "b", "value": "2"}]
+	tekton._taskrun_results(taskrun({"status": {}})) == []
 
 	# results without a string name are dropped, not an error
-	tekton.taskrun_results(taskrun({"status": {"results": [{"name": 1, "value": "1"}, "x"]}})) == []
+	tekton._taskrun_results(taskrun({"status": {"results": [{"name": 1, "value": "1"}, "x"]}})) == []
 }
 
 test_result_value_trims_and_is_undefined_when_missing if {
@@ -320,28 +320,6 @@ test_result_value_trims_and_is_undefined_when_missing if {
 	tekton.result_value(task, "IMAGE_URL") == "reg/app"
 	not tekton.result_value(task, "IMAGE_DIGEST")
 	not tekton.result_value(task, "N")
-}
-
-test_v02_precedence_follows_the_after_graph if {
-	tekton.predecessors == {0: {"clone": set(), "scan": {"clone"}, "build": {"clone", "scan"}}} with input as td.good_v02
-	tekton.precedes(0, expected_clone, expected_build) with input as td.good_v02
-	not tekton.precedes(0, expected_build, expected_clone) with input as td.good_v02
-}
-
-test_v1_precedence_follows_times if {
-	inp := td.good_v1
-	tekton.precedes(0, expected_clone, expected_build) with input as inp
-	not tekton.precedes(0, expected_build, expected_clone) with input as inp
-
-	# offsets compare as instants
-	a := {"finished": "2024-01-01T01:00:00+01:00"}
-	tekton.precedes(0, a, {"started": "2024-01-01T00:00:00Z"}) with input as inp
-	not tekton.precedes(0, a, {"started": "2023-12-31T23:59:59Z"}) with input as inp
-
-	# without both times nothing is known to precede
-	not tekton.precedes(0, {"finished": ""}, {"started": "2024-01-01T00:00:00Z"}) with input as inp
-	not tekton.precedes(0, a, {"started": ""}) with input as inp
-	not tekton.precedes(0, {"finished": "soon"}, {"started": "2024-01-01T00:00:00Z"}) with input as inp
 }
 
 # A v0.2 TaskRun statement: labels and configSource as Chains writes them.

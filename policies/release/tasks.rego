@@ -214,7 +214,7 @@ deny contains result if {
 	)
 }
 
-# Whether some task named in "before" of task_order entry k precedes task (tekton.precedes), answered from
+# Whether some task named in "before" of task_order entry k precedes task, answered from
 # values computed once per attestation and entry rather than by comparing every pair of tasks.
 # SLSA v0.2: the task runs after one of them when it is reachable from them in the reversed task graph.
 # A task that is itself one of them must be reached from the others (precedence excludes the task itself).
