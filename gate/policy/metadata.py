@@ -94,9 +94,10 @@ def parse_package(source: str, path: str) -> tuple[str, str] | None:
 
 
 def _continues_rule(lines: list[str], n: int, heads: set[int]) -> bool:
-    # A second body of an annotated rule (same kind, further down, no METADATA of its own) belongs to the
-    # rule above only when it produces the same code; that is checked by the library's own tests, so here
-    # any unannotated deny/warn after an annotated one of the same kind is accepted.
+    # A second body of an annotated rule (same kind, further down, no METADATA of its own) is accepted:
+    # a policy may spell its codes by hand there. Through lib.result_helper it gets no short_name from
+    # rego.metadata.chain() and reports <package>.metadata_missing, which the gate shows as a result of
+    # an undeclared rule, still a violation; the bundled library gives every body its own block.
     kind = lines[n].split()[0]
     return any(h < n and lines[h].split()[0] == kind for h in heads)
 
