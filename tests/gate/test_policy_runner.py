@@ -25,7 +25,7 @@ import data.lib
 deny contains result if {
 	input.bad == true
 	count([1]) == 1
-	result := lib.result_helper("demo.bad", [])
+	result := lib.result_helper(rego.metadata.chain(), [])
 }
 """
 
@@ -115,7 +115,7 @@ def test_rego_cpp_crash_becomes_an_error_not_a_crash(user_tree: Path) -> None:
 def test_rego_cpp_runs_tests_without_with(tmp_path: Path) -> None:
     (tmp_path / "x.rego").write_text(
         LIB.replace("import data.lib\n", "").replace(
-            'lib.result_helper("demo.bad", [])', '{"code": "demo.bad"}'
+            "lib.result_helper(rego.metadata.chain(), [])", '{"code": "demo.bad"}'
         )
     )
     (tmp_path / "x_test.rego").write_text(
