@@ -24,7 +24,7 @@ from rfc3161_client import (
 )
 from rfc3161_client import VerificationError as TsaVerificationError
 
-from attestation.errors import InputError, LimitExceeded, VerificationError
+from attestation.errors import InputError, LimitExceeded, TimestampUnavailable, VerificationError
 from attestation.spiffe import load_pem_certificates
 
 # A token is a CMS SignedData with the TSA chain: a few KiB. Anything large is not a token.
@@ -113,7 +113,7 @@ def request_timestamp(
 
     The answer is checked to be granted, to carry our nonce and the imprint of our signature, so a
     broken or confused TSA is caught at signing time, not at the gate. Raises :class:`VerificationError`
-    (bad answer) or :class:`InputError` (TSA unreachable).
+    (bad answer) or :class:`TimestampUnavailable` (TSA unreachable or busy: retry later).
     """
     if not signature:
         raise InputError("cannot timestamp an empty signature")
@@ -126,7 +126,9 @@ def request_timestamp(
         else:
             reply = client.post(tsa_url, content=built.as_bytes(), headers={"Content-Type": TIMESTAMP_QUERY})
     except httpx.HTTPError as err:
-        raise InputError(f"timestamp authority {tsa_url} unreachable: {_one_line(err)}") from None
+        raise TimestampUnavailable(f"timestamp authority {tsa_url} unreachable: {_one_line(err)}") from None
+    if reply.status_code == 429 or reply.status_code >= 500:
+        raise TimestampUnavailable(f"timestamp authority {tsa_url} answered HTTP {reply.status_code}")
     if reply.status_code != 200:
         raise VerificationError(f"timestamp authority {tsa_url} answered HTTP {reply.status_code}")
     token = reply.content

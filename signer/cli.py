@@ -1,23 +1,24 @@
 """The ``signer`` command line: provenance for Tekton runs, signing, key generation.
 
-Every failure is one line on stderr and exit code 2 (DESIGN §3); hint warnings go to stderr prefixed
-``warning:`` and leave the exit code alone. Commands share option decorators so new signing backends
-(``--spiffe-socket``, ``--keyless``) and storage options slot into ``sign`` without restructuring.
+A thin shell: ``sign`` is :func:`signer.attest.attest` with its configuration taken from flags. Every
+failure is one line on stderr and exit code 2 (DESIGN §3), a temporary one saying so; hint warnings go to
+stderr prefixed ``warning:`` and leave the exit code alone; ``-v`` adds the debug log.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from attestation.errors import InputError, PasswordRequired, ProvgateError
+from attestation.errors import InputError, PasswordRequired, ProvgateError, ResultsNotVerified, TransientError
+from signer.documents import load_documents
 from signer.provenance import (
     BUILD_TYPES,
     DEFAULT_BUILDER_ID,
@@ -29,12 +30,18 @@ from signer.provenance import (
     check_build_type,
     generate,
 )
-from signer.run import Run, child_taskruns, load_documents, require_completed, to_run
+from signer.run import Run, child_taskruns, require_completed, to_run
+
+if TYPE_CHECKING:
+    from signer.signing import SigningBackend
+    from signer.spire.nonfalsifiability import SpireConfig
+    from signer.storage import StorageConfig
 
 EXIT_INPUT = 2
 
 
 # --------------------------------------------------------------------------------------------- inputs
+
 
 @dataclass(frozen=True)
 class RunInput:
@@ -68,10 +75,7 @@ def load_run_input(run_path: str, taskrun_paths: Sequence[str]) -> RunInput:
 
 
 def build_provenance(run_path: str, taskrun_paths: Sequence[str], options: Options) -> Provenance:
-    return _generate(load_run_input(run_path, taskrun_paths), options)
-
-
-def _generate(inp: RunInput, options: Options) -> Provenance:
+    inp = load_run_input(run_path, taskrun_paths)
     provenance = generate(inp.run, inp.children, options)
     for line in provenance.warnings:
         click.echo(f"warning: {line}", err=True)
@@ -102,21 +106,46 @@ def provenance_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """RUN and the options shared by every command that builds a statement."""
     decorators = [
         click.argument("run", metavar="RUN", type=click.Path(dir_okay=False)),
-        click.option("--taskrun", "taskruns", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
-                     help="A file with child TaskRuns of the PipelineRun (repeatable; YAML/JSON, a List "
-                          "is fine). Not needed when RUN is a List that already holds them."),
-        click.option("--format", "fmt", default="slsa/v1", show_default=True, callback=_check_format,
-                     metavar="|".join(FORMAT_CHOICES),
-                     help="Provenance format, as Tekton Chains names them ('in-toto' = 'slsa/v1', SLSA v0.2 "
-                          "predicate; 'slsa/v2alpha3' and 'slsa/v2alpha4' are SLSA v1.0)."),
-        click.option("--deep-inspection", is_flag=True,
-                     help="PipelineRuns: also take subjects and materials from the child TaskRuns' results, "
-                          "not only from the pipeline results (Chains' enable-deep-inspection)."),
-        click.option("--builder-id", default=DEFAULT_BUILDER_ID, show_default=True, metavar="ID",
-                     help="builder.id recorded in the predicate."),
-        click.option("--build-type", default=None, callback=_check_build_type, metavar="URI",
-                     help=f"SLSA v1.0 buildType for the slsa/v2alpha* formats: {' or '.join(BUILD_TYPES)} "
-                          "(default the first)."),
+        click.option(
+            "--taskrun",
+            "taskruns",
+            multiple=True,
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="A file with child TaskRuns of the PipelineRun (repeatable; YAML/JSON, a List "
+            "is fine). Not needed when RUN is a List that already holds them.",
+        ),
+        click.option(
+            "--format",
+            "fmt",
+            default="slsa/v1",
+            show_default=True,
+            callback=_check_format,
+            metavar="|".join(FORMAT_CHOICES),
+            help="Provenance format, as Tekton Chains names them ('in-toto' = 'slsa/v1', SLSA v0.2 "
+            "predicate; 'slsa/v2alpha3' and 'slsa/v2alpha4' are SLSA v1.0).",
+        ),
+        click.option(
+            "--deep-inspection",
+            is_flag=True,
+            help="PipelineRuns: also take subjects and materials from the child TaskRuns' results, "
+            "not only from the pipeline results (Chains' enable-deep-inspection).",
+        ),
+        click.option(
+            "--builder-id",
+            default=DEFAULT_BUILDER_ID,
+            show_default=True,
+            metavar="ID",
+            help="builder.id recorded in the predicate.",
+        ),
+        click.option(
+            "--build-type",
+            default=None,
+            callback=_check_build_type,
+            metavar="URI",
+            help=f"SLSA v1.0 buildType for the slsa/v2alpha* formats: {' or '.join(BUILD_TYPES)} "
+            "(default the first).",
+        ),
     ]
     for decorator in reversed(decorators):
         f = decorator(f)
@@ -134,8 +163,16 @@ def _pretty(data: bytes) -> str:
 
 # --------------------------------------------------------------------------------------------- commands
 
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-def cli() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Also print what happens on stderr: the backends chosen, what was stored where, registry "
+    "retries (the debug log).",
+)
+def cli(verbose: bool = False) -> None:
     """Build, sign and store provenance for Tekton TaskRuns and PipelineRuns.
 
     \b
@@ -144,14 +181,51 @@ def cli() -> None:
       signer sign taskrun.json --key cosign.key --out provenance.dsse.json
       signer generate-key-pair --output-key-prefix cosign
     """
+    _log_to_stderr(logging.DEBUG if verbose else logging.WARNING)
+
+
+class _StderrLines(logging.Handler):
+    """The log of the signer and its libraries as CLI lines: ``warning: ...``; ``debug: <module>: ...``.
+
+    Writes to the ``sys.stderr`` of the moment, so one handler serves every in-process run."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            prefix = "warning" if record.levelno >= logging.WARNING else f"debug: {record.name}"
+            click.echo(f"{prefix}: {record.getMessage()}", err=True)
+        except Exception:
+            self.handleError(record)
+
+
+_STDERR = _StderrLines()
+
+
+def _log_to_stderr(level: int) -> None:
+    for name in ("signer", "attestation"):
+        logger = logging.getLogger(name)
+        if _STDERR not in logger.handlers:
+            logger.addHandler(_STDERR)
+        logger.setLevel(level)
 
 
 @cli.command("provenance")
 @provenance_options
-@click.option("--output", type=click.Choice(["json"]), default="json", show_default=True,
-              help="Output format of the statement.")
-def provenance_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspection: bool, builder_id: str,
-                   build_type: str | None, output: str) -> None:
+@click.option(
+    "--output",
+    type=click.Choice(["json"]),
+    default="json",
+    show_default=True,
+    help="Output format of the statement.",
+)
+def provenance_cmd(
+    run: str,
+    taskruns: tuple[str, ...],
+    fmt: str,
+    deep_inspection: bool,
+    builder_id: str,
+    build_type: str | None,
+    output: str,
+) -> None:
     """Print the unsigned in-toto statement for a completed run.
 
     RUN is a YAML or JSON file with a TaskRun or PipelineRun (tekton.dev/v1, or v1beta1 which is
@@ -172,54 +246,129 @@ def provenance_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspectio
 
 @cli.command("sign")
 @provenance_options
-@click.option("--key", "key", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Private key: a cosign encrypted key (cosign.key) or an unencrypted PEM key.")
-@click.option("--spiffe-socket", metavar="URI",
-              help="Sign with this workload's SPIRE X509-SVID from the Workload API at URI "
-                   "(unix:///path/api.sock); prints a Sigstore bundle with the certificate chain.")
+@click.option(
+    "--key",
+    "key",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Private key: a cosign encrypted key (cosign.key) or an unencrypted PEM key.",
+)
+@click.option(
+    "--spiffe-socket",
+    metavar="URI",
+    help="Sign with this workload's SPIRE X509-SVID from the Workload API at URI "
+    "(unix:///path/api.sock); prints a Sigstore bundle with the certificate chain.",
+)
 @click.option("--spiffe-id", metavar="ID", help="With --spiffe-socket: which of the issued SVIDs to use.")
-@click.option("--tsa-url", metavar="URL",
-              help="With --spiffe-socket: RFC 3161 timestamp authority to timestamp the signature at.")
-@click.option("--key-password-file", type=click.Path(dir_okay=False), metavar="FILE",
-              help="File with the key's password (one trailing newline is ignored). Otherwise "
-                   "COSIGN_PASSWORD is used, or you are asked when a terminal is attached.")
-@click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
-              help="Write the signed attestation to FILE (default: stdout when no --storage is given).")
-@click.option("--storage", default="", metavar="LIST",
-              help="Where to store it, comma-separated: oci (next to every image subject in its registry), "
-                   "tekton (the run annotations Chains writes, to --annotations-out), file (append a JSON "
-                   "line to --file-out).")
-@click.option("--oci-encoding-format", type=click.Choice(["dsse", "sigstore-bundle"]), default="dsse",
-              show_default=True,
-              help="oci storage: dsse = a layer of cosign's sha256-<hex>.att tag; sigstore-bundle = a "
-                   "Sigstore bundle as an OCI 1.1 referrer (Chains' storage.oci.encoding-format).")
-@click.option("--oci-repository", metavar="REPO",
-              help="oci storage, dsse: put the .att tags in REPO instead of the image's repository.")
-@click.option("--insecure-registry", "insecure_registries", multiple=True, metavar="HOST",
-              help="Registry to reach over plain HTTP (repeatable). Loopback registries need no flag.")
-@click.option("--registry-ca", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
-              help="CA certificates (PEM) to trust for registry TLS.")
-@click.option("--annotations-out", type=click.Path(dir_okay=False), metavar="FILE",
-              help="tekton storage: write the annotation map (JSON) here for the operator to apply.")
-@click.option("--file-out", type=click.Path(dir_okay=False), metavar="FILE",
-              help="file storage: append one JSON line (envelope, or bundle for SVID signatures) here.")
-@click.option("--enforce-nonfalsifiability", type=click.Choice(["none", "spire"]), default="none",
-              show_default=True,
-              help="Tekton's switch: with 'spire', a run (or any child TaskRun of a PipelineRun) whose "
-                   "SPIRE-signed results do not verify gets no provenance: nothing is signed or stored, "
-                   "the reasons go to stderr and the exit code is 1.")
-@click.option("--spire-trust-bundle", type=click.Path(dir_okay=False), metavar="FILE",
-              help="With --enforce-nonfalsifiability spire: the SPIRE trust bundle (PEM or SPIFFE JSON).")
-@click.option("--spire-trust-domain", metavar="TD",
-              help="With --enforce-nonfalsifiability spire: the trust domain of the TaskRun SVIDs.")
-def sign_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspection: bool, builder_id: str,
-             build_type: str | None, key: str | None, key_password_file: str | None, out: str | None,
-             spiffe_socket: str | None = None, spiffe_id: str | None = None,
-             tsa_url: str | None = None, storage: str = "", oci_encoding_format: str = "dsse",
-             oci_repository: str | None = None, insecure_registries: tuple[str, ...] = (),
-             registry_ca: str | None = None, annotations_out: str | None = None,
-             file_out: str | None = None, enforce_nonfalsifiability: str = "none",
-             spire_trust_bundle: str | None = None, spire_trust_domain: str | None = None) -> None:
+@click.option(
+    "--tsa-url",
+    metavar="URL",
+    help="With --spiffe-socket: RFC 3161 timestamp authority to timestamp the signature at.",
+)
+@click.option(
+    "--key-password-file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="File with the key's password (one trailing newline is ignored). Otherwise "
+    "COSIGN_PASSWORD is used, or you are asked when a terminal is attached.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, writable=True),
+    metavar="FILE",
+    help="Write the signed attestation to FILE (default: stdout when no --storage is given).",
+)
+@click.option(
+    "--storage",
+    default="",
+    metavar="LIST",
+    help="Where to store it, comma-separated: oci (next to every image subject in its registry), "
+    "tekton (the run annotations Chains writes, to --annotations-out), file (append a JSON "
+    "line to --file-out).",
+)
+@click.option(
+    "--oci-encoding-format",
+    type=click.Choice(["dsse", "sigstore-bundle"]),
+    default="dsse",
+    show_default=True,
+    help="oci storage: dsse = a layer of cosign's sha256-<hex>.att tag; sigstore-bundle = a "
+    "Sigstore bundle as an OCI 1.1 referrer (Chains' storage.oci.encoding-format).",
+)
+@click.option(
+    "--oci-repository",
+    metavar="REPO",
+    help="oci storage, dsse: put the .att tags in REPO instead of the image's repository.",
+)
+@click.option(
+    "--insecure-registry",
+    "insecure_registries",
+    multiple=True,
+    metavar="HOST",
+    help="Registry to reach over plain HTTP (repeatable). Loopback registries need no flag.",
+)
+@click.option(
+    "--registry-ca",
+    type=click.Path(dir_okay=False, exists=True),
+    metavar="FILE",
+    help="CA certificates (PEM) to trust for registry TLS.",
+)
+@click.option(
+    "--annotations-out",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="tekton storage: write the annotation map (JSON) here for the operator to apply.",
+)
+@click.option(
+    "--file-out",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="file storage: append one JSON line (envelope, or bundle for SVID signatures) here.",
+)
+@click.option(
+    "--enforce-nonfalsifiability",
+    type=click.Choice(["none", "spire"]),
+    default="none",
+    show_default=True,
+    help="Tekton's switch: with 'spire', a run (or any child TaskRun of a PipelineRun) whose "
+    "SPIRE-signed results do not verify gets no provenance: nothing is signed or stored, "
+    "the reasons go to stderr and the exit code is 1.",
+)
+@click.option(
+    "--spire-trust-bundle",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="With --enforce-nonfalsifiability spire: the SPIRE trust bundle (PEM or SPIFFE JSON).",
+)
+@click.option(
+    "--spire-trust-domain",
+    metavar="TD",
+    help="With --enforce-nonfalsifiability spire: the trust domain of the TaskRun SVIDs.",
+)
+def sign_cmd(
+    run: str,
+    taskruns: tuple[str, ...],
+    fmt: str,
+    deep_inspection: bool,
+    builder_id: str,
+    build_type: str | None,
+    key: str | None,
+    key_password_file: str | None,
+    out: str | None,
+    spiffe_socket: str | None = None,
+    spiffe_id: str | None = None,
+    tsa_url: str | None = None,
+    storage: str = "",
+    oci_encoding_format: str = "dsse",
+    oci_repository: str | None = None,
+    insecure_registries: tuple[str, ...] = (),
+    registry_ca: str | None = None,
+    annotations_out: str | None = None,
+    file_out: str | None = None,
+    enforce_nonfalsifiability: str = "none",
+    spire_trust_bundle: str | None = None,
+    spire_trust_domain: str | None = None,
+) -> None:
     """Build the provenance of a completed run, sign it, and store it.
 
     With --key the result is a DSSE envelope (payloadType application/vnd.in-toto+json), what Tekton
@@ -238,15 +387,68 @@ def sign_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspection: boo
       signer sign taskrun.yaml --key cosign.key --enforce-nonfalsifiability spire \\
           --spire-trust-bundle bundle.pem --spire-trust-domain example.org
     """
-    from attestation import intoto
-    from signer.storage import SignedProvenance, StorageConfig, parse_backends, store
+    from signer.attest import ArtifactConfig, AttestConfig, attest
 
     if (key is None) == (spiffe_socket is None):
         raise click.UsageError("give exactly one of --key FILE or --spiffe-socket URI")
     if spiffe_socket is None and (tsa_url or spiffe_id):
         raise click.UsageError("--tsa-url and --spiffe-id go with --spiffe-socket")
+    backends, storage_config = _storage(
+        storage,
+        oci_encoding_format,
+        oci_repository,
+        insecure_registries,
+        registry_ca,
+        annotations_out=annotations_out,
+        file_out=file_out,
+    )
+    spire_config = _spire_config(enforce_nonfalsifiability, spire_trust_bundle, spire_trust_domain)
+    name, signing = _signing(key, key_password_file, spiffe_socket, spiffe_id, tsa_url)
+    artifact = ArtifactConfig(format=fmt, storage=backends, signer=name, deep_inspection=deep_inspection)
+    config = AttestConfig(
+        signers={name: signing},
+        taskrun=artifact,
+        pipelinerun=artifact,
+        builder_id=builder_id,
+        build_type=build_type,
+        storage=storage_config,
+        spire=spire_config,
+    )
+    inp = load_run_input(run, taskruns)
+    try:
+        outcome = attest(inp.run, inp.children, config)
+    except ResultsNotVerified as err:
+        for reason in err.reasons:
+            click.echo(f"not verified: {reason}", err=True)
+        if "tekton" in backends and annotations_out:
+            click.echo(f"marked failed: annotations written to {annotations_out}", err=True)
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    if out is not None or not backends:
+        _write_output(outcome.signed.portable(), out)
+    for where in outcome.stored:
+        click.echo(f"stored in {where}", err=True)
+
+
+def _storage(
+    storage: str,
+    oci_encoding_format: str,
+    oci_repository: str | None,
+    insecure_registries: Sequence[str],
+    registry_ca: str | None,
+    *,
+    annotations_out: str | None,
+    file_out: str | None,
+) -> tuple[tuple[str, ...], StorageConfig]:
+    """The --storage backends and their settings; refused before any key is asked for its password."""
+    from signer.storage import StorageConfig, parse_backends
+
+    backends = parse_backends(storage)
+    if "tekton" in backends and not annotations_out:
+        raise InputError("--storage tekton needs --annotations-out FILE (the annotation map to apply)")
+    if "file" in backends and not file_out:
+        raise InputError("--storage file needs --file-out FILE (JSON lines, one attestation per line)")
     config = StorageConfig(
-        backends=parse_backends(storage),
         oci_encoding_format=oci_encoding_format,
         oci_repository=oci_repository,
         insecure_registries=insecure_registries,
@@ -254,80 +456,45 @@ def sign_cmd(run: str, taskruns: tuple[str, ...], fmt: str, deep_inspection: boo
         annotations_out=annotations_out,
         file_out=file_out,
     )
-    config.check()
-    spire_config = _spire_config(enforce_nonfalsifiability, spire_trust_bundle, spire_trust_domain)
-    options = _options(fmt, deep_inspection, builder_id, build_type)
+    config.check(backends)
+    return backends, config
+
+
+def _signing(
+    key: str | None,
+    key_password_file: str | None,
+    spiffe_socket: str | None,
+    spiffe_id: str | None,
+    tsa_url: str | None,
+) -> tuple[str, SigningBackend]:
+    """The signing backend the flags name, and its name in the configuration."""
     if spiffe_socket is not None:
-        from signer.signing import spire as spire_signing
+        from signer.signing.spire import SvidSigning
 
-        # Fetch the SVID first: with the agent down nothing is built and nothing is written.
-        svid_signer = spire_signing.fetch_svid_signer(spiffe_socket, spiffe_id=spiffe_id)
-        inp = load_run_input(run, taskruns)
-        _enforce(inp, spire_config, config)
-        prov = _generate(inp, options)
-        svid = spire_signing.sign_payload(intoto.serialize(prov.statement), svid_signer, tsa_url=tsa_url)
-        signed = SignedProvenance(
-            prov.statement,
-            svid.envelope,
-            certificate_chain_der=tuple(svid.certificate_chain_der()),
-            rfc3161_timestamps=(svid.rfc3161_timestamp,) if svid.rfc3161_timestamp else (),
-        )
-    else:
-        from signer.signing.key import load_signer, sign_statement
+        # The SVID itself is fetched by attest(), right before the run is built: SVIDs rotate.
+        return "spire", SvidSigning(spiffe_socket, spiffe_id=spiffe_id, tsa_url=tsa_url)
+    from signer.signing.key import KeySigning
 
-        # Load the key first: a wrong password should not cost a provenance build, and nothing is
-        # written unless both succeed.
-        signer_ = load_signer(key or "", password_file=key_password_file)
-        inp = load_run_input(run, taskruns)
-        _enforce(inp, spire_config, config)
-        prov = _generate(inp, options)
-        signed = SignedProvenance(prov.statement, sign_statement(prov.statement, signer_), signer_.public_key)
-    if out is not None or not config.backends:
-        _write_output(signed.portable(), out)
-    for line in store(signed, kind=inp.run.kind, uid=inp.run.uid, config=config):
-        click.echo(f"stored in {line}", err=True)
+    # The key is loaded now: a wrong password should not cost reading the run.
+    return "key", KeySigning.load(key or "", password_file=key_password_file)
 
 
-def _spire_config(mode: str, bundle_file: str | None, trust_domain: str | None) -> Any:
+def _spire_config(mode: str, bundle_file: str | None, trust_domain: str | None) -> SpireConfig:
+    from signer.spire.nonfalsifiability import SpireConfig
+
     if mode == "none":
         if bundle_file or trust_domain:
             raise click.UsageError(
                 "--spire-trust-bundle/--spire-trust-domain go with --enforce-nonfalsifiability spire"
             )
-        return None
+        return SpireConfig()
     if not bundle_file or not trust_domain:
         raise click.UsageError(
             "--enforce-nonfalsifiability spire needs --spire-trust-bundle and --spire-trust-domain"
         )
     from attestation.spiffe import load_trust_bundle
-    from signer.spire.nonfalsifiability import SpireConfig
 
     return SpireConfig("spire", trust_domain=trust_domain, bundle=load_trust_bundle(bundle_file))
-
-
-def _enforce(inp: RunInput, spire_config: Any, storage: Any) -> None:
-    """With enforce-nonfalsifiability spire, a run whose results do not verify gets no provenance:
-    exit 1 with the reasons, nothing signed or stored. With the tekton storage the run is marked failed
-    with the reason instead (the annotation map written to --annotations-out)."""
-    if spire_config is None:
-        return
-    from signer.spire.nonfalsifiability import check_nonfalsifiability
-
-    verdict = check_nonfalsifiability(inp.run, spire_config, children=inp.children)
-    if verdict.allowed:
-        return
-    for reason in verdict.reasons:
-        click.echo(f"not verified: {reason}", err=True)
-    if "tekton" in storage.backends and storage.annotations_out:
-        from signer.storage import write_atomic
-        from signer.storage.tekton import failure_annotations
-
-        notes = failure_annotations(verdict.reasons)
-        write_atomic(storage.annotations_out, json.dumps(notes, indent=2).encode() + b"\n")
-        click.echo(f"marked failed: annotations written to {storage.annotations_out}", err=True)
-    click.echo(f"error: {inp.run.kind} {inp.run.namespace}/{inp.run.name} gets no provenance: its "
-               "SPIRE-signed results do not verify (enforce-nonfalsifiability: spire)", err=True)
-    sys.exit(1)
 
 
 def _write_output(data: bytes, out: str | None) -> None:
@@ -335,32 +502,45 @@ def _write_output(data: bytes, out: str | None) -> None:
         sys.stdout.buffer.write(data + b"\n")
         sys.stdout.flush()
         return
-    path = Path(out)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data + b"\n")
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise InputError(f"cannot write {out}: {err.strerror or err}") from None
+    from signer.storage import write_atomic
+
+    write_atomic(out, data + b"\n")
 
 
 @cli.command("verify-results")
 @click.argument("run", type=click.Path(dir_okay=False))
-@click.option("--trust-bundle", type=click.Path(dir_okay=False), metavar="FILE",
-              help="SPIRE trust bundle, PEM or SPIFFE JSON (spire-server bundle show).")
+@click.option(
+    "--trust-bundle",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="SPIRE trust bundle, PEM or SPIFFE JSON (spire-server bundle show).",
+)
 @click.option("--spiffe-socket", metavar="URI", help="Take the trust bundle from the Workload API at URI.")
 @click.option("--trust-domain", required=True, metavar="TD", help="SPIRE trust domain, e.g. example.org.")
-@click.option("--require-status-signature", is_flag=True,
-              help="Also require the Tekton controller's signature over the status "
-                   "(status.annotations tekton.dev/status-hash, -sig, controller-svid).")
-@click.option("--controller-spiffe-id", "controller_spiffe_ids", multiple=True, metavar="ID",
-              help="With --require-status-signature: the controller SVID must have this SPIFFE ID "
-                   "(repeatable; default: any SVID of the trust bundle).")
+@click.option(
+    "--require-status-signature",
+    is_flag=True,
+    help="Also require the Tekton controller's signature over the status "
+    "(status.annotations tekton.dev/status-hash, -sig, controller-svid).",
+)
+@click.option(
+    "--controller-spiffe-id",
+    "controller_spiffe_ids",
+    multiple=True,
+    metavar="ID",
+    help="With --require-status-signature: the controller SVID must have this SPIFFE ID "
+    "(repeatable; default: any SVID of the trust bundle).",
+)
 @click.pass_context
-def verify_results_cmd(ctx: click.Context, run: str, trust_bundle: str | None, spiffe_socket: str | None,
-                       trust_domain: str, require_status_signature: bool = False,
-                       controller_spiffe_ids: tuple[str, ...] = ()) -> None:
+def verify_results_cmd(
+    ctx: click.Context,
+    run: str,
+    trust_bundle: str | None,
+    spiffe_socket: str | None,
+    trust_domain: str,
+    require_status_signature: bool = False,
+    controller_spiffe_ids: tuple[str, ...] = (),
+) -> None:
     """Check the SPIRE-signed results of a TaskRun (TEP-0089).
 
     Exit 0: verified. Exit 1: not verified, one line per reason on stdout. Exit 2: unusable input.
@@ -371,7 +551,8 @@ def verify_results_cmd(ctx: click.Context, run: str, trust_bundle: str | None, s
       signer verify-results taskrun.yaml --trust-bundle bundle.pem --trust-domain example.org \\
         --require-status-signature --controller-spiffe-id spiffe://example.org/tekton/controller
     """
-    from signer.run import load_documents, runs_from_documents
+    from signer.documents import load_documents
+    from signer.run import runs_from_documents
     from signer.spire.results import verify_run_results
     from signer.spire.trust import bundle_from_workload_api
 
@@ -389,7 +570,10 @@ def verify_results_cmd(ctx: click.Context, run: str, trust_bundle: str | None, s
     if len(runs) != 1:
         raise InputError(f"{run}: expected one TaskRun, found {len(runs)} runs")
     verdict = verify_run_results(
-        runs[0], trust_domain=trust_domain, bundle=bundle, require_status_signature=require_status_signature,
+        runs[0],
+        trust_domain=trust_domain,
+        bundle=bundle,
+        require_status_signature=require_status_signature,
         controller_spiffe_ids=controller_spiffe_ids or None,
     )
     if verdict.verified:
@@ -404,8 +588,13 @@ def verify_results_cmd(ctx: click.Context, run: str, trust_bundle: str | None, s
 
 
 @cli.command("generate-key-pair")
-@click.option("--output-key-prefix", default="cosign", show_default=True, metavar="P",
-              help="Write P.key (encrypted, mode 0600) and P.pub. Existing files are never overwritten.")
+@click.option(
+    "--output-key-prefix",
+    default="cosign",
+    show_default=True,
+    metavar="P",
+    help="Write P.key (encrypted, mode 0600) and P.pub. Existing files are never overwritten.",
+)
 def generate_key_pair_cmd(output_key_prefix: str) -> None:
     """Generate a cosign-compatible ECDSA P-256 key pair.
 
@@ -432,14 +621,16 @@ def _new_password() -> bytes:
     if not sys.stdin.isatty():
         raise InputError("no password: set COSIGN_PASSWORD (no terminal to ask on)")
     first = click.prompt("Enter password for private key", hide_input=True, default="", show_default=False)
-    second = click.prompt("Enter password for private key again", hide_input=True, default="",
-                          show_default=False)
+    second = click.prompt(
+        "Enter password for private key again", hide_input=True, default="", show_default=False
+    )
     if first != second:
         raise InputError("passwords do not match")
     return first.encode("utf-8")
 
 
 # --------------------------------------------------------------------------------------------- entry point
+
 
 def _fail(message: str) -> NoReturn:
     click.echo(f"error: {' '.join(message.split())}", err=True)
@@ -457,6 +648,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; every failure is one stderr line and exit code 2, never a traceback."""
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="signer", standalone_mode=False)
+    except TransientError as err:
+        _fail(f"{err} (temporary: try again later)")
     except ProvgateError as err:
         _fail(_with_hint(err))
     except click.exceptions.Abort:

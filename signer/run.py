@@ -1,31 +1,22 @@
 """Tekton TaskRun/PipelineRun objects as the provenance builders see them.
 
-Input is what ``kubectl get -o yaml|json`` prints: a single object, several YAML documents or a ``List``.
-``tekton.dev/v1beta1`` objects are converted to the ``tekton.dev/v1`` shape the way the API server's
-conversion webhook does, because Chains (>= v0.26) only ever sees v1 objects. Parameter and result
-values are normalised as Tekton's ``ParamValue`` decoder does, so every format reads one shape.
+:func:`to_run` takes an object as :mod:`signer.documents` reads it, converts ``tekton.dev/v1beta1`` to
+the ``tekton.dev/v1`` shape (:mod:`signer.tekton_v1beta1`), and checks the types of the fields the
+builders read. Parameter and result values are normalised as Tekton's ``ParamValue`` decoder does, so
+every format reads one shape.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-import yaml
+from attestation.errors import InputError
+from signer.golang import is_rfc3339, parse_go_duration
+from signer.tekton_v1beta1 import API_V1, API_V1BETA1, convert_v1beta1, copy_json
 
-from attestation.errors import InputError, LimitExceeded
-
-MAX_FILE_BYTES = 32 * 1024 * 1024
-MAX_NODES = 2_000_000
-MAX_DEPTH = 64
-MAX_DOCUMENTS = 10_000
-
-API_V1 = "tekton.dev/v1"
-API_V1BETA1 = "tekton.dev/v1beta1"
 PIPELINE_TASK_LABEL = "tekton.dev/pipelineTask"
 PIPELINE_RUN_LABEL = "tekton.dev/pipelineRun"
 
@@ -38,6 +29,13 @@ class Result:
     type: str  # "string" | "array" | "object", decided by the value as Tekton does
     value: ParamValue
 
+    @classmethod
+    def of(cls, raw: Mapping[str, Any]) -> Result:
+        """A ``{name, value}`` entry of ``status.results`` or of a step's results; the type is decided by
+        the value as Tekton does (values were normalised when the run was loaded)."""
+        value = raw.get("value", "")
+        return cls(raw["name"], value_type(value), value)
+
     @property
     def string_value(self) -> str:
         """Go's ``ParamValue.StringVal``: empty for arrays and objects."""
@@ -46,26 +44,26 @@ class Result:
 
 @dataclass(frozen=True)
 class Run:
-    obj: dict
+    obj: dict[str, Any]
     kind: Literal["TaskRun", "PipelineRun"]
     source_api_version: str
     source: str
 
     @property
-    def metadata(self) -> dict:
+    def metadata(self) -> dict[str, Any]:
         return self.obj.get("metadata") or {}
 
     @property
     def name(self) -> str:
-        return self.metadata.get("name", "")
+        return cast(str, self.metadata.get("name", ""))
 
     @property
     def namespace(self) -> str:
-        return self.metadata.get("namespace", "")
+        return cast(str, self.metadata.get("namespace", ""))
 
     @property
     def uid(self) -> str:
-        return self.metadata.get("uid", "")
+        return cast(str, self.metadata.get("uid", ""))
 
     @property
     def labels(self) -> dict[str, str]:
@@ -76,11 +74,11 @@ class Run:
         return self.metadata.get("annotations") or {}
 
     @property
-    def spec(self) -> dict:
+    def spec(self) -> dict[str, Any]:
         return self.obj.get("spec") or {}
 
     @property
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         return self.obj.get("status") or {}
 
     @property
@@ -93,31 +91,29 @@ class Run:
 
     @property
     def results(self) -> list[Result]:
-        return [Result(r["name"], value_type(r.get("value", "")), r.get("value", "")) for r in
-                self.status.get("results") or []]
+        return [Result.of(r) for r in self.status.get("results") or []]
 
     @property
     def step_results(self) -> list[Result]:
         """StepAction results (``status.steps[].results``), in step order."""
-        return [Result(r["name"], value_type(r.get("value", "")), r.get("value", ""))
-                for step in self.status.get("steps") or [] for r in step.get("results") or []]
+        return [Result.of(r) for step in self.status.get("steps") or [] for r in step.get("results") or []]
 
     @property
-    def params(self) -> list[dict]:
+    def params(self) -> list[dict[str, Any]]:
         return self.spec.get("params") or []
 
     @property
-    def resolved_spec(self) -> dict:
+    def resolved_spec(self) -> dict[str, Any]:
         """``status.taskSpec`` or ``status.pipelineSpec`` (``{}`` when the controller recorded none)."""
         key = "taskSpec" if self.kind == "TaskRun" else "pipelineSpec"
         return self.status.get(key) or {}
 
     @property
-    def param_specs(self) -> list[dict]:
+    def param_specs(self) -> list[dict[str, Any]]:
         return self.resolved_spec.get("params") or []
 
     @property
-    def ref_source(self) -> dict | None:
+    def ref_source(self) -> dict[str, Any] | None:
         return (self.status.get("provenance") or {}).get("refSource")
 
     @property
@@ -130,79 +126,8 @@ class Run:
         return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind} {self.name}"
 
 
-# --------------------------------------------------------------------------------------------- loading
-
-def _check_shape(doc: Any, source: str) -> None:
-    """Bound nesting depth and node count; YAML aliases can make a small file expand enormously."""
-    stack: list[tuple[Any, int]] = [(doc, 0)]
-    nodes = 0
-    while stack:
-        node, depth = stack.pop()
-        nodes += 1
-        if nodes > MAX_NODES:
-            raise LimitExceeded(f"{source}: more than {MAX_NODES} values (YAML aliases?)")
-        if depth > MAX_DEPTH:
-            raise LimitExceeded(f"{source}: nested deeper than {MAX_DEPTH} levels")
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node)
-
-
-def parse_documents(text: str, *, source: str) -> list[dict]:
-    """The objects in a YAML/JSON text: one object, multi-document YAML, or ``kind: List`` items."""
-    stripped = text.lstrip()
-    try:
-        if stripped[:1] in ("{", "["):
-            docs = [json.loads(text)]
-        else:
-            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-            docs = list(yaml.load_all(text, Loader=loader))
-    except (ValueError, yaml.YAMLError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputError(f"{source}: not valid YAML or JSON: {first}") from None
-    out: list[dict] = []
-    for doc in docs:
-        if doc is None:
-            continue
-        _check_shape(doc, source)
-        if isinstance(doc, list):
-            items: list = doc
-        elif isinstance(doc, dict) and str(doc.get("kind", "")).endswith("List") and "items" in doc:
-            items = doc.get("items") or []
-            if not isinstance(items, list):
-                raise InputError(f"{source}: {doc.get('kind')}.items is not a list")
-        else:
-            items = [doc]
-        for item in items:
-            if not isinstance(item, dict):
-                raise InputError(f"{source}: expected Kubernetes objects, found a {type(item).__name__}")
-            out.append(item)
-        if len(out) > MAX_DOCUMENTS:
-            raise LimitExceeded(f"{source}: more than {MAX_DOCUMENTS} objects")
-    if not out:
-        raise InputError(f"{source}: no objects found")
-    return out
-
-
-def load_documents(path: str | Path) -> list[dict]:
-    """Read a YAML or JSON file of Kubernetes objects (bounded in size, depth and count)."""
-    p = Path(path)
-    try:
-        with p.open("rb") as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
-    except OSError as err:
-        raise InputError(f"{p}: cannot read: {err.strerror or err}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise LimitExceeded(f"{p}: larger than {MAX_FILE_BYTES} bytes")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"{p}: not UTF-8 text") from None
-    return parse_documents(text, source=str(p))
-
-
 # --------------------------------------------------------------------------------------------- values
+
 
 def value_type(value: Any) -> str:
     if isinstance(value, list):
@@ -231,9 +156,6 @@ def normalize_param_value(value: Any) -> ParamValue:
 
 # --------------------------------------------------------------------------------------------- validation
 
-# Go's time.Parse(time.RFC3339), which metav1.Time uses, wants an upper-case T and Z.
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
-
 
 class _Checker:
     """Type checks on the fields the builders read, so they can index without defensive code."""
@@ -244,15 +166,15 @@ class _Checker:
     def fail(self, field: str, want: str) -> None:
         raise InputError(f"{self.prefix}: field {field} must be {want}")
 
-    def mapping(self, parent: dict, key: str, field: str) -> dict:
+    def mapping(self, parent: dict[str, Any], key: str, field: str) -> dict[str, Any]:
         value = parent.get(key)
         if value is None:
             return {}
         if not isinstance(value, dict):
             self.fail(field, "an object")
-        return value
+        return cast(dict[str, Any], value)
 
-    def seq(self, parent: dict, key: str, field: str) -> list:
+    def seq(self, parent: dict[str, Any], key: str, field: str) -> list[Any]:
         value = parent.get(key)
         if value is None:
             return []
@@ -261,19 +183,19 @@ class _Checker:
         for i, item in enumerate(value):
             if not isinstance(item, dict):
                 self.fail(f"{field}[{i}]", "an object")
-        return value
+        return cast(list[Any], value)
 
-    def string_map(self, parent: dict, key: str, field: str) -> None:
+    def string_map(self, parent: dict[str, Any], key: str, field: str) -> None:
         m = self.mapping(parent, key, field)
         for k, v in m.items():
             if not isinstance(k, str) or not isinstance(v, str):
                 self.fail(f"{field}.{k}", "a string")
 
-    def opt_str(self, parent: dict, key: str, field: str) -> None:
+    def opt_str(self, parent: dict[str, Any], key: str, field: str) -> None:
         if parent.get(key) is not None and not isinstance(parent[key], str):
             self.fail(field, "a string")
 
-    def named(self, parent: dict, key: str, field: str, value_key: str | None) -> None:
+    def named(self, parent: dict[str, Any], key: str, field: str, value_key: str | None) -> None:
         """A list of ``{name, <value_key>}`` entries; values normalised like Tekton's decoder."""
         for i, item in enumerate(self.seq(parent, key, field)):
             if not isinstance(item.get("name"), str):
@@ -285,26 +207,23 @@ class _Checker:
                 else:
                     item[value_key] = normalize_param_value(item[value_key])
 
-    def duration(self, parent: dict, key: str, field: str) -> None:
+    def duration(self, parent: dict[str, Any], key: str, field: str) -> None:
         """A metav1.Duration: Go's time.ParseDuration syntax (Chains cannot decode the run otherwise)."""
-        # Imported here: signer.provenance imports this module.
-        from signer.provenance.slsa1_0 import parse_go_duration
-
         value = parent.get(key)
         if value is not None and parse_go_duration(value) is None:
             self.fail(field, "a Go duration such as 1h0m0s")
 
-    def time(self, parent: dict, key: str, field: str) -> None:
+    def time(self, parent: dict[str, Any], key: str, field: str) -> None:
         value = parent.get(key)
         if value is None:
             return
-        if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        if not isinstance(value, str) or not is_rfc3339(value):
             self.fail(field, "an RFC 3339 time")
 
-    def spec_params(self, spec: dict, field: str) -> None:
+    def spec_params(self, spec: dict[str, Any], field: str) -> None:
         self.named(spec, "params", f"{field}.params", "default")
 
-    def task_spec(self, ts: dict, field: str) -> None:
+    def task_spec(self, ts: dict[str, Any], field: str) -> None:
         self.spec_params(ts, field)
         for key in ("steps", "sidecars"):
             for i, step in enumerate(self.seq(ts, key, f"{field}.{key}")):
@@ -316,7 +235,7 @@ class _Checker:
                     if v is not None and not (isinstance(v, list) and all(isinstance(a, str) for a in v)):
                         self.fail(f"{where}.{k}", "a list of strings")
 
-    def pipeline_task(self, t: dict, field: str) -> None:
+    def pipeline_task(self, t: dict[str, Any], field: str) -> None:
         if not isinstance(t.get("name"), str):
             self.fail(f"{field}.name", "a string")
         ra = t.get("runAfter")
@@ -329,7 +248,7 @@ class _Checker:
         self.task_spec(ts, f"{field}.taskSpec")
 
 
-def _validate(obj: dict, kind: str, checker: _Checker) -> None:
+def _validate(obj: dict[str, Any], kind: str, checker: _Checker) -> None:
     c = checker
     meta = c.mapping(obj, "metadata", "metadata")
     c.opt_str(meta, "name", "metadata.name")
@@ -372,151 +291,16 @@ def _validate(obj: dict, kind: str, checker: _Checker) -> None:
         c.opt_str(trt, "serviceAccountName", "spec.taskRunTemplate.serviceAccountName")
 
 
-# --------------------------------------------------------------------------------------------- v1beta1 -> v1
-
-def _bundle_ref(ref: dict) -> None:
-    """The v1beta1 ``bundle`` field has no v1 counterpart: the TaskRef/PipelineRef conversion of the
-    Pipeline release Chains vendors (v1.15) copies name, kind, apiVersion and the resolver fields only,
-    so the bundle reference is dropped (older Pipelines rewrote it into a ``bundles`` resolver)."""
-    ref.pop("bundle", None)
-
-
-def _convert_steps(spec: dict) -> None:
-    for key in ("steps", "sidecars", "stepTemplate"):
-        items = spec.get(key)
-        for step in ([items] if isinstance(items, dict) else items or []):
-            if isinstance(step, dict) and "resources" in step:
-                step["computeResources"] = step.pop("resources")
-
-
-def _convert_task_spec(ts: Any) -> None:
-    if not isinstance(ts, dict):
-        return
-    _convert_steps(ts)
-    ts.pop("resources", None)  # PipelineResources do not exist in v1
-
-
-def _convert_pipeline_spec(ps: Any) -> None:
-    if not isinstance(ps, dict):
-        return
-    ps.pop("resources", None)
-    for key in ("tasks", "finally"):
-        for t in ps.get(key) or []:
-            if not isinstance(t, dict):
-                continue
-            t.pop("resources", None)
-            if isinstance(t.get("taskRef"), dict):
-                _bundle_ref(t["taskRef"])
-            _convert_task_spec(t.get("taskSpec"))
-
-
-def _convert_provenance(status: dict) -> None:
-    # Provenance.convertTo copies refSource and featureFlags only: the deprecated configSource does not
-    # exist in v1, so Chains (which reads v1 objects) never sees it.
-    prov = status.get("provenance")
-    if isinstance(prov, dict):
-        prov.pop("configSource", None)
-
-
-def _convert_run_specs(items: Any) -> None:
-    for s in items or []:
-        if not isinstance(s, dict):
-            continue
-        if "taskServiceAccountName" in s:
-            s["serviceAccountName"] = s.pop("taskServiceAccountName")
-        if "taskPodTemplate" in s:
-            s["podTemplate"] = s.pop("taskPodTemplate")
-        if "stepOverrides" in s:
-            s["stepSpecs"] = s.pop("stepOverrides")
-        if "sidecarOverrides" in s:
-            s["sidecarSpecs"] = s.pop("sidecarOverrides")
-        for key in ("stepSpecs", "sidecarSpecs"):
-            for o in s.get(key) or []:
-                if isinstance(o, dict) and "resources" in o:
-                    o["computeResources"] = o.pop("resources")
-
-
-def convert_v1beta1(obj: dict) -> dict:
-    """Return a v1-shaped deep copy of a v1beta1 TaskRun or PipelineRun."""
-    out = _copy_json(dict(obj))
-    out["apiVersion"] = API_V1
-    spec = out.get("spec") if isinstance(out.get("spec"), dict) else {}
-    status = out.get("status") if isinstance(out.get("status"), dict) else {}
-    spec.pop("resources", None)
-    if out.get("kind") == "TaskRun":
-        if isinstance(spec.get("taskRef"), dict):
-            _bundle_ref(spec["taskRef"])
-        _convert_task_spec(spec.get("taskSpec"))
-        if "stepOverrides" in spec:
-            spec["stepSpecs"] = spec.pop("stepOverrides")
-        if "sidecarOverrides" in spec:
-            spec["sidecarSpecs"] = spec.pop("sidecarOverrides")
-        for key in ("stepSpecs", "sidecarSpecs"):
-            for o in spec.get(key) or []:
-                if isinstance(o, dict) and "resources" in o:
-                    o["computeResources"] = o.pop("resources")
-        if "taskResults" in status:
-            status["results"] = status.pop("taskResults")
-        # StepState.convertTo: v1's terminationReason is the terminated container's reason.
-        for step in status.get("steps") or []:
-            if isinstance(step, dict):
-                terminated = step.get("terminated")
-                step.pop("terminationReason", None)
-                if isinstance(terminated, dict) and terminated.get("reason"):
-                    step["terminationReason"] = terminated["reason"]
-        _convert_task_spec(status.get("taskSpec"))
-        status.pop("cloudEvents", None)
-    else:
-        if isinstance(spec.get("pipelineRef"), dict):
-            _bundle_ref(spec["pipelineRef"])
-        _convert_pipeline_spec(spec.get("pipelineSpec"))
-        # PipelineRunSpec.ConvertTo: taskRunTemplate is built from the v1beta1 fields (v1beta1 has no
-        # taskRunTemplate), and a v1beta1 timeout replaces the whole timeouts block.
-        template = {}
-        spec.pop("taskRunTemplate", None)
-        if "serviceAccountName" in spec:
-            template["serviceAccountName"] = spec.pop("serviceAccountName")
-        if "podTemplate" in spec:
-            template["podTemplate"] = spec.pop("podTemplate")
-        if template:
-            spec["taskRunTemplate"] = template
-        timeout = spec.pop("timeout", None)
-        if timeout is not None:
-            spec["timeouts"] = {"pipeline": timeout}
-        _convert_run_specs(spec.get("taskRunSpecs"))
-        if "pipelineResults" in status:
-            status["results"] = status.pop("pipelineResults")
-        _convert_pipeline_spec(status.get("pipelineSpec"))
-        children = list(status.get("childReferences") or [])
-        # The long-removed embedded status maps name the children; the API server's conversion turned
-        # them into childReferences. Sort by name: a map has no order.
-        for field, kind in (("taskRuns", "TaskRun"), ("runs", "CustomRun")):
-            embedded = status.pop(field, None)
-            if isinstance(embedded, dict):
-                for name in sorted(embedded):
-                    entry = embedded[name] if isinstance(embedded[name], dict) else {}
-                    ref = {"apiVersion": API_V1 if kind == "TaskRun" else "tekton.dev/v1beta1",
-                           "kind": kind, "name": name,
-                           "pipelineTaskName": entry.get("pipelineTaskName", "")}
-                    if entry.get("whenExpressions"):
-                        ref["whenExpressions"] = entry["whenExpressions"]
-                    if not any(isinstance(c, dict) and c.get("name") == name for c in children):
-                        children.append(ref)
-        if children:
-            status["childReferences"] = children
-    _convert_provenance(status)
-    return out
-
-
 # --------------------------------------------------------------------------------------------- runs
 
-def to_run(obj: Mapping, *, source: str) -> Run:
+
+def to_run(obj: Mapping[str, Any], *, source: str) -> Run:
     """Validate a TaskRun/PipelineRun object (v1 or v1beta1) and normalise it to the v1 shape."""
     if not isinstance(obj, Mapping):
         raise InputError(f"{source}: expected a TaskRun or PipelineRun object")
     api = obj.get("apiVersion")
     kind = obj.get("kind")
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    meta: Mapping[str, Any] = obj["metadata"] if isinstance(obj.get("metadata"), Mapping) else {}
     label = f"{kind or 'object'} {meta.get('name', '<unnamed>')}"
     if kind not in ("TaskRun", "PipelineRun"):
         raise InputError(f"{source}: {label} is not a TaskRun or PipelineRun (kind {kind!r})")
@@ -524,7 +308,7 @@ def to_run(obj: Mapping, *, source: str) -> Run:
         raise InputError(f"{source}: {label}: apiVersion {api!r} is not {API_V1} or {API_V1BETA1}")
     if not isinstance(meta.get("name"), str) or not meta.get("name"):
         raise InputError(f"{source}: {kind} has no metadata.name")
-    normalized = convert_v1beta1(dict(obj)) if api == API_V1BETA1 else _copy_json(dict(obj))
+    normalized = convert_v1beta1(dict(obj)) if api == API_V1BETA1 else copy_json(dict(obj))
     ns = meta.get("namespace")
     display = f"{kind} {ns}/{meta['name']}" if ns else f"{kind} {meta['name']}"
     _validate(normalized, kind, _Checker(source, display))
@@ -541,10 +325,15 @@ def child_taskruns(pipelinerun: Run, taskruns: Sequence[Run]) -> list[Run]:
 
     Without childReferences, the given TaskRuns not labelled for another PipelineRun are used in input order.
     """
-    refs = [c for c in pipelinerun.status.get("childReferences") or []
-            if c.get("kind", "TaskRun") == "TaskRun"]
-    candidates = [t for t in taskruns if t.kind == "TaskRun"
-                  and (not pipelinerun.namespace or not t.namespace or t.namespace == pipelinerun.namespace)]
+    refs = [
+        c for c in pipelinerun.status.get("childReferences") or [] if c.get("kind", "TaskRun") == "TaskRun"
+    ]
+    candidates = [
+        t
+        for t in taskruns
+        if t.kind == "TaskRun"
+        and (not pipelinerun.namespace or not t.namespace or t.namespace == pipelinerun.namespace)
+    ]
     if not refs:
         own = pipelinerun.name
         return [t for t in candidates if t.labels.get(PIPELINE_RUN_LABEL, own) == own]
@@ -576,14 +365,19 @@ def children_by_pipeline_task(children: Sequence[Run]) -> dict[str, list[Run]]:
     return out
 
 
-def _copy_json(value: Any) -> Any:
-    # Much cheaper than copy.deepcopy for the plain dict/list/scalar trees YAML and JSON produce.
-    if isinstance(value, dict):
-        return {k: _copy_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy_json(v) for v in value]
-    return value
+def executed_taskruns(pipelinerun: Run, children: Sequence[Run]) -> list[Run]:
+    """Children that ran, in pipeline order: ``pipelineSpec.tasks`` then ``finally``, each task's
+    TaskRuns (several for a matrix) in input order, only those with a completionTime (Chains'
+    ``GetExecutedTasks``)."""
+    spec = pipelinerun.resolved_spec
+    by_task = children_by_pipeline_task(children)
+    return [
+        tr
+        for task in [*(spec.get("tasks") or []), *(spec.get("finally") or [])]
+        for tr in by_task.get(task["name"], [])
+        if tr.completion_time
+    ]
 
 
-def runs_from_documents(docs: Sequence[dict], *, source: str) -> list[Run]:
+def runs_from_documents(docs: Sequence[dict[str, Any]], *, source: str) -> list[Run]:
     return [to_run(d, source=source) for d in docs]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from attestation.errors import InputError, RegistryError
+from attestation.errors import InputError, RegistryError, RegistryUnavailable
 from attestation.oci import layout
 from attestation.oci.auth import Challenge, Credentials, DockerConfig, basic_header, parse_challenge
 from attestation.oci.cache import ContentCache
@@ -293,9 +293,11 @@ class RegistryClient:
                     headers["Authorization"] = basic_header(creds)
                 resp = await self._http.get(realm, params=query, headers=headers, timeout=timeout)
         except httpx.HTTPError as err:
-            raise RegistryError(f"registry {registry}: token request to {realm} failed: {err}") from None
+            reason = f"registry {registry}: token request to {realm} failed: {err}"
+            raise RegistryUnavailable(reason) from None
         if resp.status_code != 200:
-            raise RegistryError(
+            busy = resp.status_code in RETRY_STATUS
+            raise (RegistryUnavailable if busy else RegistryError)(
                 f"registry {registry}: token service {realm} answered {resp.status_code} for {scope}"
             )
         if len(resp.content) > MAX_TOKEN_BYTES:
@@ -340,7 +342,7 @@ class RegistryClient:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise RegistryError(f"{where}: deadline exceeded")
+                raise RegistryUnavailable(f"{where}: deadline exceeded")
             if path.startswith(("http://", "https://")):
                 url = path
             else:
@@ -356,7 +358,7 @@ class RegistryClient:
                     )
             except (TimeoutError, httpx.TimeoutException):
                 if time.monotonic() >= deadline:
-                    raise RegistryError(f"{where}: deadline exceeded waiting for {registry}") from None
+                    raise RegistryUnavailable(f"{where}: deadline exceeded waiting for {registry}") from None
                 reason = "timed out"
             except httpx.TransportError as err:
                 cause = _ssl_cause(err)
@@ -388,12 +390,12 @@ class RegistryClient:
                 reason = f"HTTP {reply.status}"
                 retry_after = _retry_after(reply.headers.get("retry-after"))
             if attempt >= self._max_retries:
-                raise RegistryError(f"{where}: giving up after {attempt + 1} attempts, last: {reason}")
+                raise RegistryUnavailable(f"{where}: giving up after {attempt + 1} attempts, last: {reason}")
             delay = min(self._max_backoff, self._backoff * (2**attempt)) * (0.5 + random.random() / 2)
             if reason.startswith("HTTP") and retry_after is not None:
                 delay = max(delay, retry_after)
             if time.monotonic() + delay >= deadline:
-                raise RegistryError(f"{where}: {reason}; retrying would pass the deadline")
+                raise RegistryUnavailable(f"{where}: {reason}; retrying would pass the deadline")
             attempt += 1
             log.debug("%s: %s; retrying in %.2f s (attempt %d)", where, reason, delay, attempt + 1)
             await asyncio.sleep(delay)

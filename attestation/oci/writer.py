@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from attestation import bundle, cosign, dsse
-from attestation.errors import InputError, RegistryError
+from attestation.errors import InputError, RegistryError, RegistryUnavailable
 from attestation.oci import layout
 from attestation.oci.reader import ResolvedImage, _repo, list_referrers
 from attestation.oci.registry import RegistryClient
@@ -49,7 +49,7 @@ async def _read_modify_write(
     attempt = 0
     while True:
         if time.monotonic() >= deadline:
-            raise RegistryError(
+            raise RegistryUnavailable(
                 f"{repo.name}:{tag}: deadline exceeded while concurrent writers kept replacing it"
             )
         got = await client.get_manifest(repo, tag, deadline=deadline, accept=accept, missing_ok=True)
@@ -59,7 +59,7 @@ async def _read_modify_write(
             if not wrote:
                 return
             if time.monotonic() + CONFIRM_AFTER >= deadline:
-                raise RegistryError(
+                raise RegistryUnavailable(
                     f"{repo.name}:{tag}: no time left before the deadline to confirm the write"
                 )
             await asyncio.sleep(CONFIRM_AFTER)

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from gate.policy.loader import load_policy_set
+from gate.policy.metadata import package_of, parse_package
 from gate.policy.model import PolicySet
 
 HEADER = """# Policy rules
@@ -19,11 +20,33 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _paragraphs(text: str) -> str:
+    # A package description is longer than a rule's: a blank line inside its folded (>-) YAML text
+    # separates paragraphs, and YAML keeps each as one line.
+    return "\n\n".join(_one_line(p) for p in text.split("\n") if p.strip())
+
+
+def package_docs(policy_set: PolicySet) -> dict[str, tuple[str, str]]:
+    """``{package: (title, description)}`` from the package METADATA blocks of ``policy.release.*``."""
+    out: dict[str, tuple[str, str]] = {}
+    for path, source in sorted(policy_set.modules.items()):
+        package = package_of(source, path).removeprefix("policy.release.")
+        doc = parse_package(source, path)
+        if doc is not None and package in policy_set.packages:
+            out.setdefault(package, doc)
+    return out
+
+
 def render(policy_set: PolicySet) -> str:
-    """Markdown: one section per package, one entry per rule, in package then code order."""
+    """Markdown: one section per package (its title and description), one entry per rule, in package
+    then code order."""
     out = [HEADER]
+    docs = package_docs(policy_set)
     for package in sorted(policy_set.packages):
-        out.append(f"## `{package}`\n")
+        title, description = docs.get(package, ("", ""))
+        out.append(f"## `{package}`: {title}\n" if title else f"## `{package}`\n")
+        if description:
+            out.append(_paragraphs(description) + "\n")
         for rule in sorted((r for r in policy_set.rules if r.package == package), key=lambda r: r.code):
             kind = "deny" if rule.kind == "deny" else "warn"
             out.append(f"### {rule.title}\n")

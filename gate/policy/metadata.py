@@ -1,8 +1,11 @@
-"""METADATA blocks of Rego rules, parsed out of the source.
+"""METADATA blocks of Rego rules and packages, parsed out of the source.
 
-rego-cpp has no ``rego.metadata.chain()``, so the gate reads the annotations itself: the same data for
-both engines, and for the generated docs. Only the part of OPA's annotation syntax the library uses is
-supported: a ``# METADATA`` comment block of YAML directly above a ``deny contains``/``warn contains`` rule.
+The rules derive their result codes from their METADATA with ``rego.metadata.chain()``; the gate reads
+the same annotations here for each result's title, description, solution and message template, and for
+the generated docs (``tests/gate/test_policy_library.py`` holds this reading to ``opa inspect``'s). Only
+the part of OPA's annotation syntax the library uses is supported: a ``# METADATA`` comment block of YAML
+directly above a ``deny contains``/``warn contains`` rule, or directly above the ``package`` line (the
+package's title and description).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from attestation.errors import PolicyError
 from gate.policy.model import Rule
 
 _PACKAGE = re.compile(r"^package\s+([A-Za-z_][\w.]*)\s*$", re.MULTILINE)
+_PACKAGE_HEAD = re.compile(r"^package\s")
 _RULE_HEAD = re.compile(r"^(deny|warn)\s+contains\b")
 _RELEASE = "policy.release."
 REQUIRED = ("title", "description")
@@ -51,6 +55,8 @@ def parse_rules(source: str, path: str) -> list[Rule]:
         while i < len(lines) and lines[i].startswith("#"):
             body.append(lines[i][2:] if lines[i].startswith("# ") else lines[i][1:])
             i += 1
+        if i < len(lines) and _PACKAGE_HEAD.match(lines[i]):
+            continue  # the package's own block: parse_package
         if i >= len(lines) or not _RULE_HEAD.match(lines[i]):
             raise PolicyError(f"{path}:{start + 1}: METADATA block is not directly above a deny/warn rule")
         kind = _RULE_HEAD.match(lines[i]).group(1)  # type: ignore[union-attr]
@@ -62,10 +68,36 @@ def parse_rules(source: str, path: str) -> list[Rule]:
     return rules
 
 
+def parse_package(source: str, path: str) -> tuple[str, str] | None:
+    """The title and description of the METADATA block directly above the ``package`` line, or None.
+
+    Raises :class:`PolicyError` naming the file and line for a block that is not a YAML mapping with a
+    title and a description.
+    """
+    lines = source.splitlines()
+    head = next((n for n, line in enumerate(lines) if _PACKAGE_HEAD.match(line)), None)
+    if head is None:
+        return None
+    start = head
+    while start > 0 and lines[start - 1].startswith("#"):
+        start -= 1
+    block = lines[start:head]
+    if "# METADATA" not in (line.strip() for line in block):
+        return None
+    start += [line.strip() for line in block].index("# METADATA")
+    body = [line[2:] if line.startswith("# ") else line[1:] for line in lines[start + 1 : head]]
+    doc = _yaml(body, path, start)
+    for key in REQUIRED:
+        if not isinstance(doc.get(key), str) or not doc[key].strip():
+            raise PolicyError(f"{path}:{start + 1}: package METADATA lacks {key}")
+    return doc["title"].strip(), doc["description"].strip()
+
+
 def _continues_rule(lines: list[str], n: int, heads: set[int]) -> bool:
-    # A second body of an annotated rule (same kind, further down, no METADATA of its own) belongs to the
-    # rule above only when it produces the same code; that is checked by the library's own tests, so here
-    # any unannotated deny/warn after an annotated one of the same kind is accepted.
+    # A second body of an annotated rule (same kind, further down, no METADATA of its own) is accepted:
+    # a policy may spell its codes by hand there. Through lib.result_helper it gets no short_name from
+    # rego.metadata.chain() and reports <package>.metadata_missing, which the gate shows as a result of
+    # an undeclared rule, still a violation; the bundled library gives every body its own block.
     kind = lines[n].split()[0]
     return any(h < n and lines[h].split()[0] == kind for h in heads)
 

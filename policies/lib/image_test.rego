@@ -3,6 +3,7 @@ package lib.image_test
 import rego.v1
 
 import data.lib.image
+import data.lib.uri
 
 # Build tasks report IMAGE_URL however the user typed it; the admitted image arrives as Chains names it.
 # Both must reduce to the same repository or the subject check denies a legitimate build.
@@ -49,4 +50,59 @@ test_different_repositories_stay_different if {
 	image.repo("org/app") != image.repo("quay.io/org/app")
 	image.repo("registry.example.com/org/app") != image.repo("registry.example.com/org/app-evil")
 	image.repo("library/app") != image.repo("quay.io/library/app")
+}
+
+test_registry_host_case_and_default_port if {
+	image.repo("Quay.IO/org/app") == "quay.io/org/app"
+	image.repo("quay.io:443/org/app:v1") == "quay.io/org/app"
+	image.repo("QUAY.io:0443/org/app") == "quay.io/org/app"
+	image.repo("Docker.IO/org/app") == "index.docker.io/org/app"
+	image.repo("registry.example.com:5000/org/app") != image.repo("registry.example.com/org/app")
+}
+
+test_references_that_name_no_repository_are_undefined if {
+	every ref in [
+		"quay.io/Org/app", # path components are lower case
+		"quay.io/org/../evil/app",
+		"quay.io/org/./app",
+		"quay.io//org/app",
+		"quay.io/org/app%2Fx",
+		"quay.io/org/app:",
+		"quay.io/org/app:tag:x",
+		"quay.io/org/app@sha256:e4c2916f",
+		"quay.io/org/app@sha256:zz",
+		"quay.io/org/app@a@sha256:e4c2916f25ce2d42ec7016c3dc3392e527442c307f43aae3ea63f4622ee5cfe4",
+		"quay.io:https/org/app",
+		"quay_io.example:5000:1/app",
+		"oci://quay.io/org/app",
+		"quay.io/org/app/",
+		"-app",
+		"",
+		7,
+	] {
+		not image.repo(ref)
+	}
+}
+
+test_entries if {
+	image.entry("quay.io/org/") == {"location": ["quay.io", "org"], "subtree": true}
+	image.entry("Quay.io/") == {"location": ["quay.io"], "subtree": true}
+	image.entry("docker.io/") == {"location": ["index.docker.io"], "subtree": true}
+	image.entry("docker.io/tasks/") == {"location": ["index.docker.io", "tasks"], "subtree": true}
+	image.entry("quay.io/org/app") == {"location": ["quay.io", "org", "app"], "subtree": false}
+	image.entry("ubuntu") == {"location": ["index.docker.io", "library", "ubuntu"], "subtree": false}
+	not image.entry("quay.io/Org/")
+	not image.entry(["quay.io/"])
+}
+
+test_entries_match_whole_components if {
+	org := image.entry("quay.io/org/")
+	uri.matches(image.location("quay.io/org/app@sha256:e4c2916f25ce2d42ec7016c3dc3392e527442c307f43aae3ea63f4622ee5cfe4"), org)
+	uri.matches(image.location("QUAY.IO:443/org/team/app:1"), org)
+	not uri.matches(image.location("quay.io/org-evil/app"), org)
+	not uri.matches(image.location("quay.io/org"), org)
+	not uri.matches(image.location("quay.io:8443/org/app"), org)
+	registry := image.entry("quay.io/")
+	uri.matches(image.location("quay.io/any/app"), registry)
+	not uri.matches(image.location("quay.io.evil.example/any/app"), registry)
 }

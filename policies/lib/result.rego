@@ -2,15 +2,30 @@ package lib
 
 # Result helpers shared by every rule package.
 #
-# rego-cpp (the embedded engine) has no rego.metadata.chain(), so a rule names its own code here and the
-# gate adds msg/title/description/solution from the rule's METADATA block, parsed out of the source by
-# gate.policy.metadata. Both engines therefore return the same bare results (docs/rego-engines.md).
+# A rule passes rego.metadata.chain() and gets its code from its own METADATA block, so the code can
+# never drift from the documentation: "<package>.<short_name>", the package named below policy.release.
+# The gate adds msg/title/description/solution from the same METADATA (gate.policy.metadata) and fills
+# the %s placeholders of custom.failure_msg from params, in order. OPA's Wasm target plans
+# rego.metadata.chain() at compile time, so both engines return the same results.
 
-# A result without a term. params fill the %s placeholders of the rule's custom.failure_msg in order.
-result_helper(code, params) := {"code": code, "params": params}
+# A result without a term.
+result_helper(chain, params) := {"code": _code(chain), "params": params}
 
 # A result with a term: the thing the result is about (a task name, a material URI), as in Conforma.
-result_helper_with_term(code, params, term) := {"code": code, "params": params, "term": term}
+result_helper_with_term(chain, params, term) := {"code": _code(chain), "params": params, "term": term}
+
+# Total: a rule without a custom.short_name still reports a result, with a code the gate reports as
+# undeclared, never an undefined and therefore silently passing rule.
+_code(chain) := concat(".", [_package_name(chain[0].path), _short_name(chain[0])])
+
+_package_name(path) := concat(".", array.slice(path, 2, count(path) - 1)) if {
+	array.slice(path, 0, 2) == ["policy", "release"]
+} else := concat(".", array.slice(path, 0, count(path) - 1))
+
+_short_name(entry) := name if {
+	name := entry.annotations.custom.short_name
+	is_string(name)
+} else := "metadata_missing"
 
 # A rule-data value that is either one string or a list of alternatives, as a set.
 as_set(value) := {value} if is_string(value)
@@ -40,17 +55,4 @@ strings_only(value) if {
 	every v in value {
 		is_string(v)
 	}
-}
-
-# True when value equals one of the prefixes, or lies under one that ends with "/". A bare prefix such as
-# "quay.io/org/task" must not admit "quay.io/org/task-evil", so only a trailing "/" opens a subtree.
-prefix_allowed(value, prefixes) if {
-	some p in prefixes
-	value == p
-}
-
-prefix_allowed(value, prefixes) if {
-	some p in prefixes
-	endswith(p, "/")
-	startswith(value, p)
 }

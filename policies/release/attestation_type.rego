@@ -1,3 +1,8 @@
+# METADATA
+# title: Attestation type
+# description: >-
+#   Every attestation the gate verified must be an in-toto Statement of a known version, and there
+#   must be at least one: a decision over nothing is a denial.
 package policy.release.attestation_type
 
 import data.lib
@@ -17,7 +22,7 @@ deny contains result if {
 	some att in input.attestations
 	type := object.get(att, ["statement", "_type"], "(missing)")
 	not type in lib.as_set(lib.rule_data("known_attestation_types"))
-	result := lib.result_helper_with_term("attestation_type.known_attestation_type", [type], type)
+	result := lib.result_helper_with_term(rego.metadata.chain(), [type], type)
 }
 
 # METADATA
@@ -32,13 +37,13 @@ deny contains result if {
 #     Sign the build provenance (for example with the provgate signer or Tekton Chains) and store it
 #     with the image.
 deny contains result if {
-	not has_attestations
-	result := lib.result_helper("attestation_type.attestations_provided", [])
+	not _has_attestations
+	result := lib.result_helper(rego.metadata.chain(), [])
 }
 
 # A list, not merely something with a length: a string or object there holds nothing any rule iterates,
 # so every other rule would find nothing to deny.
-has_attestations if {
+_has_attestations if {
 	is_array(input.attestations)
 	count(input.attestations) > 0
 }

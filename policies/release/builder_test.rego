@@ -62,3 +62,48 @@ test_allowed_builder_ids_from_rule_data if {
 	none := builder.deny with input as td.good_v1 with data.rule_data.allowed_builder_ids as []
 	none == {{"code": "builder.builder_id_accepted", "params": [chains, ""], "term": chains}}
 }
+
+test_builder_ids_compare_in_canonical_form if {
+	every id in [
+		"HTTPS://Tekton.Dev/chains/v2",
+		"https://tekton.dev:443/chains/v2/",
+		"https://tekton.dev/chains/./v2",
+		"https://tekton.dev/chains/x/../v2",
+		"https://tekton.dev/%63hains/v2",
+	] {
+		count(builder.deny) == 0 with input as td.input_of([v02_builder(id)])
+		count(builder.deny) == 0 with input as td.input_of([v1_builder(id)])
+	}
+
+	# the allow-list entry is read the same way
+	count(builder.deny) == 0 with input as td.good_v02 with data.rule_data.allowed_builder_ids as ["https://TEKTON.dev/chains/v2/"]
+
+	# IDs that are not URLs compare as they are
+	count(builder.deny) == 0 with input as td.input_of([v02_builder("tekton-chains")]) with data.rule_data.allowed_builder_ids as ["tekton-chains"]
+	td.codes(builder.deny) == {"builder.builder_id_accepted"} with input as td.input_of([v02_builder("Tekton-Chains")]) with data.rule_data.allowed_builder_ids as ["tekton-chains"]
+}
+
+test_builder_ids_that_leave_the_allowed_one_deny if {
+	every id in [
+		"https://tekton.dev/chains/v2/../../evil",
+		"https://tekton.dev/chains/v3",
+		"https://tekton.dev@evil.example/chains/v2",
+		"https://tekton.dev:8443/chains/v2",
+		"http://tekton.dev/chains/v2",
+		"https://tekton.dev/chains/v2.evil",
+	] {
+		builder.deny == {{"code": "builder.builder_id_accepted", "params": [id, chains], "term": id}} with input as td.input_of([v02_builder(id)])
+	}
+}
+
+test_builder_id_urls_that_cannot_be_canonicalised_deny if {
+	every id in [
+		"https://tekton.dev/../chains/v2",
+		"https://tekton.dev/chains%2Fv2",
+		"https://a@tekton.dev@evil/chains/v2",
+		"https://tekton.dev/chains/v2?x=1",
+		"https://tekton dev/chains/v2",
+	] {
+		builder.deny == {{"code": "builder.builder_id_canonical", "params": [id], "term": id}} with input as td.input_of([v1_builder(id)])
+	}
+}

@@ -1,60 +1,54 @@
+# METADATA
+# title: Source materials
+# description: >-
+#   The git sources a build names: found, pinned to a commit, and from an allowed repository.
+#
+#   Every git material counts, the repositories the pipeline and its tasks were loaded from (their
+#   configSource, or the pipeline, task and pipelineTask entries of SLSA v1.0 resolvedDependencies)
+#   included: whoever writes the pipeline chooses where it is loaded from, so exempting those would
+#   let an unapproved repository through, and Chains merges a source that equals one of them into one
+#   material, so the two cannot be told apart. List the repositories your pipeline and task definitions
+#   come from in allowed_source_repos too.
+#
+#   Repository URLs are compared in canonical form (lib.uri): scheme and host case, default ports,
+#   userinfo, dot segments, escapes of unreserved characters, the git+ prefix, a trailing ".git" or "/"
+#   and the transport (https, ssh, scp-like git@host:path) make no difference; paths are compared by
+#   whole segments. A git source whose URL cannot be canonicalised is denied while the allow-list is in
+#   effect.
 package policy.release.materials
 
 import data.lib
 import data.lib.tekton
+import data.lib.uri
 
-# Git sources of a provenance statement, as {"uri", "digest"}. SLSA v0.2: materials with a git+ URI,
-# except those that are the pipeline's or a task's configSource (where the definitions came from, not
-# what was built). SLSA v1.0: resolvedDependencies with a git+ URI, except the named configuration
-# entries (pipeline, task, pipelineTask, stepAction/*).
-git_sources[i] := [m |
+# Git sources of a provenance statement, as {"uri", "digest"}: SLSA v0.2 materials and SLSA v1.0
+# resolvedDependencies with a git+ URI.
+_git_sources[i] := [m |
 	some m in tekton.array_or_empty(st.predicate.materials)
 	is_object(m)
 	startswith(object.get(m, "uri", ""), "git+")
-	not m.uri in config_uris[i]
 ] if {
 	some i in tekton.provenance_indexes
 	st := input.attestations[i].statement
 	st.predicateType == tekton.slsa_v02
 }
 
-git_sources[i] := [d |
+_git_sources[i] := [d |
 	some d in tekton.array_or_empty(st.predicate.buildDefinition.resolvedDependencies)
 	is_object(d)
 	startswith(object.get(d, "uri", ""), "git+")
-	not config_dependency(object.get(d, "name", ""))
 ] if {
 	some i in tekton.provenance_indexes
 	st := input.attestations[i].statement
 	st.predicateType == tekton.slsa_v1
 }
 
-# A rule, not a function of the statement: computed once per attestation rather than once per material.
-config_uris[i] := {uri |
-	some source in array.concat(
-		[object.get(st.predicate, ["invocation", "configSource"], {})],
-		[object.get(t, ["invocation", "configSource"], {}) | some t in tekton.array_or_empty(st.predicate.buildConfig.tasks)],
-	)
-	uri := object.get(source, "uri", "")
-	uri != ""
-} if {
-	some i in tekton.provenance_indexes
-	st := input.attestations[i].statement
-	st.predicateType == tekton.slsa_v02
-}
-
-config_dependency(name) if name in tekton.config_dependency_names
-
-config_dependency(name) if startswith(name, "stepAction/")
-
-# "git+https://host/org/repo.git" -> "https://host/org/repo"
-repo_url(uri) := trim_suffix(trim_prefix(uri, "git+"), ".git")
-
 # METADATA
 # title: Git source found
 # description: >-
-#   Every PipelineRun provenance attestation must name the git repository and commit it built from
-#   (Chains records them from the CHAINS-GIT_URL / CHAINS-GIT_COMMIT type hints).
+#   Every PipelineRun provenance attestation must name a git repository and commit (Chains records the
+#   source from the CHAINS-GIT_URL / CHAINS-GIT_COMMIT type hints, and where the pipeline and its tasks
+#   were loaded from).
 # custom:
 #   short_name: git_source_found
 #   failure_msg: PipelineRun attestation %s names no git source
@@ -63,8 +57,8 @@ repo_url(uri) := trim_suffix(trim_prefix(uri, "git+"), ".git")
 #     CHAINS-GIT_URL and CHAINS-GIT_COMMIT.
 deny contains result if {
 	some i in tekton.pipelinerun_indexes
-	count(git_sources[i]) == 0
-	result := lib.result_helper_with_term("materials.git_source_found", [format_int(i, 10)], format_int(i, 10))
+	count(_git_sources[i]) == 0
+	result := lib.result_helper_with_term(rego.metadata.chain(), [format_int(i, 10)], format_int(i, 10))
 }
 
 # METADATA
@@ -79,17 +73,17 @@ deny contains result if {
 #     as CHAINS-GIT_COMMIT.
 deny contains result if {
 	some i in tekton.provenance_indexes
-	some source in git_sources[i]
+	some source in _git_sources[i]
 	commit := object.get(source, ["digest", "sha1"], "(none)")
-	not sha1(commit)
-	result := lib.result_helper_with_term("materials.git_commit_pinned", [source.uri, value_text(commit)], source.uri)
+	not _sha1(commit)
+	result := lib.result_helper_with_term(rego.metadata.chain(), [source.uri, _value_text(commit)], source.uri)
 }
 
-value_text(value) := value if is_string(value)
+_value_text(value) := value if is_string(value)
 
-value_text(value) := "a non-string value" if not is_string(value)
+_value_text(value) := "a non-string value" if not is_string(value)
 
-sha1(value) if {
+_sha1(value) if {
 	is_string(value)
 	regex.match(`^[0-9a-f]{40}$`, value)
 }
@@ -98,23 +92,60 @@ sha1(value) if {
 # title: Source repository allowed
 # description: >-
 #   When the rule data key allowed_source_repos lists repositories, each git source must be one of them
-#   or lie below an entry ending in "/". The git+ prefix and .git suffix are ignored on both sides.
+#   or lie below an entry ending in "/" (by whole path segments: "https://github.com/org/" admits
+#   "https://github.com/org/app", never "https://github.com/org-evil/app"). Both sides are compared in
+#   canonical form.
 # custom:
 #   short_name: source_repo_allowed
 #   failure_msg: Git source %s is not an allowed source repository
 #   solution: >-
 #     Build from an allowed repository, or add it to the rule data key allowed_source_repos.
 deny contains result if {
-	count(allowed_repos) > 0
+	_checking
 	some i in tekton.provenance_indexes
-	some source in git_sources[i]
-	not lib.prefix_allowed(repo_url(source.uri), allowed_repos)
-	result := lib.result_helper_with_term("materials.source_repo_allowed", [source.uri], source.uri)
+	some source in _git_sources[i]
+	location := uri.git_location(source.uri)
+	count(location) > 1
+	not _allowed(location)
+	result := lib.result_helper_with_term(rego.metadata.chain(), [source.uri], source.uri)
 }
 
-# The usable entries of allowed_source_repos. The deny above and the warning below share it, so entries
-# that are not strings (which check nothing) cannot silence the warning.
-allowed_repos := {repo_url(p) | some p in lib.as_set(lib.rule_data("allowed_source_repos")); is_string(p)}
+# METADATA
+# title: Git source URL can be canonicalised
+# description: >-
+#   While allowed_source_repos is in effect, every git source must be a repository URL that can be read
+#   unambiguously (lib.uri): not a scheme-less or local path, no query or fragment, no ".." above the
+#   root, no escaped "/" or dot segment, no "@" in userinfo, no IP literal. What cannot be read cannot be
+#   compared with the allow-list, so it is denied.
+# custom:
+#   short_name: source_url_canonical
+#   failure_msg: Git source %s is not a repository URL that can be canonicalised
+#   solution: >-
+#     Record the source as a plain repository URL (for example https://host/org/repo.git) in
+#     CHAINS-GIT_URL.
+deny contains result if {
+	_checking
+	some i in tekton.provenance_indexes
+	some source in _git_sources[i]
+	not _repository(source.uri)
+	result := lib.result_helper_with_term(rego.metadata.chain(), [source.uri], source.uri)
+}
+
+_repository(text) if count(uri.git_location(text)) > 1
+
+# Checked as soon as the list holds a string: entries that cannot be canonicalised match nothing (fail
+# closed). Entries that are not strings check nothing, and must not silence the warning below.
+_checking if {
+	some p in lib.as_set(lib.rule_data("allowed_source_repos"))
+	is_string(p)
+}
+
+_entries := {e | some p in lib.as_set(lib.rule_data("allowed_source_repos")); e := uri.git_entry(p)}
+
+_allowed(location) if {
+	some e in _entries
+	uri.matches(location, e)
+}
 
 # METADATA
 # title: Allowed source repositories provided
@@ -127,6 +158,6 @@ allowed_repos := {repo_url(p) | some p in lib.as_set(lib.rule_data("allowed_sour
 #   solution: >-
 #     Set the rule data key allowed_source_repos.
 warn contains result if {
-	count(allowed_repos) == 0
-	result := lib.result_helper("materials.allowed_source_repos_provided", [])
+	not _checking
+	result := lib.result_helper(rego.metadata.chain(), [])
 }

@@ -25,24 +25,44 @@ test_no_git_source_denies if {
 	materials.deny == expected with input as v1_deps([])
 }
 
-test_pipeline_definition_repository_is_not_a_source if {
-	# where the pipeline definition came from (configSource) says nothing about what was built
+test_pipeline_and_task_definition_repositories_are_sources if {
+	# where the pipeline and its tasks were loaded from counts like any other git material (Chains merges
+	# a source equal to one of them into one material)
 	config := {"predicate": {"invocation": {"configSource": {"uri": source, "digest": {"sha1": td.commit}}}}}
-	st := object.union(td.v02(td.tasks, td.materials), config)
-	materials.deny == {{"code": "materials.git_source_found", "params": ["0"], "term": "0"}} with input as td.input_of([st])
-
-	# the same for a task definition fetched by the git resolver
-	task := object.union(td.clone_task, {"invocation": {"configSource": {"uri": source}}})
-	st_task := td.v02([task, td.scan_task, td.build_task], td.materials)
-	td.codes(materials.deny) == {"materials.git_source_found"} with input as td.input_of([st_task])
-
-	# and for SLSA v1.0 configuration dependencies
+	count(materials.deny) == 0 with input as td.input_of([object.union(td.v02(td.tasks, td.materials), config)])
+	count(materials.deny) == 0 with input as td.input_of([object.union(td.v02(td.tasks, td.materials), config)])
+		with data.rule_data.allowed_source_repos as ["https://github.com/org/app"]
 	config_deps := [
 		{"name": "pipeline", "uri": source, "digest": {"sha1": td.commit}},
-		{"name": "task", "uri": source, "digest": {"sha1": td.commit}},
+		{"name": "pipelineTask", "uri": source, "digest": {"sha1": td.commit}},
 		{"name": "stepAction/lint", "uri": source, "digest": {"sha1": td.commit}},
 	]
-	materials.deny == {{"code": "materials.git_source_found", "params": ["0"], "term": "0"}} with input as v1_deps(config_deps)
+	count(materials.deny) == 0 with input as v1_deps(config_deps)
+}
+
+evil := "git+https://evil.example/org/pipelines.git"
+
+test_the_pipeline_source_must_be_allowed_like_any_other if {
+	# the pipeline author loads the pipeline (or a task) from a repository of their choice with the git
+	# resolver; it is a material, equal to invocation.configSource.uri, and no longer exempt
+	pipeline_config := {"predicate": {"invocation": {"configSource": {"uri": evil, "digest": {"sha1": td.commit}}}}}
+	st := object.union(td.v02(td.tasks, array.concat(td.materials, [{"uri": evil, "digest": {"sha1": td.commit}}])), pipeline_config)
+	expected := {{"code": "materials.source_repo_allowed", "params": [evil], "term": evil}}
+	materials.deny == expected with input as td.input_of([st]) with data.rule_data.allowed_source_repos as ["https://github.com/org/"]
+
+	task := object.union(td.clone_task, {"invocation": {"configSource": {"uri": evil, "digest": {"sha1": td.commit}}}})
+	st_task := td.v02([task, td.scan_task, td.build_task], array.concat(td.materials, [{"uri": evil, "digest": {"sha1": td.commit}}]))
+	materials.deny == expected with input as td.input_of([st_task]) with data.rule_data.allowed_source_repos as ["https://github.com/org/"]
+
+	# SLSA v1.0: the pipeline and task definitions in resolvedDependencies
+	every name in ["pipeline", "task", "pipelineTask"] {
+		deps := array.concat(td.v1_deps, [{"name": name, "uri": evil, "digest": {"sha1": td.commit}}])
+		materials.deny == expected with input as v1_deps(deps) with data.rule_data.allowed_source_repos as ["https://github.com/org/"]
+	}
+
+	# and only a git source counts as the source found: an OCI bundle does not
+	bundle_only := td.input_of([td.v02(td.tasks, [{"uri": "oci://quay.io/tasks/buildah", "digest": {"sha256": "ab"}}])])
+	td.codes(materials.deny) == {"materials.git_source_found"} with input as bundle_only
 }
 
 test_second_attestation_without_source_is_named if {
@@ -103,4 +123,71 @@ test_malformed_allowed_source_repos_warns if {
 	expected := {{"code": "materials.allowed_source_repos_provided", "params": []}}
 	materials.warn == expected with input as td.good_v02 with data.rule_data.allowed_source_repos as [42]
 	materials.warn == expected with input as td.good_v02 with data.rule_data.allowed_source_repos as {"repo": "https://github.com/org/app"}
+}
+
+allowed_org := ["https://github.com/org/"]
+
+with_source(uri) := [td.input_of([td.v02(td.tasks, [{"uri": uri, "digest": {"sha1": td.commit}}])]), v1_deps([{"name": "inputs/result", "uri": uri, "digest": {"sha1": td.commit}}])]
+
+test_spellings_of_an_allowed_repository_pass if {
+	every uri in [
+		"git+https://github.com/org/app.git",
+		"git+https://GitHub.COM/org/app",
+		"git+https://github.com:443/org/app/",
+		"git+https://user@github.com/org/app",
+		"git+https://github.com/org/./app",
+		"git+https://github.com/org/x/../app",
+		"git+https://github.com/org/%61pp",
+		"git+ssh://git@github.com/org/app.git",
+		"git+git@github.com:org/app.git",
+	] {
+		every inp in with_source(uri) {
+			count(materials.deny) == 0 with input as inp with data.rule_data.allowed_source_repos as allowed_org
+			count(materials.deny) == 0 with input as inp with data.rule_data.allowed_source_repos as ["git@github.com:org/app.git"]
+		}
+	}
+}
+
+test_spellings_that_leave_an_allowed_repository_deny if {
+	every uri in [
+		"git+https://github.com/org/app/../../evil/app", # dot segments climb out of org/
+		"git+https://github.com/org-evil/app", # a prefix by characters, not by segments
+		"git+https://github.com@evil.example/org/app", # userinfo: the host is evil.example
+		"git+https://github.com:8443/org/app", # another port, another server
+		"git+https://github.com.evil.example/org/app",
+		"git+https://evil.example/github.com/org/app",
+	] {
+		every inp in with_source(uri) {
+			materials.deny == {{"code": "materials.source_repo_allowed", "params": [uri], "term": uri}} with input as inp
+				with data.rule_data.allowed_source_repos as allowed_org
+		}
+	}
+}
+
+test_sources_that_cannot_be_canonicalised_deny if {
+	every uri in [
+		"git+gitspam.spam/spam/spam.git", # a scheme-less host/path, as a real recording has it
+		"git+https://github.com/org/%2e%2e/evil/app",
+		"git+https://github.com/org%2Fapp",
+		"git+https://a@github.com@evil.example/org/app",
+		"git+https://github.com/../org/app",
+		"git+https://github.com/org/app?ref=main",
+		"git+file:///srv/git/app",
+		"git+https://github.com",
+	] {
+		every inp in with_source(uri) {
+			materials.deny == {{"code": "materials.source_url_canonical", "params": [uri], "term": uri}} with input as inp
+				with data.rule_data.allowed_source_repos as allowed_org
+
+			# nothing is compared while the allow-list is empty
+			count(materials.deny) == 0 with input as inp
+		}
+	}
+}
+
+test_allow_list_entries_that_cannot_be_read_match_nothing if {
+	# an entry without a scheme is no repository URL: the list is in effect, and nothing matches it
+	materials.deny == {{"code": "materials.source_repo_allowed", "params": [source], "term": source}} with input as td.good_v02
+		with data.rule_data.allowed_source_repos as ["github.com/org/"]
+	count(materials.warn) == 0 with input as td.good_v02 with data.rule_data.allowed_source_repos as ["github.com/org/"]
 }

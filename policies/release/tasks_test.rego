@@ -189,3 +189,115 @@ test_task_order_v02_graph_ignores_unknown_after_names if {
 	results := tasks.deny with input as td.input_of([td.v02([td.clone_task, ghost_scan, orphan], td.materials)])
 	td.codes(results) == {"tasks.task_order"}
 }
+
+# The fixture pipeline with every task resolved remotely, as Chains records it: the references name no
+# task, the tekton.dev/task label on each record (SLSA v0.2) or TaskRun (SLSA v1.0) does.
+git_ref(path) := {"kind": "Task", "resolver": "git", "params": [
+	{"name": "url", "value": "https://github.com/org/tasks.git"},
+	{"name": "revision", "value": td.commit},
+	{"name": "pathInRepo", "value": path},
+]}
+
+remote(t, ref, task) := object.union(object.remove(t, ["ref"]), {
+	"ref": ref,
+	"invocation": {"environment": {"labels": {"tekton.dev/pipelineTask": t.name, "tekton.dev/task": task}}},
+})
+
+remote_v1(ts) := td.input_of([td.v1([], array.concat(
+	[{"name": "pipelineTask", "content": base64.encode(json.marshal(labelled(t)))} | some t in ts],
+	td.v1_deps,
+))])
+
+labelled(t) := object.union(td.taskrun(t), {"metadata": {"labels": {"tekton.dev/task": t.invocation.environment.labels["tekton.dev/task"]}}})
+
+remote_tasks := [
+	remote(td.clone_task, git_ref("task/git-clone.yaml"), "git-clone"),
+	remote(td.scan_task, {"resolver": "hub", "params": [{"name": "kind", "value": "task"}]}, "trivy-scanner"),
+	remote(td.build_task, {"resolver": "http", "params": [{"name": "url", "value": "https://example.org/buildah.yaml"}]}, "buildah"),
+]
+
+test_remote_tasks_satisfy_required_tasks_and_order if {
+	count(tasks.deny) == 0 with input as td.input_of([td.v02(remote_tasks, td.materials)])
+	count(tasks.deny) == 0 with input as remote_v1(remote_tasks)
+
+	# a cluster resolver too, named by its param and by the label
+	cluster := {"resolver": "cluster", "params": [{"name": "name", "value": "trivy-scanner"}, {"name": "kind", "value": "task"}]}
+	ts := [remote_tasks[0], remote(td.scan_task, cluster, "trivy-scanner"), remote_tasks[2]]
+	count(tasks.deny) == 0 with input as td.input_of([td.v02(ts, td.materials)])
+}
+
+test_remote_task_without_a_name_denies_as_unnamed_not_missing if {
+	unnamed := object.union(object.remove(td.clone_task, ["ref"]), {"ref": git_ref("task/git-clone.yaml")})
+	results := tasks.deny with input as td.input_of([td.v02([unnamed, td.scan_task, td.build_task], td.materials)])
+	{
+		"code": "tasks.task_names_known",
+		"params": ["clone", "0", "task definition name"],
+		"term": "clone",
+	} in results
+
+	# the missing name then also leaves git-clone unrun, which is true: nobody can tell it ran
+	td.codes(results) == {"tasks.task_names_known", "tasks.required_tasks_found"}
+}
+
+test_record_without_a_pipeline_task_name_denies if {
+	nameless := object.remove(td.scan_task, ["name"])
+	results := tasks.deny with input as td.input_of([td.v02([td.clone_task, nameless, td.build_task], td.materials)])
+	{"code": "tasks.task_names_known", "params": ["#1", "0", "pipeline task name"], "term": "#1"} in results
+
+	# SLSA v1.0: a TaskRun without the tekton.dev/pipelineTask label
+	tr := object.union(td.taskrun(td.scan_task), {"metadata": {"labels": {"tekton.dev/pipelineTask": ""}}})
+	dep := {"name": "pipelineTask", "content": base64.encode(json.marshal(tr))}
+	v1 := td.input_of([td.v1([td.clone_task, td.build_task], array.concat([dep], td.v1_deps))])
+	{"code": "tasks.task_names_known", "params": ["#2", "0", "pipeline task name"], "term": "#2"} in tasks.deny with input as v1
+}
+
+test_embedded_specs_need_no_definition_name if {
+	lint := {"name": "lint", "after": ["clone"], "ref": {}, "status": "Succeeded"}
+	count(tasks.deny) == 0 with input as td.input_of([td.v02(array.concat(td.tasks, [lint]), td.materials)])
+}
+
+node(name, after) := {"name": name, "after": after, "ref": {"name": name}, "status": "Succeeded"}
+
+test_task_graph_cycle_denies if {
+	# the build recorded as running after the scan, and the scan after the build: a scan that ran last
+	# would look as if it ran first
+	cycle := [td.clone_task, object.union(td.scan_task, {"after": ["clone", "build"]}), td.build_task]
+	results := tasks.deny with input as td.input_of([td.v02(cycle, td.materials)])
+	results == {
+		{"code": "tasks.task_graph_acyclic", "params": ["0", "scan"], "term": "scan"},
+		{"code": "tasks.task_graph_acyclic", "params": ["0", "build"], "term": "build"},
+	}
+
+	self := [td.clone_task, object.union(td.scan_task, {"after": ["clone", "scan"]}), td.build_task]
+	{"code": "tasks.task_graph_acyclic", "params": ["0", "scan"], "term": "scan"} in tasks.deny with input as td.input_of([td.v02(self, td.materials)])
+
+	# listed out of order, three tasks long
+	three := [node("a", ["c"]), node("b", ["a"]), node("c", ["b"])]
+	td.codes(tasks.deny) & {"tasks.task_graph_acyclic"} == {"tasks.task_graph_acyclic"} with input as td.input_of([td.v02(three, td.materials)])
+}
+
+test_runafter_naming_a_task_that_did_not_run_is_not_an_error if {
+	# Chains omits a task a when expression skipped, and keeps the runAfter that names it
+	skipped := object.union(td.build_task, {"after": ["scan", "prefetch"]})
+	count(tasks.deny) == 0 with input as td.input_of([td.v02([td.clone_task, td.scan_task, skipped], td.materials)])
+
+	# but it links nothing: the scan must still be a recorded predecessor of the build
+	only_skipped := object.union(td.build_task, {"after": ["prefetch"]})
+	td.codes(tasks.deny) == {"tasks.task_order"} with input as td.input_of([td.v02([td.clone_task, td.scan_task, only_skipped], td.materials)])
+}
+
+test_duplicate_names_deny_unless_a_matrix_fan_out if {
+	fake := object.union(object.remove(td.scan_task, ["ref"]), {"ref": {"name": "no-scan"}})
+	results := tasks.deny with input as td.input_of([td.v02(array.concat(td.tasks, [fake]), td.materials)])
+	results == {{"code": "tasks.task_names_unique", "params": ["0", "scan"], "term": "scan"}}
+	td.codes(tasks.deny) == {"tasks.task_names_unique"} with input as td.input_of([td.v1(array.concat(td.tasks, [fake]), td.v1_deps)])
+
+	# the same task again, but recorded as running after the build (under one name, that is a cycle too)
+	late := object.union(td.scan_task, {"after": ["build"]})
+	td.codes(tasks.deny) == {"tasks.task_names_unique", "tasks.task_graph_acyclic"} with input as td.input_of([td.v02(array.concat(td.tasks, [late]), td.materials)])
+
+	# a matrix: one pipeline task, several TaskRuns with one reference and one set of predecessors
+	matrix := array.concat(td.tasks, [td.scan_task, td.scan_task])
+	count(tasks.deny) == 0 with input as td.input_of([td.v02(matrix, td.materials)])
+	count(tasks.deny) == 0 with input as td.input_of([td.v1(matrix, td.v1_deps)])
+}

@@ -1,6 +1,6 @@
 """Provenance statements for Tekton runs, one module per format (Tekton Chains' formats).
 
-``generate`` dispatches to ``<format module>.build(run, children, options, warnings) -> dict``; the
+``generate`` dispatches to ``formats.<format module>.build(run, children, options, warnings) -> dict``; the
 statement is a plain dict that ``attestation.intoto.serialize`` turns into bytes.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from attestation.errors import InputError
 from signer.run import Run
@@ -16,7 +17,9 @@ from signer.run import Run
 FORMATS = ("slsa/v1", "slsa/v2alpha3", "slsa/v2alpha4")
 FORMAT_ALIASES = {"in-toto": "slsa/v1"}
 DEFAULT_BUILDER_ID = "https://tekton.dev/chains/v2"
-BUILD_TYPES = ("https://tekton.dev/chains/v2/slsa", "https://tekton.dev/chains/v2/slsa-tekton")
+SLSA_BUILD_TYPE = "https://tekton.dev/chains/v2/slsa"
+TEKTON_BUILD_TYPE = "https://tekton.dev/chains/v2/slsa-tekton"
+BUILD_TYPES = (SLSA_BUILD_TYPE, TEKTON_BUILD_TYPE)
 _MODULES = {"slsa/v1": "slsa_v1", "slsa/v2alpha3": "slsa_v2alpha3", "slsa/v2alpha4": "slsa_v2alpha4"}
 
 
@@ -30,7 +33,7 @@ class Options:
 
 @dataclass
 class Provenance:
-    statement: dict
+    statement: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
 
 
@@ -51,10 +54,11 @@ def check_build_type(build_type: str | None) -> None:
 def generate(run: Run, children: Sequence[Run], options: Options) -> Provenance:
     fmt = canonical_format(options.format)
     check_build_type(options.build_type)
+    name = f"{__name__}.formats.{_MODULES[fmt]}"
     try:
-        module = importlib.import_module(f"{__name__}.{_MODULES[fmt]}")
+        module = importlib.import_module(name)
     except ModuleNotFoundError as err:
-        if err.name != f"{__name__}.{_MODULES[fmt]}":
+        if err.name != name:
             raise
         raise InputError(f"provenance format {fmt} is not available in this build") from None
     warnings: list[str] = []

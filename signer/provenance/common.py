@@ -5,49 +5,24 @@ Each mirrors one Chains helper (``formats/slsa/attest``, ``internal/material``) 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from attestation.errors import InputError
+from signer.result_hints import Artifact
 from signer.run import Run
-from signer.typehints import Artifact
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 CHAINS_PREFIX = "chains.tekton.dev/"
 REPRODUCIBLE_LABEL = "chains.tekton.dev/reproducible"
 OCI_SCHEME = "oci://"
-ZERO_TIME = "0001-01-01T00:00:00Z"
-
-_TIME = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
-)
 
 
-def rfc3339(value: str | None) -> str | None:
-    """A Kubernetes time as Go marshals ``time.Time.UTC()``: RFC 3339, ``Z``, fraction without
-    trailing zeros (nanosecond precision kept)."""
-    if value is None:
-        return None
-    m = _TIME.fullmatch(value)
-    if not m:
-        raise InputError(f"time {value!r} is not RFC 3339")
-    y, mo, d, h, mi, s, frac, z, sign, oh, om = m.groups()
-    try:
-        dt = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), tzinfo=UTC)
-    except ValueError:
-        raise InputError(f"time {value!r} is not a valid date") from None
-    if not z:
-        offset = timedelta(hours=int(oh), minutes=int(om))
-        dt = dt - offset if sign == "+" else dt + offset
-    out = dt.strftime("%Y-%m-%dT%H:%M:%S")
-    frac = (frac or "")[:9].rstrip("0")
-    return f"{out}.{frac}Z" if frac else f"{out}Z"
-
-
-def invocation_parameters(params: Sequence[Mapping], param_specs: Sequence[Mapping]) -> dict:
+def invocation_parameters(
+    params: Sequence[Mapping[str, Any]], param_specs: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
     """ParamSpec defaults, overridden by the run's params (Chains ``attest.Invocation``)."""
-    out: dict = {}
+    out: dict[str, Any] = {}
     for spec in param_specs:
         if "default" in spec and spec["default"] is not None:
             out[spec["name"]] = spec["default"]
@@ -56,10 +31,10 @@ def invocation_parameters(params: Sequence[Mapping], param_specs: Sequence[Mappi
     return out
 
 
-def environment(labels: Mapping[str, str], annotations: Mapping[str, str]) -> dict | None:
+def environment(labels: Mapping[str, str], annotations: Mapping[str, str]) -> dict[str, Any] | None:
     """``{"labels", "annotations"}`` without kubectl's last-applied copy and Chains' own annotations;
     each only when non-empty, ``None`` when both are empty."""
-    env: dict = {}
+    env: dict[str, Any] = {}
     kept = {k: v for k, v in annotations.items() if k != LAST_APPLIED and not k.startswith(CHAINS_PREFIX)}
     if kept:
         env["annotations"] = kept
@@ -68,10 +43,10 @@ def environment(labels: Mapping[str, str], annotations: Mapping[str, str]) -> di
     return env or None
 
 
-def config_source(run: Run) -> dict:
+def config_source(run: Run) -> dict[str, Any]:
     """``status.provenance.refSource`` as SLSA v0.2 ``configSource`` (empty fields omitted)."""
     src = run.ref_source or {}
-    out: dict = {}
+    out: dict[str, Any] = {}
     if src.get("uri"):
         out["uri"] = src["uri"]
     if src.get("digest"):
@@ -81,9 +56,9 @@ def config_source(run: Run) -> dict:
     return out
 
 
-def invocation(run: Run) -> dict:
+def invocation(run: Run) -> dict[str, Any]:
     """SLSA v0.2 ``invocation`` of a run (top level, and per task of a PipelineRun)."""
-    inv: dict = {
+    inv: dict[str, Any] = {
         "configSource": config_source(run),
         "parameters": invocation_parameters(run.params, run.param_specs),
     }
@@ -134,7 +109,3 @@ def condition_status(run: Run) -> str:
     if not conditions:
         return ""
     return {"True": "Succeeded", "False": "Failed", "Unknown": "Running"}.get(conditions[0].get("status"), "")
-
-
-def dedupe(lines: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(lines))

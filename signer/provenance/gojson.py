@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from signer.golang import format_go_duration, metav1_time, parse_go_duration
 from signer.run import normalize_param_value
 
 _MISSING: Any = object()
@@ -34,10 +34,11 @@ _SCHEMA_PATH = Path(__file__).with_name("tekton_v1_types.json")
 
 @cache
 def _schema() -> dict[str, Any]:
-    return json.loads(_SCHEMA_PATH.read_text(encoding="utf-8"))
+    return cast(dict[str, Any], json.loads(_SCHEMA_PATH.read_text(encoding="utf-8")))
 
 
 # ------------------------------------------------------------------------------------------ scalars
+
 
 def _string(raw: Any) -> Any:
     return "" if raw is _MISSING or raw is None else raw
@@ -72,19 +73,10 @@ def _time(raw: Any) -> Any:
         return None
     if not isinstance(raw, str):
         return raw
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        return raw
-    if parsed.tzinfo is None:
-        return raw
-    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return metav1_time(raw) or raw
 
 
 def _duration(raw: Any) -> Any:
-    # Imported here: slsa1_0 imports this module.
-    from signer.provenance.slsa1_0 import format_go_duration, parse_go_duration
-
     if raw is _MISSING or raw is None:
         return "0s"
     ns = parse_go_duration(raw) if isinstance(raw, str) else None
@@ -208,8 +200,11 @@ _SCALARS: dict[str, tuple[Encoder, Any]] = {
 
 # ------------------------------------------------------------------------------------------ compiled types
 
+
 class _Field:
     __slots__ = ("empty", "encode", "name", "omitempty", "omitzero", "type", "zero")
+    encode: Encoder  # set when the struct is compiled (the types are recursive)
+    zero: Any
 
     def __init__(self, name: str, type_: str, flags: list[str]) -> None:
         self.name = name
@@ -356,9 +351,9 @@ def _root(kind: str) -> Encoder:
     return _encoder(_schema()["roots"][kind])[0]
 
 
-def taskrun(obj: dict) -> dict:
+def taskrun(obj: dict[str, Any]) -> dict[str, Any]:
     """A TaskRun object as ``json.Marshal(*v1.TaskRun)`` writes it."""
-    return _root("TaskRun")(obj)
+    return cast(dict[str, Any], _root("TaskRun")(obj))
 
 
 def encode(go_type: str, value: Any) -> Any:
@@ -366,6 +361,6 @@ def encode(go_type: str, value: Any) -> Any:
     return _encoder(go_type)[0](value)
 
 
-def run_spec(kind: str, spec: dict) -> dict:
+def run_spec(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
     """``json.Marshal`` of a ``TaskRunSpec`` or ``PipelineRunSpec``."""
-    return _root(f"{kind}Spec")(spec)
+    return cast(dict[str, Any], _root(f"{kind}Spec")(spec))

@@ -9,9 +9,10 @@ from __future__ import annotations
 import copy
 import re
 from importlib import resources
+from typing import Any
 
 from attestation.errors import InputError
-from signer.run import parse_documents
+from signer.documents import parse_documents
 
 SAMPLES = ("tep0084-pipelinerun", "tep0084-injected-task", "tep0084-no-scan")
 BUILD_TASK = "image-build"
@@ -26,7 +27,7 @@ def text(name: str) -> str:
     return resources.files(__name__).joinpath(f"{base}.yaml").read_text(encoding="utf-8")
 
 
-def _replace(results: list[dict], values: dict[str, str]) -> None:
+def _replace(results: list[dict[str, Any]], values: dict[str, str]) -> None:
     for r in results or []:
         if r.get("name") in values:
             r["value"] = values[r["name"]]
@@ -34,7 +35,7 @@ def _replace(results: list[dict], values: dict[str, str]) -> None:
 
 def load(
     name: str, *, image_url: str | None = None, image_digest: str | None = None
-) -> tuple[dict, list[dict]]:
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(PipelineRun object, [child TaskRun objects]) of a sample, with the built image replaced in the
     build task's results and the pipeline results when ``image_url``/``image_digest`` are given."""
     docs = parse_documents(text(name), source=f"sample {name}")

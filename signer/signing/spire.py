@@ -13,6 +13,8 @@ time long after the SVID expired (``dev.sigstore.cosign/rfc3161timestamp`` / ``t
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,13 +26,17 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from attestation import cosign, dsse, intoto
-from attestation.errors import InputError, KeyLoadError
+from attestation.errors import InputError, KeyLoadError, WorkloadApiUnavailable
 from attestation.keys import PublicKey
 from attestation.spiffe import parse_spiffe_id
 from attestation.timestamp import request_timestamp
 from attestation.x509 import certificate_to_pem
+from signer.signing import Sign
+from signer.storage import SignedProvenance
 
 DEFAULT_TIMEOUT = 10.0
+
+log = logging.getLogger(__name__)
 
 
 class SvidSigner:
@@ -77,8 +83,10 @@ def fetch_svid_signer(
 ) -> SvidSigner:
     """The current X509-SVID from the Workload API as a signer.
 
-    :class:`KeyLoadError` (one line) when the agent is down, the socket is missing, no identity is issued
-    to this process, or ``spiffe_id`` is not among the issued ones.
+    :class:`WorkloadApiUnavailable` (a :class:`KeyLoadError`; transient: one line) when the agent is down,
+    the socket is missing, no identity is issued to this process, or ``spiffe_id`` is not among the issued
+    ones: each can change without this process changing (the agent restarts, registration entries reach
+    the agent within seconds).
     """
     from spiffe import WorkloadApiClient
     from spiffe.errors import PySpiffeError
@@ -87,28 +95,33 @@ def fetch_svid_signer(
     wanted = parse_spiffe_id(spiffe_id, what="--spiffe-id") if spiffe_id else None
     path = address.removeprefix("unix://").removeprefix("unix:")
     if not os.path.exists(path):
-        raise KeyLoadError(
+        raise WorkloadApiUnavailable(
             f"SPIFFE Workload API socket {address} does not exist (is the SPIRE agent running?)"
         )
     try:
         with WorkloadApiClient(socket_path=address) as client:
             svids = client.fetch_x509_svids(timeout=timeout)
     except PySpiffeError as err:
-        raise KeyLoadError(
+        raise WorkloadApiUnavailable(
             f"cannot fetch an X509-SVID from {address}: {' '.join(str(err).split())}"
         ) from None
     except Exception as err:  # grpc raises its own types (deadline, unavailable)
-        raise KeyLoadError(f"cannot fetch an X509-SVID from {address}: {type(err).__name__}: {err}") from None
+        raise WorkloadApiUnavailable(
+            f"cannot fetch an X509-SVID from {address}: {type(err).__name__}: {err}"
+        ) from None
     if not svids:
-        raise KeyLoadError(f"the SPIRE agent at {address} issued no X509-SVID to this process")
+        raise WorkloadApiUnavailable(f"the SPIRE agent at {address} issued no X509-SVID to this process")
     if wanted is None:
         chosen = svids[0]
     else:
         matching = [s for s in svids if str(s.spiffe_id) == wanted]
         if not matching:
             issued = ", ".join(sorted(str(s.spiffe_id) for s in svids))
-            raise KeyLoadError(f"the SPIRE agent at {address} issued no SVID for {wanted} (issued: {issued})")
+            raise WorkloadApiUnavailable(
+                f"the SPIRE agent at {address} issued no SVID for {wanted} (issued: {issued})"
+            )
         chosen = matching[0]
+    log.debug("fetched the X509-SVID %s from %s", chosen.spiffe_id, address)
     return SvidSigner(str(chosen.spiffe_id), list(chosen.cert_chain), chosen.private_key)
 
 
@@ -139,16 +152,6 @@ class SvidSignature:
     def certificate_chain_der(self) -> list[bytes]:
         return [c.public_bytes(Encoding.DER) for c in self.certificate_chain]
 
-    def sigstore_bundle(self) -> bytes:
-        """Sigstore bundle v0.3 JSON: ``x509CertificateChain`` (leaf + intermediates) and the timestamp."""
-        from attestation.bundle import envelope_to_bundle
-
-        return envelope_to_bundle(
-            self.envelope,
-            certificate_chain=self.certificate_chain_der(),
-            rfc3161_timestamps=[self.rfc3161_timestamp] if self.rfc3161_timestamp else [],
-        )
-
 
 def sign_payload(
     payload: bytes,
@@ -167,6 +170,7 @@ def sign_payload(
     token = None
     if tsa_url:
         token = request_timestamp(envelope.signatures[0].sig, tsa_url, timeout=timeout)
+        log.debug("timestamped the signature at %s", tsa_url)
     return SvidSignature(
         envelope=envelope,
         spiffe_id=signer.spiffe_id,
@@ -177,12 +181,39 @@ def sign_payload(
 
 def sign_statement(
     statement: Mapping[str, Any],
+    signer: SvidSigner,
     *,
-    socket: str | None = None,
-    spiffe_id: str | None = None,
     tsa_url: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-) -> SvidSignature:
-    """Fetch the current SVID and sign an in-toto statement (serialised as Chains does) with it."""
-    signer = fetch_svid_signer(socket, spiffe_id=spiffe_id, timeout=timeout)
-    return sign_payload(intoto.serialize(statement), signer, tsa_url=tsa_url, timeout=timeout)
+) -> SignedProvenance:
+    """An in-toto statement (serialised as Chains does) signed with the SVID, with the certificate chain
+    and the timestamp a verifier needs: what the SPIRE backend hands to storage."""
+    svid = sign_payload(intoto.serialize(statement), signer, tsa_url=tsa_url, timeout=timeout)
+    return SignedProvenance(
+        statement,
+        svid.envelope,
+        certificate_chain_der=tuple(svid.certificate_chain_der()),
+        rfc3161_timestamps=(svid.rfc3161_timestamp,) if svid.rfc3161_timestamp else (),
+    )
+
+
+@dataclass(frozen=True)
+class SvidSigning:
+    """The SPIRE backend: this workload's X509-SVID from the Workload API at ``socket`` (else
+    ``SPIFFE_ENDPOINT_SOCKET``), fetched for every run, and an RFC 3161 timestamp from ``tsa_url``."""
+
+    socket: str | None = None
+    spiffe_id: str | None = None
+    tsa_url: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+
+    @property
+    def label(self) -> str:
+        who = self.spiffe_id or "the default SVID"
+        return f"{who} from {self.socket or 'SPIFFE_ENDPOINT_SOCKET'}" + (
+            f", timestamped at {self.tsa_url}" if self.tsa_url else ""
+        )
+
+    def ready(self) -> Sign:
+        signer = fetch_svid_signer(self.socket, spiffe_id=self.spiffe_id, timeout=self.timeout)
+        return functools.partial(sign_statement, signer=signer, tsa_url=self.tsa_url, timeout=self.timeout)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from attestation.errors import InputError
 from attestation.spiffe import TrustBundle, validate_trust_domain
@@ -48,7 +48,7 @@ class Verdict:
 
 
 def _kind(run: Any) -> str:
-    return run.get("kind", "") if isinstance(run, dict) else run.kind
+    return cast(str, run.get("kind", "") if isinstance(run, dict) else run.kind)
 
 
 def _label(run: Any) -> str:

@@ -240,7 +240,7 @@ def _only_result(answer: Mapping[str, Any], what: str) -> tuple[int, str, dict[s
     status = result.get("status") or {}
     code = status.get("code", 0) if isinstance(status, dict) else -1
     message = status.get("message", "") if isinstance(status, dict) else ""
-    entry = result.get("entry") if isinstance(result.get("entry"), dict) else {}
+    entry: dict[str, Any] = result["entry"] if isinstance(result.get("entry"), dict) else {}
     if not isinstance(code, int):
         raise SpireServerError(f"spire-server {what}: status code {code!r} is not a number")
     return code, _one_line(str(message)), entry

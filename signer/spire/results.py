@@ -27,6 +27,7 @@ from cryptography import x509
 from attestation.errors import InputError, VerificationError
 from attestation.spiffe import TrustBundle, load_pem_certificates, validate_trust_domain
 from attestation.x509 import VerifiedSvid, verify_svid
+from signer.run import ParamValue
 
 KEY_SVID = "SVID"
 KEY_MANIFEST = "RESULT_MANIFEST"
@@ -35,8 +36,6 @@ SIG_SUFFIX = ".sig"
 # the sidecar logs mode, 1 MiB in total); these are generous for honest runs.
 MAX_RESULTS = 1024
 MAX_SIGNATURE_TEXT = 8 * 1024
-
-ParamValue = str | list[str] | dict[str, str]
 
 
 # ----------------------------------------------------------------------------- canonicalisation
@@ -118,39 +117,6 @@ class ResultsVerdict:
     unlisted: tuple[str, ...] = field(default=())  # signed and verified, but not named in the manifest
 
 
-def _results_map(results: Sequence[Any], reasons: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for r in results:
-        name, value = (r.name, r.value) if hasattr(r, "name") else (r.get("name"), r.get("value"))
-        if not isinstance(name, str) or not name:
-            reasons.append("a result has no name")
-            continue
-        if name in out:
-            reasons.append(f"result {name} appears twice")
-            continue
-        out[name] = value
-    return out
-
-
-def _decode_sig(text: Any, name: str) -> bytes | None:
-    if not isinstance(text, str) or len(text) > MAX_SIGNATURE_TEXT:
-        return None
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
-def _parse_svid(value: Any) -> tuple[x509.Certificate, list[x509.Certificate]]:
-    if not isinstance(value, str):
-        raise InputError("result SVID is not a string")
-    certs = load_pem_certificates(value.encode("utf-8", "replace"), source="result SVID", max_count=8)
-    if not certs:
-        raise InputError("result SVID holds no PEM certificate")
-    # Tekton ships only the leaf; anything after it is an untrusted path-building hint.
-    return certs[0], certs[1:]
-
-
 def verify_results(
     results: Sequence[Any],
     *,
@@ -162,27 +128,45 @@ def verify_results(
 ) -> ResultsVerdict:
     """Check the SPIRE signatures on a TaskRun's results (``Result`` objects or ``{name, value}`` dicts).
 
-    Verified only when all of these hold: the ``SVID`` result is a certificate that chains to ``bundle``
-    at ``at`` (default now) and whose only URI SAN is exactly the TaskRun's SPIFFE ID; the manifest is
-    signed; every name in the manifest is present; every result, listed or not, has a ``.sig`` that
-    verifies over its canonical value; and no ``.sig`` is left over without its result.
+    One checklist, top to bottom; every step that finds something wrong adds one line to the reasons,
+    and the results are verified only when no step did. Steps 1 and 3 end the check: without bounded
+    input or a trusted SVID nothing else can be judged. The trust bundle and the time (``at``, default
+    now) come from the caller.
     """
     validate_trust_domain(trust_domain)
     when = at or dt.datetime.now(dt.UTC)
     reasons: list[str] = []
+
+    # 1. Bounded: no more results than an honest TaskRun carries.
     if len(results) > MAX_RESULTS:
         return ResultsVerdict(False, (f"{len(results)} results, the limit is {MAX_RESULTS}",))
-    values = _results_map(results, reasons)
-    expected_id = taskrun_spiffe_id(trust_domain, namespace, name)
 
+    # 2. Every result has a name, and no name twice: a second value under a name would be one that the
+    #    signature check and a reader of the run could each take differently.
+    values: dict[str, Any] = {}
+    for r in results:
+        key, value = (r.name, r.value) if hasattr(r, "name") else (r.get("name"), r.get("value"))
+        if not isinstance(key, str) or not key:
+            reasons.append("a result has no name")
+        elif key in values:
+            reasons.append(f"result {key} appears twice")
+        else:
+            values[key] = value
+
+    # 3. The SVID result is a certificate that chains to the trust bundle at that time and whose only URI
+    #    SAN is exactly this TaskRun's SPIFFE ID (Tekton ships the leaf alone; any further certificates are
+    #    untrusted path-building hints).
     if KEY_SVID not in values:
         return ResultsVerdict(False, (*reasons, "no SVID result: the results are not SPIRE-signed"))
     try:
-        leaf, intermediates = _parse_svid(values[KEY_SVID])
+        leaf, intermediates = _svid_certificates(values[KEY_SVID])
+        expected_id = taskrun_spiffe_id(trust_domain, namespace, name)
         svid: VerifiedSvid = verify_svid(leaf, intermediates, bundle, at=when, allowed_ids={expected_id})
     except (InputError, VerificationError) as err:
         return ResultsVerdict(False, (*reasons, f"SVID: {err}"))
 
+    # 4. The manifest (the comma-joined names the entrypoint signed) is there, names each result once,
+    #    names only results that are present, and no reserved one (SVID, the manifest, a signature).
     manifest: list[str] = []
     if KEY_MANIFEST not in values:
         reasons.append(f"no {KEY_MANIFEST} result")
@@ -201,6 +185,8 @@ def verify_results(
             elif key in (KEY_SVID, KEY_MANIFEST) or key.endswith(SIG_SUFFIX):
                 reasons.append(f"{KEY_MANIFEST} names the reserved result {key}")
 
+    # 5. Every result, listed in the manifest or not (the manifest included), has a ``.sig`` that verifies
+    #    with the SVID's key over the result's canonical value (:func:`signed_value`).
     verified: list[str] = []
     for key, value in values.items():
         if key == KEY_SVID or key.endswith(SIG_SUFFIX):
@@ -209,7 +195,7 @@ def verify_results(
         if sig_text is None:
             reasons.append(f"result {key} has no signature ({key}{SIG_SUFFIX} is missing)")
             continue
-        sig = _decode_sig(sig_text, key)
+        sig = _base64_signature(sig_text)
         if sig is None:
             reasons.append(f"{key}{SIG_SUFFIX} is not a base64 signature")
             continue
@@ -224,10 +210,12 @@ def verify_results(
         if key != KEY_MANIFEST:
             verified.append(key)
 
+    # 6. No signature is left over without its result: a result removed after signing leaves its .sig.
     for key in values:
         if key.endswith(SIG_SUFFIX) and key[: -len(SIG_SUFFIX)] not in values:
             reasons.append(f"signature {key} has no result {key[: -len(SIG_SUFFIX)]} (a result was removed?)")
 
+    # 7. Verified when no step found anything; results signed but not in the manifest are reported.
     unlisted = tuple(k for k in verified if k not in manifest)
     return ResultsVerdict(
         verified=not reasons,
@@ -236,6 +224,25 @@ def verify_results(
         verified_results=tuple(verified) if not reasons else (),
         unlisted=unlisted,
     )
+
+
+def _svid_certificates(value: Any) -> tuple[x509.Certificate, list[x509.Certificate]]:
+    """The SVID result's PEM as (leaf, the certificates after it)."""
+    if not isinstance(value, str):
+        raise InputError("result SVID is not a string")
+    certs = load_pem_certificates(value.encode("utf-8", "replace"), source="result SVID", max_count=8)
+    if not certs:
+        raise InputError("result SVID holds no PEM certificate")
+    return certs[0], certs[1:]
+
+
+def _base64_signature(text: Any) -> bytes | None:
+    if not isinstance(text, str) or len(text) > MAX_SIGNATURE_TEXT:
+        return None
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def verify_run_results(

@@ -46,9 +46,9 @@ MAX_CERTIFICATES = 8
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-def _taskrun_object(run: Any) -> dict:
+def _taskrun_object(run: Any) -> dict[str, Any]:
     """The run as a ``tekton.dev/v1`` TaskRun object dict (``signer.run.Run`` already is one)."""
-    from signer.run import API_V1BETA1, convert_v1beta1
+    from signer.tekton_v1beta1 import API_V1BETA1, convert_v1beta1
 
     obj = run if isinstance(run, Mapping) else getattr(run, "obj", None)
     if not isinstance(obj, Mapping):
@@ -64,8 +64,8 @@ def _taskrun_object(run: Any) -> dict:
 
 def status_fields_json(taskrun_obj: Any) -> bytes:
     """``json.Marshal(tr.Status.TaskRunStatusFields)`` as Go writes it, for a TaskRun object or Run."""
+    from signer.golang import go_json
     from signer.provenance import gojson
-    from signer.provenance.slsa1_0 import go_json
 
     status = _taskrun_object(taskrun_obj)["status"]
     try:

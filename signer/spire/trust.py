@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from attestation.errors import InputError
+from attestation.errors import InputError, WorkloadApiUnavailable
 from attestation.spiffe import TrustBundle, validate_trust_domain
 
 
@@ -23,7 +23,7 @@ def bundle_from_workload_api(socket: str | None, trust_domain: str, *, timeout: 
             bundles = client.fetch_x509_bundles(timeout=timeout)
     except Exception as err:  # py-spiffe and grpc errors alike: one line for the user
         reason = " ".join(str(err).split())
-        raise InputError(f"cannot fetch the trust bundle from {address}: {reason}") from None
+        raise WorkloadApiUnavailable(f"cannot fetch the trust bundle from {address}: {reason}") from None
     bundle = bundles.get_bundle_for_trust_domain(TrustDomain(trust_domain))
     # py-spiffe >= 0.3: a property returning a copy of the set, not a method.
     authorities = bundle.x509_authorities if bundle is not None else set()

@@ -8,9 +8,10 @@ signature and an SVID signature with its certificate chain and timestamp are sto
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -21,6 +22,8 @@ from attestation.files import write_atomic
 from attestation.keys import PublicKey
 
 BACKENDS = ("oci", "tekton", "file")
+
+log = logging.getLogger(__name__)
 
 
 def parse_backends(value: str) -> tuple[str, ...]:
@@ -85,7 +88,15 @@ class SignedProvenance:
 
 @dataclass(frozen=True)
 class StorageConfig:
-    backends: tuple[str, ...] = ()
+    """How each backend stores (Chains' ``storage.*`` keys; which backends a run uses is chosen per kind
+    of run, as Chains' ``artifacts.*.storage``).
+
+    ``oci``: beside every image subject, as ``oci_encoding_format`` (``storage.oci.encoding-format``),
+    the ``.att`` tags in ``oci_repository`` when set (``storage.oci.repository``). ``tekton``: the run
+    annotations Chains writes, returned to the caller to apply and written to ``annotations_out`` when set.
+    ``file``: one JSON line appended to ``file_out``.
+    """
+
     oci_encoding_format: str = "dsse"
     oci_repository: str | None = None
     insecure_registries: Sequence[str] = ()
@@ -95,22 +106,32 @@ class StorageConfig:
     annotations_out: str | None = None
     file_out: str | None = None
 
-    def check(self) -> None:
+    def check(self, backends: Sequence[str]) -> None:
         """Refuse a configuration that would sign and then have nowhere to write."""
-        if "tekton" in self.backends and not self.annotations_out:
-            raise InputError("--storage tekton needs --annotations-out FILE (the annotation map to apply)")
-        if "file" in self.backends and not self.file_out:
-            raise InputError("--storage file needs --file-out FILE (JSON lines, one attestation per line)")
+        unknown = [b for b in backends if b not in BACKENDS]
+        if unknown:
+            raise InputError(f"unknown storage backend {unknown[0]!r} (known: {', '.join(BACKENDS)})")
+        if "file" in backends and not self.file_out:
+            raise InputError("the file storage has no file to append to")
         if self.oci_encoding_format not in ("dsse", "sigstore-bundle"):
             raise InputError(
                 f"unknown OCI encoding format {self.oci_encoding_format!r} (dsse, sigstore-bundle)"
             )
 
 
-def store(signed: SignedProvenance, *, kind: str, uid: str, config: StorageConfig) -> list[str]:
-    """Store in every configured backend, in order; returns one human-readable line per location."""
-    done: list[str] = []
-    for backend in config.backends:
+class Stored(Protocol):
+    """Where one backend put the signed provenance; ``str()`` says so in one line."""
+
+    @property
+    def backend(self) -> str: ...
+
+
+def store(
+    signed: SignedProvenance, *, kind: str, uid: str, backends: Sequence[str], config: StorageConfig
+) -> list[Stored]:
+    """Store in every backend of ``backends``, in order; returns where each put it."""
+    done: list[Stored] = []
+    for backend in backends:
         if backend == "oci":
             from signer.storage.oci import OciStorageConfig, store_oci_sync
 
@@ -138,9 +159,9 @@ def store(signed: SignedProvenance, *, kind: str, uid: str, config: StorageConfi
                     "--storage oci: the statement has no image subject (sha256 digest + image name) to "
                     "store the attestation under"
                 )
-            done += [f"oci ({config.oci_encoding_format}): {ref}" for ref in stored]
+            done.extend(stored)
         elif backend == "tekton":
-            from signer.storage.tekton import tekton_annotations
+            from signer.storage.tekton import TektonStored, tekton_annotations
 
             notes = tekton_annotations(
                 kind,  # type: ignore[arg-type]
@@ -149,11 +170,18 @@ def store(signed: SignedProvenance, *, kind: str, uid: str, config: StorageConfi
                 certificate_pem=signed.certificate_pem,
                 chain_pem=signed.chain_pem,
             )
-            write_atomic(config.annotations_out or "", json.dumps(notes, indent=2).encode() + b"\n")
-            done.append(f"tekton: {len(notes)} annotations written to {config.annotations_out}")
+            if config.annotations_out:
+                write_annotations(config.annotations_out, notes)
+            done.append(TektonStored(notes, config.annotations_out))
         elif backend == "file":
-            from signer.storage.file import append_jsonl
+            from signer.storage.file import FileStored, append_jsonl
 
             append_jsonl(config.file_out or "", signed.portable())
-            done.append(f"file: appended to {config.file_out}")
+            done.append(FileStored(config.file_out or ""))
+        log.debug("stored in %s", done[-1])
     return done
+
+
+def write_annotations(path: str, annotations: Mapping[str, str]) -> None:
+    """The annotation map as the ``tekton`` storage writes it for something else to apply (JSON)."""
+    write_atomic(path, json.dumps(annotations, indent=2).encode() + b"\n")

@@ -4,8 +4,18 @@ appended — the format ``gate verify --attestations FILE`` reads."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from attestation.errors import InputError
+
+
+@dataclass(frozen=True)
+class FileStored:
+    path: str
+    backend: str = "file"
+
+    def __str__(self) -> str:
+        return f"file: appended to {self.path}"
 
 
 def append_jsonl(path: str | os.PathLike[str], document: bytes) -> None:

@@ -1,26 +1,35 @@
 """The ``oci`` storage backend: the signed statement stored beside every image it names, in the format
 chosen by ``storage.oci.encoding-format`` like Chains: ``dsse`` (a layer of cosign's ``.att`` tag) or
-``sigstore-bundle`` (a bundle v0.3 OCI 1.1 referrer)."""
+``sigstore-bundle`` (a bundle v0.3 OCI 1.1 referrer).
+
+Storing is idempotent: an image that already carries this statement signed by this signer gets nothing
+new, so a run attested again (an operator retrying after a failure elsewhere) does not pile up copies.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from cryptography import x509
+
 from attestation import dsse
-from attestation.bundle import envelope_to_bundle
-from attestation.errors import InputError
+from attestation.bundle import envelope_to_bundle, parse_bundle
+from attestation.errors import InputError, ProvgateError, VerificationError
 from attestation.keys import PublicKey
-from attestation.oci.reader import resolve
+from attestation.oci.reader import ResolvedImage, fetch_legacy, fetch_referrers, resolve
 from attestation.oci.registry import RegistryClient
 from attestation.oci.writer import push_attestation_legacy, push_attestation_referrer
 from attestation.reference import ImageReference, InvalidReference, parse
 
 EncodingFormat = Literal["dsse", "sigstore-bundle"]
 MAX_OCI_SUBJECTS = 100
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,20 @@ class OciStorageConfig:
     ca_file: str | None = None
     docker_config: str | None = None
     timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class OciStored:
+    """The attestation is stored beside ``image`` (``repo@sha256:...``); ``already``: it was there before
+    (this statement, signed by this signer), so nothing was written."""
+
+    image: str
+    encoding: EncodingFormat
+    already: bool = False
+    backend: str = "oci"
+
+    def __str__(self) -> str:
+        return f"oci ({self.encoding}): {self.image}" + (" (already stored)" if self.already else "")
 
 
 def oci_subjects(statement: Mapping[str, Any]) -> list[ImageReference]:
@@ -70,8 +93,8 @@ async def store_oci(
     chain_pem: bytes | None = None,
     annotations: Mapping[str, str] | None = None,
     rfc3161_timestamps: Sequence[bytes] = (),
-) -> list[str]:
-    """Store under every image subject; returns their pinned references. Each subject must exist in its
+) -> list[OciStored]:
+    """Store under every image subject; returns where, in subject order. Each subject must exist in its
     registry (resolved by digest): attaching to a digest the registry does not hold would be lost."""
     subjects = oci_subjects(statement)
     predicate_type = str(statement.get("predicateType") or "")
@@ -87,9 +110,14 @@ async def store_oci(
         raise InputError(
             f"unknown storage.oci.encoding-format {config.encoding_format!r} (dsse, sigstore-bundle)"
         )
+    key = _signer_key(public_key, certificate_chain_der)
     stored = []
     for subject in subjects:
         image = await resolve(client, subject, deadline=deadline)
+        if await _already_stored(client, image, envelope, key, config=config, deadline=deadline):
+            log.debug("%s already carries this statement signed by this signer", image.pinned)
+            stored.append(OciStored(image.pinned, config.encoding_format, already=True))
+            continue
         if bundle is not None:
             await push_attestation_referrer(
                 client, image, bundle, predicate_type=predicate_type, deadline=deadline
@@ -106,16 +134,67 @@ async def store_oci(
                 deadline=deadline,
                 repository=config.repository,
             )
-        stored.append(image.pinned)
+        log.debug("attached to %s as %s", image.pinned, config.encoding_format)
+        stored.append(OciStored(image.pinned, config.encoding_format))
     return stored
+
+
+def _signer_key(public_key: PublicKey | None, certificate_chain_der: Sequence[bytes]) -> PublicKey | None:
+    if public_key is not None:
+        return public_key
+    if certificate_chain_der:
+        leaf = x509.load_der_x509_certificate(certificate_chain_der[0])
+        return PublicKey(leaf.public_key(), source="signing certificate")  # type: ignore[arg-type]
+    return None
+
+
+async def _already_stored(
+    client: RegistryClient,
+    image: ResolvedImage,
+    envelope: dsse.Envelope,
+    key: PublicKey | None,
+    *,
+    config: OciStorageConfig,
+    deadline: float,
+) -> bool:
+    """Whether ``image`` carries ``envelope``'s statement signed by the same key already.
+
+    Signing again gives other bytes (ECDSA signatures are randomised, timestamps differ), so identical
+    bytes alone would not make a retried run idempotent. Only a signature that verifies with the
+    signer's key counts: anyone who can push could store the same payload under a signature of theirs.
+    Without a key, only the very same envelope counts.
+    """
+    if config.encoding_format == "dsse":
+        found = await fetch_legacy(client, image, deadline=deadline, repository=config.repository)
+    else:
+        found = await fetch_referrers(client, image, deadline=deadline)
+    for attestation in found:
+        try:
+            if config.encoding_format == "dsse":
+                other = dsse.Envelope.from_json(attestation.data, source=attestation.source)
+            else:
+                other = parse_bundle(attestation.data, source=attestation.source).envelope
+        except ProvgateError:
+            continue  # not an envelope we could have written
+        if (other.payload_type, other.payload) != (envelope.payload_type, envelope.payload):
+            continue
+        if other.signatures == envelope.signatures:
+            return True
+        if key is not None:
+            try:
+                dsse.verify(other, [key])
+            except VerificationError:
+                continue
+            return True
+    return False
 
 
 def store_oci_sync(
     envelope: dsse.Envelope, statement: Mapping[str, Any], config: OciStorageConfig, **material: Any
-) -> list[str]:
+) -> list[OciStored]:
     """:func:`store_oci` in one blocking call with a client made from ``config`` (for the CLI)."""
 
-    async def run() -> list[str]:
+    async def run() -> list[OciStored]:
         async with RegistryClient(
             insecure_registries=config.insecure_registries,
             ca_file=config.ca_file,

@@ -5,6 +5,8 @@ applies to the run later (server-side apply, field manager of its own)."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 from attestation import dsse
@@ -13,6 +15,19 @@ from attestation.errors import InputError, LimitExceeded
 PREFIX = "chains.tekton.dev/"
 # Kubernetes refuses an object whose annotations total more than 256 KiB (keys + values).
 MAX_ANNOTATIONS_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class TektonStored:
+    """The run annotations to apply; ``written_to`` the file they were also written to, if any."""
+
+    annotations: Mapping[str, str]
+    written_to: str | None = None
+    backend: str = "tekton"
+
+    def __str__(self) -> str:
+        where = f"written to {self.written_to}" if self.written_to else "to put on the run"
+        return f"tekton: {len(self.annotations)} annotations {where}"
 
 
 def short_key(kind: Literal["TaskRun", "PipelineRun"], uid: str) -> str:

@@ -1,9 +1,10 @@
 """The embedded (wasm) engine decides exactly like a real OPA server.
 
 The corpus covers each rule's allow and deny case on SLSA v0.2 and SLSA v1.0 (slsa-tekton) statements,
-the bundled sample runs through signer.provenance, and a second policy set with strict rule data (trusted
-bundles and source repositories set), which runs against its own OPA server because an OPA engine owns
-its server's policies and data.
+the bundled sample runs through signer.provenance, the real Chains statements of
+tests/gate/real_provenance/, and policy sets with other rule data (trusted bundles and source
+repositories set, images bound to their build repository), each against its own OPA server because an
+OPA engine owns its server's policies and data.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from signer import samples
 from signer.provenance import Options, generate
 from signer.run import child_taskruns, to_run
 from tests.gate.test_policy_library import tep0084_input
+from tests.gate.test_policy_real_provenance import FIXTURES, load
 from tests.infra.opa import running_opa
 
 TEKTON = "https://tekton.dev/chains/v2/slsa-tekton"
@@ -104,11 +106,18 @@ def corpus() -> Iterator[tuple[str, Doc]]:
         statement(d)["predicate"]["materials"][0]["digest"]["sha1"] = "main"
 
     yield "unpinned-commit", mutate(base, unpin)
-    yield "foreign-source", mutate(
-        base, lambda d: statement(d)["predicate"]["materials"][0].update(uri="git+https://evil.example/x.git")
+    yield (
+        "foreign-source",
+        mutate(
+            base,
+            lambda d: statement(d)["predicate"]["materials"][0].update(uri="git+https://evil.example/x.git"),
+        ),
     )
     yield "no-git-source", mutate(base, lambda d: statement(d)["predicate"].update(materials=[]))
-    yield "bad-builder", mutate(base, lambda d: statement(d)["predicate"]["builder"].update(id="https://evil"))
+    yield (
+        "bad-builder",
+        mutate(base, lambda d: statement(d)["predicate"]["builder"].update(id="https://evil")),
+    )
     yield "no-builder-id", mutate(base, lambda d: statement(d)["predicate"]["builder"].pop("id"))
     yield "builder-id-number", mutate(base, lambda d: statement(d)["predicate"]["builder"].update(id=42))
     yield "other-image", mutate(base, lambda d: d["image"].update(digest="sha256:" + "0" * 64))
@@ -175,6 +184,126 @@ def corpus() -> Iterator[tuple[str, Doc]]:
     yield "v1.0-unreadable-records", mutate(edit_taskruns(v1, slim), garbage)
     yield "v1.0-script-escapes", v1
     yield "v1.0-exponent", edit_taskruns(v1, lambda runs: (slim(runs), runs[0].update(n=1e21)))
+    yield from hardening_cases(base, v1)
+    for name in sorted(FIXTURES):
+        yield f"real-{name}", load(name)
+
+
+PINNED = "@sha256:" + "e4c2916f25ce2d42ec7016c3dc3392e527442c307f43aae3ea63f4622ee5cfe4"
+
+
+def hardening_cases(base: Doc, v1: Doc) -> Iterator[tuple[str, Doc]]:
+    """Inputs for the rules of issue 10 and 11: URLs that leave an allowed location, task references and
+    graphs no real run produces, other statements next to the PipelineRun one, a promoted copy."""
+
+    def source(uri: str) -> Callable[[Doc], None]:
+        return lambda d: statement(d)["predicate"]["materials"][0].update(uri=uri)
+
+    yield (
+        "source-dot-segments",
+        mutate(base, source("git+https://github.com/lcarva/../../evil.example/x.git")),
+    )
+    yield "source-encoded-dots", mutate(base, source("git+https://github.com/lcarva/%2e%2e/x.git"))
+    yield (
+        "source-userinfo",
+        mutate(base, source("git+https://github.com@evil.example/lcarva/minimal-container")),
+    )
+    yield "source-scp-like", mutate(base, source("git+git@GitHub.com:lcarva/minimal-container.git"))
+    yield (
+        "builder-dot-segments",
+        mutate(
+            base, lambda d: statement(d)["predicate"]["builder"].update(id="https://tekton.dev/../chains/v2")
+        ),
+    )
+    yield (
+        "builder-spelling",
+        mutate(
+            base,
+            lambda d: statement(d)["predicate"]["builder"].update(id="HTTPS://Tekton.dev:443/chains/v2/"),
+        ),
+    )
+
+    def git_resolver(label: bool) -> Callable[[Doc], None]:
+        def edit(d: Doc) -> None:
+            task = v02_tasks(d)[0]
+            task["ref"] = {
+                "resolver": "git",
+                "params": [
+                    {"name": "url", "value": "https://github.com/tektoncd/catalog.git"},
+                    {"name": "revision", "value": "a" * 40},
+                    {"name": "pathInRepo", "value": "task/git-clone/0.9/git-clone.yaml"},
+                ],
+            }
+            if label:
+                task.setdefault("invocation", {})["environment"] = {
+                    "labels": {"tekton.dev/task": "git-clone"}
+                }
+
+        return edit
+
+    yield "git-resolver-labelled", mutate(base, git_resolver(True))
+    yield "git-resolver-unlabelled", mutate(base, git_resolver(False))
+
+    def ambiguous(d: Doc) -> None:
+        v02_tasks(d)[1]["ref"] = {
+            "resolver": "bundles",
+            "bundle": "quay.io/evil/trivy" + PINNED,
+            "params": [
+                {"name": "bundle", "value": "gcr.io/tekton-releases/catalog/upstream/trivy-scanner" + PINNED}
+            ],
+        }
+
+    yield "ambiguous-ref", mutate(base, ambiguous)
+
+    def unreadable_bundle(d: Doc) -> None:
+        v02_tasks(d)[1]["ref"]["bundle"] = "gcr.io/tekton-releases/catalog/upstream/../evil/trivy" + PINNED
+
+    yield "bundle-dot-segments", mutate(base, unreadable_bundle)
+    yield "cycle", mutate(base, lambda d: v02_tasks(d)[0].update(after=["image-build"]))
+    yield (
+        "duplicate-names",
+        mutate(
+            base, lambda d: v02_tasks(d).append({**v02_tasks(d)[1], "ref": {"name": "fake", "kind": "Task"}})
+        ),
+    )
+    yield "matrix-names", mutate(base, lambda d: v02_tasks(d).append(copy.deepcopy(v02_tasks(d)[1])))
+    yield "skipped-dependency", mutate(base, lambda d: v02_tasks(d)[2]["after"].append("skipped-by-when"))
+
+    def other_statement(build_type: str) -> Callable[[Doc], None]:
+        def edit(d: Doc) -> None:
+            other = copy.deepcopy(statement(d))
+            other["predicate"]["buildType"] = build_type
+            other["predicate"]["buildConfig"] = {"steps": []}
+            other["predicate"]["invocation"]["environment"] = {"labels": {"tekton.dev/task": "kaniko"}}
+            d["attestations"].append({"statement": other, "signatures": []})
+
+        return edit
+
+    yield "taskrun-next-to-pipelinerun", mutate(base, other_statement("tekton.dev/v1beta1/TaskRun"))
+    yield "unknown-build-type", mutate(base, other_statement("https://example.org/build@v1"))
+
+    def promoted(d: Doc) -> None:
+        d["image"]["ref"] = "quay.io/releases/min@" + d["image"]["digest"]
+
+    yield "promoted-copy", mutate(base, promoted)
+
+    def odd_image_url(d: Doc) -> None:
+        for task in v02_tasks(d):
+            for result in task.get("results", []):
+                if result["name"] == "IMAGE_URL":
+                    result["value"] = "registry.example.com/minimal-container/../min:latest"
+
+    yield "image-url-dot-segments", mutate(base, odd_image_url)
+    yield (
+        "v1.0-duplicate-names",
+        edit_taskruns(
+            v1,
+            lambda runs: (
+                slim(runs),
+                runs.append({**copy.deepcopy(runs[0]), "spec": {"taskRef": {"name": "x"}}}),
+            ),
+        ),
+    )
 
 
 CORPUS = list(corpus())
@@ -183,7 +312,9 @@ DATA_VARIANTS = {
     "strict": {
         "rule_data": {
             "trusted_task_bundles": ["gcr.io/tekton-releases/catalog/upstream/"],
+            "trusted_task_git_repos": ["https://github.com/tektoncd/catalog"],
             "allowed_source_repos": ["https://github.com/"],
+            "allowed_promotion_targets": [],
             "task_order": [{"before": "git-clone", "after": ["trivy-scanner", "golangci-lint"]}],
         }
     },

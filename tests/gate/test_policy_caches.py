@@ -145,10 +145,10 @@ def test_editing_a_policy_file_after_a_cached_load_changes_rules_and_decision(
             "failure_msg: Builder %s refused, the allowed are %s",
         )
         # the rule's logic inverted: the allowed builder is now the one refused
-        .replace("\tnot id in lib.as_set(allowed)\n", "\tid in lib.as_set(allowed)\n")
+        .replace("\tnot _accepted(id, lib.as_set(allowed))\n", "\t_accepted(id, lib.as_set(allowed))\n")
     )
     assert edited_source.count("Builder ID on the list") == 1
-    assert "\tid in lib.as_set(allowed)\n" in edited_source
+    assert "\t_accepted(id, lib.as_set(allowed))\n" in edited_source
     builder.write_text(edited_source)
 
     edited = load(policies)
@@ -276,8 +276,10 @@ def test_a_policy_set_entry_in_a_directory_others_can_write_is_not_used(
 def _inverted(policies: Path) -> PolicySet:
     builder = policies / "release" / "builder.rego"
     source = builder.read_text()
-    assert "\tnot id in lib.as_set(allowed)\n" in source
-    builder.write_text(source.replace("\tnot id in lib.as_set(allowed)\n", "\tid in lib.as_set(allowed)\n"))
+    assert "\tnot _accepted(id, lib.as_set(allowed))\n" in source
+    builder.write_text(
+        source.replace("\tnot _accepted(id, lib.as_set(allowed))\n", "\t_accepted(id, lib.as_set(allowed))\n")
+    )
     return load(policies)
 
 

@@ -10,8 +10,9 @@ import pytest
 
 from attestation.errors import InputError, PolicyError
 from gate.policy import load_policy_set, make_engine
+from gate.policy.docs import package_docs
 from policies import ROOT
-from tests.infra.opa import opa_binary
+from tests.infra.opa import opa_binary, opa_server  # noqa: F401
 
 INPUTS = Path(__file__).parent / "policy_inputs"
 TEP_DIGEST = "sha256:52af519cd2cb835e77f971ab303a8ae1c3b9b04fe2aa604d1c50d8d73f110304"
@@ -61,8 +62,56 @@ def test_every_rule_has_metadata_and_a_code_in_its_package() -> None:
     for rule in policy_set.rules:
         assert rule.code == f"{rule.package}.{rule.short_name}"
         assert rule.title and rule.description and rule.solution and rule.failure_msg
-        # the code a rule reports is spelled out in its own source file
-        assert f'"{rule.code}"' in Path(rule.path).read_text()
+        # the code comes from the rule's METADATA (rego.metadata.chain()), never spelled by hand
+        source = Path(rule.path).read_text()
+        assert f'"{rule.code}"' not in source
+        assert "lib.result_helper" in source and "rego.metadata.chain()" in source
+
+
+def opa_annotations() -> dict[tuple[str, str], dict]:
+    """OPA's own reading of the library's METADATA: ``{(package path, rule or ""): annotations}``."""
+    proc = subprocess.run(
+        [str(opa_binary()), "inspect", "--annotations", "--format", "json", str(ROOT)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = {}
+    for entry in json.loads(proc.stdout)["annotations"]:
+        path = [p["value"] for p in entry["path"]][1:]  # without "data"
+        if entry["annotations"]["scope"] == "package":
+            out[(".".join(path), "")] = entry["annotations"]
+        else:
+            out[(".".join(path[:-1]), path[-1] + ":" + str(entry["location"]["row"]))] = entry["annotations"]
+    return out
+
+
+def test_gate_reads_metadata_as_opa_does() -> None:
+    # The drift test: the code a rule reports is derived by OPA from its METADATA; the title, message and
+    # solution the gate attaches come from gate.policy.metadata's reading of the same block. Both must
+    # read every block the same way, or results would carry another rule's texts.
+    policy_set = load_policy_set([ROOT])
+    by_opa = {
+        (package.removeprefix("policy.release."), a["custom"]["short_name"]): a
+        for (package, rule), a in opa_annotations().items()
+        if rule and package.startswith("policy.release.")
+    }
+    assert set(by_opa) == {(r.package, r.short_name) for r in policy_set.rules}
+    for rule in policy_set.rules:
+        annotations = by_opa[(rule.package, rule.short_name)]
+        assert rule.title == annotations["title"]
+        assert rule.description == annotations["description"]
+        assert rule.failure_msg == annotations["custom"]["failure_msg"]
+        assert rule.solution == annotations["custom"]["solution"]
+
+
+def test_every_release_package_has_a_title_and_description() -> None:
+    policy_set = load_policy_set([ROOT])
+    packages = {p: a for (p, rule), a in opa_annotations().items() if not rule}
+    for package in policy_set.packages:
+        annotations = packages[f"policy.release.{package}"]
+        assert annotations["title"].strip() and annotations["description"].strip()
+        assert package_docs(policy_set)[package] == (annotations["title"], annotations["description"])
 
 
 def test_tep0084_doc_statement_is_denied_for_its_tagged_and_unbundled_tasks() -> None:
@@ -78,11 +127,11 @@ def test_tep0084_doc_statement_is_denied_for_its_tagged_and_unbundled_tasks() ->
         ("trusted_task.trusted", "image-build"),
     ]
     assert evaluation.violations[0].msg == (
-        "Pipeline task source-security-scan uses bundle "
-        "gcr.io/tekton-releases/catalog/upstream/trivy-scanner:0.1, which is not pinned by digest"
+        "Task source-security-scan uses gcr.io/tekton-releases/catalog/upstream/trivy-scanner:0.1, "
+        "which is not pinned by digest or commit"
     )
     assert evaluation.violations[1].msg == (
-        "Pipeline task git-clone comes from no bundle, which is not a trusted task bundle"
+        "Task git-clone comes from the cluster task git-clone, which is not a trusted task location"
     )
     assert {r.code for r in evaluation.warnings} == {"materials.allowed_source_repos_provided"}
     assert evaluation.rules_evaluated == len(load_policy_set([ROOT]).rules) > 0
@@ -128,3 +177,48 @@ def test_bad_data_file_names_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.json"
     with pytest.raises(InputError, match=r"nope\.json"):
         load_policy_set([ROOT], [missing])
+
+
+SECOND_BODY = """package policy.release.probe
+
+import data.lib
+
+# METADATA
+# title: Probe
+# description: Denies when input.a is set.
+# custom:
+#   short_name: a_set
+#   failure_msg: a is set
+#   solution: unset a
+deny contains result if {
+	input.a
+	result := lib.result_helper(rego.metadata.chain(), [])
+}
+
+deny contains result if {
+	input.b
+	result := lib.result_helper(rego.metadata.chain(), [])
+}
+"""
+
+
+@pytest.mark.parametrize("engine", ["embedded", "opa"])
+def test_a_rule_body_without_metadata_still_denies(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # METADATA belongs to the one rule body below it. A second body without its own block has no
+    # short_name to derive a code from: its result must still be a violation, visibly undeclared,
+    # never an undefined (silently passing) rule.
+    (tmp_path / "probe.rego").write_text(SECOND_BODY)
+    policy_set = load_policy_set([ROOT, tmp_path / "probe.rego"])
+    url = request.getfixturevalue("opa_server") if engine == "opa" else None
+    opened = make_engine(policy_set, engine=engine, opa_url=url)
+    try:
+        evaluation = opened.evaluate({"image": {}, "attestations": [], "a": True, "b": True})
+    finally:
+        opened.close()
+    probe = [r for r in evaluation.violations if r.code.startswith("probe.")]
+    assert [(r.code, r.title) for r in probe] == [
+        ("probe.a_set", "Probe"),
+        ("probe.metadata_missing", "Rule without METADATA"),
+    ]

@@ -25,7 +25,7 @@ import data.lib
 deny contains result if {
 	input.bad == true
 	count([1]) == 1
-	result := lib.result_helper("demo.bad", [])
+	result := lib.result_helper(rego.metadata.chain(), [])
 }
 """
 

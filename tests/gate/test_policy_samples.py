@@ -68,8 +68,9 @@ def test_sample_messages_name_the_offending_task(engine: PolicyEngine) -> None:
     policy_set = load_policy_set([ROOT])
     injected = evaluate_input(sample_input("tep0084-injected-task", "slsa/v1"), policy_set, engine)
     assert injected.violations[0].msg == (
-        "Pipeline task inject-miner comes from quay.io/evil/tasks/miner@sha256:"
-        "b2a45dfd5205401213a74023969a9c78363a846bb3eb186bc9602b60a39dcc8d, which is not a trusted task bundle"
+        "Task inject-miner comes from quay.io/evil/tasks/miner@sha256:"
+        "b2a45dfd5205401213a74023969a9c78363a846bb3eb186bc9602b60a39dcc8d, "
+        "which is not a trusted task location"
     )
     no_scan = evaluate_input(sample_input("tep0084-no-scan", "slsa/v2alpha4"), policy_set, engine)
     assert no_scan.violations[0].msg == (

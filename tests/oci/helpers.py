@@ -51,3 +51,17 @@ def raw_manifest(host: str, repository: str, reference: str, accept: str, **kw: 
 
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def push_small_image(server: Any, name: str = "app") -> tuple[str, str]:
+    """(repository, digest) of a fresh one-layer image pushed to ``server`` (a ``RegistryServer``)."""
+    from attestation.oci.writer import push_image
+
+    repo = server.repo(name)
+
+    async def push() -> str:
+        async with server.client() as client:
+            image = await push_image(client, repo, [repo.encode()], deadline=deadline())
+            return image.reference.digest
+
+    return repo, run(push())

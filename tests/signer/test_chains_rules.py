@@ -25,18 +25,36 @@ def taskrun(name: str, task: str, *, completed: bool = True) -> Run:
     }
     if completed:
         status["completionTime"] = T1
-    return to_run({"apiVersion": "tekton.dev/v1", "kind": "TaskRun",
-                   "metadata": {"name": name, "labels": {"tekton.dev/pipelineTask": task}},
-                   "spec": {}, "status": status}, source="test")
+    return to_run(
+        {
+            "apiVersion": "tekton.dev/v1",
+            "kind": "TaskRun",
+            "metadata": {"name": name, "labels": {"tekton.dev/pipelineTask": task}},
+            "spec": {},
+            "status": status,
+        },
+        source="test",
+    )
 
 
 def pipelinerun(tasks: list[str], finally_: list[str]) -> Run:
-    return to_run({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "metadata": {"name": "pr"},
-                   "spec": {}, "status": {
-                       "startTime": T0, "completionTime": T1,
-                       "pipelineSpec": {"tasks": [{"name": t, "taskRef": {"name": t}} for t in tasks],
-                                        "finally": [{"name": t, "taskRef": {"name": t}} for t in finally_]},
-                   }}, source="test")
+    return to_run(
+        {
+            "apiVersion": "tekton.dev/v1",
+            "kind": "PipelineRun",
+            "metadata": {"name": "pr"},
+            "spec": {},
+            "status": {
+                "startTime": T0,
+                "completionTime": T1,
+                "pipelineSpec": {
+                    "tasks": [{"name": t, "taskRef": {"name": t}} for t in tasks],
+                    "finally": [{"name": t, "taskRef": {"name": t}} for t in finally_],
+                },
+            },
+        },
+        source="test",
+    )
 
 
 def build_config_tasks(pr: Run, children: list[Run]) -> list[tuple[str, list[str] | None]]:
@@ -60,8 +78,11 @@ def test_finally_without_any_taskrun_before_it_has_no_after() -> None:
 def test_incomplete_taskrun_still_counts_as_last() -> None:
     # The TaskRun of "build" did not complete: it is not attested, but its task still became "last".
     pr = pipelinerun(["clone", "build"], ["notify"])
-    children = [taskrun("pr-clone", "clone"), taskrun("pr-build", "build", completed=False),
-                taskrun("pr-notify", "notify")]
+    children = [
+        taskrun("pr-clone", "clone"),
+        taskrun("pr-build", "build", completed=False),
+        taskrun("pr-notify", "notify"),
+    ]
     assert build_config_tasks(pr, children) == [("clone", None), ("notify", ["build"])]
 
 
@@ -69,12 +90,24 @@ def test_param_default_null_is_no_default() -> None:
     # ParamSpec.default is a *ParamValue: JSON null decodes to nil, so attest.Invocation adds nothing and
     # the CHAINS-GIT_URL hint has no default to fall back on (only the commit is required for a TaskRun,
     # so the material is named from the empty URL: "git+.git").
-    tr = to_run({"apiVersion": "tekton.dev/v1", "kind": "TaskRun", "metadata": {"name": "t"},
-                 "spec": {"params": [{"name": "CHAINS-GIT_COMMIT", "value": "abc"}]},
-                 "status": {"completionTime": T1, "taskSpec": {"params": [
-                     {"name": "CHAINS-GIT_URL", "type": "string", "default": None},
-                     {"name": "level", "type": "string", "default": None},
-                 ]}}}, source="test")
+    tr = to_run(
+        {
+            "apiVersion": "tekton.dev/v1",
+            "kind": "TaskRun",
+            "metadata": {"name": "t"},
+            "spec": {"params": [{"name": "CHAINS-GIT_COMMIT", "value": "abc"}]},
+            "status": {
+                "completionTime": T1,
+                "taskSpec": {
+                    "params": [
+                        {"name": "CHAINS-GIT_URL", "type": "string", "default": None},
+                        {"name": "level", "type": "string", "default": None},
+                    ]
+                },
+            },
+        },
+        source="test",
+    )
     got = generate(tr, [], Options(format="slsa/v1")).statement["predicate"]
     assert got["invocation"]["parameters"] == {"CHAINS-GIT_COMMIT": "abc"}
     assert got["materials"] == [{"uri": "git+.git", "digest": {"sha1": "abc"}}]
@@ -83,11 +116,25 @@ def test_param_default_null_is_no_default() -> None:
 def test_unparseable_timeout_is_rejected() -> None:
     # spec.timeout is a metav1.Duration; Chains cannot decode such a run, so there is no provenance.
     with pytest.raises(InputError, match=r"spec\.timeout must be a Go duration"):
-        to_run({"apiVersion": "tekton.dev/v1", "kind": "TaskRun", "metadata": {"name": "t"},
-                "spec": {"timeout": "soon"}}, source="test")
+        to_run(
+            {
+                "apiVersion": "tekton.dev/v1",
+                "kind": "TaskRun",
+                "metadata": {"name": "t"},
+                "spec": {"timeout": "soon"},
+            },
+            source="test",
+        )
     with pytest.raises(InputError, match=r"spec\.timeouts\.tasks must be a Go duration"):
-        to_run({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "metadata": {"name": "p"},
-                "spec": {"timeouts": {"tasks": "1 hour"}}}, source="test")
+        to_run(
+            {
+                "apiVersion": "tekton.dev/v1",
+                "kind": "PipelineRun",
+                "metadata": {"name": "p"},
+                "spec": {"timeouts": {"tasks": "1 hour"}},
+            },
+            source="test",
+        )
 
 
 # v1beta1 input: Chains reads v1 objects, converted by Pipeline's ConvertTo (v1beta1 -> v1).
@@ -96,10 +143,20 @@ def test_unparseable_timeout_is_rejected() -> None:
 def test_v1beta1_config_source_does_not_survive_conversion() -> None:
     # Provenance.convertTo copies refSource and featureFlags only; the deprecated configSource is lost,
     # so neither invocation.configSource nor a "task" dependency comes from it.
-    tr = to_run({"apiVersion": "tekton.dev/v1beta1", "kind": "TaskRun", "metadata": {"name": "t"},
-                 "status": {"completionTime": T1, "provenance": {
-                     "configSource": {"uri": "git+https://example.com/t", "digest": {"sha1": "a" * 40}}}}},
-                source="test")
+    tr = to_run(
+        {
+            "apiVersion": "tekton.dev/v1beta1",
+            "kind": "TaskRun",
+            "metadata": {"name": "t"},
+            "status": {
+                "completionTime": T1,
+                "provenance": {
+                    "configSource": {"uri": "git+https://example.com/t", "digest": {"sha1": "a" * 40}}
+                },
+            },
+        },
+        source="test",
+    )
     v02 = generate(tr, [], Options(format="slsa/v1")).statement["predicate"]
     assert v02["invocation"]["configSource"] == {}
     v10 = generate(tr, [], Options(format="slsa/v2alpha4")).statement["predicate"]
@@ -109,9 +166,16 @@ def test_v1beta1_config_source_does_not_survive_conversion() -> None:
 def test_v1beta1_pipelinerun_timeout_replaces_timeouts() -> None:
     # PipelineRunSpec.ConvertTo: a v1beta1 timeout becomes timeouts = {pipeline: timeout}, dropping any
     # other timeouts; serviceAccountName moves into taskRunTemplate.
-    pr = to_run({"apiVersion": "tekton.dev/v1beta1", "kind": "PipelineRun", "metadata": {"name": "p"},
-                 "spec": {"timeout": "2h", "timeouts": {"tasks": "30m"}, "serviceAccountName": "builder"},
-                 "status": {"completionTime": T1}}, source="test")
+    pr = to_run(
+        {
+            "apiVersion": "tekton.dev/v1beta1",
+            "kind": "PipelineRun",
+            "metadata": {"name": "p"},
+            "spec": {"timeout": "2h", "timeouts": {"tasks": "30m"}, "serviceAccountName": "builder"},
+            "status": {"completionTime": T1},
+        },
+        source="test",
+    )
     got = generate(pr, [], Options(format="slsa/v2alpha3")).statement
     assert got["predicate"]["buildDefinition"]["externalParameters"]["runSpec"] == {
         "timeouts": {"pipeline": "2h0m0s"},
@@ -122,16 +186,34 @@ def test_v1beta1_pipelinerun_timeout_replaces_timeouts() -> None:
 def test_v1beta1_step_termination_reason_comes_from_terminated_state() -> None:
     # StepState.convertTo sets v1 terminationReason from terminated.reason; it shows in the TaskRun
     # that slsa-tekton embeds.
-    child = to_run({"apiVersion": "tekton.dev/v1beta1", "kind": "TaskRun",
-                    "metadata": {"name": "c", "labels": {"tekton.dev/pipelineTask": "build"}},
-                    "status": {"completionTime": T1, "steps": [
-                        {"name": "run", "container": "step-run", "imageID": IMG,
-                         "terminated": {"exitCode": 1, "reason": "Error"}}]}}, source="test")
+    child = to_run(
+        {
+            "apiVersion": "tekton.dev/v1beta1",
+            "kind": "TaskRun",
+            "metadata": {"name": "c", "labels": {"tekton.dev/pipelineTask": "build"}},
+            "status": {
+                "completionTime": T1,
+                "steps": [
+                    {
+                        "name": "run",
+                        "container": "step-run",
+                        "imageID": IMG,
+                        "terminated": {"exitCode": 1, "reason": "Error"},
+                    }
+                ],
+            },
+        },
+        source="test",
+    )
     pr = pipelinerun(["build"], [])
-    got = generate(pr, [child], Options(format="slsa/v2alpha4",
-                                        build_type="https://tekton.dev/chains/v2/slsa-tekton")).statement
-    (task,) = [d for d in got["predicate"]["buildDefinition"]["resolvedDependencies"]
-               if d.get("name") == "pipelineTask"]
+    got = generate(
+        pr, [child], Options(format="slsa/v2alpha4", build_type="https://tekton.dev/chains/v2/slsa-tekton")
+    ).statement
+    (task,) = [
+        d
+        for d in got["predicate"]["buildDefinition"]["resolvedDependencies"]
+        if d.get("name") == "pipelineTask"
+    ]
     (step,) = json.loads(base64.b64decode(task["content"]))["status"]["steps"]
     assert step["terminationReason"] == "Error"
     # startedAt/finishedAt are metav1.Time structs: omitempty keeps them, as null.
@@ -140,11 +222,24 @@ def test_v1beta1_step_termination_reason_comes_from_terminated_state() -> None:
 
 def test_build_config_ref_is_a_go_task_ref() -> None:
     # TaskAttestation.Ref is a v1.TaskRef struct: unknown keys and empty omitempty fields disappear.
-    pr = to_run({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "metadata": {"name": "pr"},
-                 "spec": {}, "status": {"startTime": T0, "completionTime": T1, "pipelineSpec": {"tasks": [
-                     {"name": "build",
-                      "taskRef": {"name": "build", "kind": "", "bundle": "gcr.io/x/y:1"}}]}}},
-                source="test")
+    pr = to_run(
+        {
+            "apiVersion": "tekton.dev/v1",
+            "kind": "PipelineRun",
+            "metadata": {"name": "pr"},
+            "spec": {},
+            "status": {
+                "startTime": T0,
+                "completionTime": T1,
+                "pipelineSpec": {
+                    "tasks": [
+                        {"name": "build", "taskRef": {"name": "build", "kind": "", "bundle": "gcr.io/x/y:1"}}
+                    ]
+                },
+            },
+        },
+        source="test",
+    )
     got = generate(pr, [taskrun("pr-build", "build")], Options(format="slsa/v1")).statement
     assert got["predicate"]["buildConfig"]["tasks"][0]["ref"] == {"name": "build"}
 
@@ -152,9 +247,18 @@ def test_build_config_ref_is_a_go_task_ref() -> None:
 def test_v1_0_times_keep_nanoseconds() -> None:
     # metav1.Time parses RFC 3339 with nanoseconds; runDetails.metadata holds protobuf Timestamps, which
     # protojson prints with 0, 3, 6 or 9 fraction digits, so a nanosecond time keeps all nine.
-    tr = to_run({"apiVersion": "tekton.dev/v1", "kind": "TaskRun", "metadata": {"name": "t"},
-                 "status": {"startTime": "2024-05-02T11:00:00.123456789+02:00",
-                            "completionTime": "2024-05-02T09:05:00.5Z"}}, source="test")
+    tr = to_run(
+        {
+            "apiVersion": "tekton.dev/v1",
+            "kind": "TaskRun",
+            "metadata": {"name": "t"},
+            "status": {
+                "startTime": "2024-05-02T11:00:00.123456789+02:00",
+                "completionTime": "2024-05-02T09:05:00.5Z",
+            },
+        },
+        source="test",
+    )
     meta = generate(tr, [], Options(format="slsa/v2alpha4")).statement["predicate"]["runDetails"]["metadata"]
     assert meta == {"startedOn": "2024-05-02T09:00:00.123456789Z", "finishedOn": "2024-05-02T09:05:00.500Z"}
 
@@ -162,5 +266,12 @@ def test_v1_0_times_keep_nanoseconds() -> None:
 def test_lower_case_rfc3339_letters_are_rejected() -> None:
     # time.Parse(time.RFC3339) needs upper-case T and Z; Chains cannot decode such a run.
     with pytest.raises(InputError, match=r"status\.startTime must be an RFC 3339 time"):
-        to_run({"apiVersion": "tekton.dev/v1", "kind": "TaskRun", "metadata": {"name": "t"},
-                "status": {"startTime": "2024-05-02t09:00:00z"}}, source="test")
+        to_run(
+            {
+                "apiVersion": "tekton.dev/v1",
+                "kind": "TaskRun",
+                "metadata": {"name": "t"},
+                "status": {"startTime": "2024-05-02t09:00:00z"},
+            },
+            source="test",
+        )

@@ -3,10 +3,8 @@ anything is signed or written."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -14,9 +12,9 @@ import yaml
 
 from attestation import bundle, dsse, keys
 from attestation.oci.reader import fetch_attestations_sync
-from attestation.oci.writer import push_image
 from signer import samples
 from tests.infra.registry import registry_plain, registry_referrers
+from tests.oci.helpers import push_small_image
 from tests.signer.test_cli import assert_error, key_pair, signer
 
 __all__ = ["key_pair", "registry_plain", "registry_referrers", "signer"]
@@ -36,14 +34,7 @@ def write_sample(tmp_path: Path, image_url: str, image_digest: str) -> Path:
 @pytest.fixture
 def pushed_image(registry_plain) -> tuple[str, str]:
     """(repository, digest) of a fresh tiny image on the plain registry."""
-    repo = registry_plain.repo("signer-storage")
-
-    async def push() -> str:
-        async with registry_plain.client() as client:
-            image = await push_image(client, repo, [repo.encode()], deadline=time.monotonic() + 30)
-            return image.reference.digest
-
-    return repo, asyncio.run(push())
+    return push_small_image(registry_plain, "signer-storage")
 
 
 @pytest.mark.parametrize("encoding", ["dsse", "sigstore-bundle"])
@@ -51,7 +42,14 @@ def test_oci_storage_lands_next_to_the_image_and_verifies(signer, key_pair, tmp_
     repo, digest = pushed_image
     run = write_sample(tmp_path, repo, digest)
     proc = signer(
-        "sign", str(run), "--key", str(key_pair[0]), "--storage", "oci", "--oci-encoding-format", encoding,
+        "sign",
+        str(run),
+        "--key",
+        str(key_pair[0]),
+        "--storage",
+        "oci",
+        "--oci-encoding-format",
+        encoding,
         env=PASSWORD,
     )
     assert proc.returncode == 0, proc.stderr
@@ -77,8 +75,17 @@ def test_tekton_and_file_storage(signer, key_pair, tmp_path):
     run = write_sample(tmp_path, "registry.example/app", "sha256:" + "ab" * 32)
     for _ in range(2):
         proc = signer(
-            "sign", str(run), "--key", str(key_pair[0]), "--storage", "tekton,file",
-            "--annotations-out", str(notes), "--file-out", str(lines), env=PASSWORD,
+            "sign",
+            str(run),
+            "--key",
+            str(key_pair[0]),
+            "--storage",
+            "tekton,file",
+            "--annotations-out",
+            str(notes),
+            "--file-out",
+            str(lines),
+            env=PASSWORD,
         )
         assert proc.returncode == 0, proc.stderr
 
@@ -126,3 +133,54 @@ def test_oci_storage_unreachable_registry(signer, key_pair, tmp_path):
     run = write_sample(tmp_path, f"127.0.0.1:{free_port()}/app", "sha256:" + "cd" * 32)
     proc = signer("sign", str(run), "--key", str(key_pair[0]), "--storage", "oci", env=PASSWORD)
     assert_error(proc, "127.0.0.1")
+
+
+def test_a_temporary_failure_says_so_and_a_permanent_one_does_not(signer, key_pair, tmp_path, registry_plain):
+    from tests.infra import free_port
+
+    down = write_sample(tmp_path, f"127.0.0.1:{free_port()}/app", "sha256:" + "cd" * 32)
+    proc = signer("sign", str(down), "--key", str(key_pair[0]), "--storage", "oci", env=PASSWORD)
+    assert_error(proc, "connection failed", "(temporary: try again later)")
+
+    missing = write_sample(tmp_path, registry_plain.repo("missing"), "sha256:" + "cd" * 32)
+    proc = signer("sign", str(missing), "--key", str(key_pair[0]), "--storage", "oci", env=PASSWORD)
+    assert_error(proc, "not found")
+    assert "temporary" not in proc.stderr
+
+
+def test_verbose_prints_the_debug_log_which_is_silent_by_default(signer, key_pair, tmp_path, pushed_image):
+    repo, digest = pushed_image
+    run = write_sample(tmp_path, repo, digest)
+    args = ("sign", str(run), "--key", str(key_pair[0]), "--storage", "oci")
+    quiet = signer(*args, env=PASSWORD)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == f"stored in oci (dsse): {repo}@{digest}\n"
+
+    loud = signer("-v", *args, env=PASSWORD)
+    assert loud.returncode == 0, loud.stderr
+    lines = loud.stderr.splitlines()
+    assert lines[-1] == f"stored in oci (dsse): {repo}@{digest} (already stored)"
+    debug = [line for line in lines if line.startswith("debug: ")]
+    assert debug and len(debug) == len(lines) - 1
+    assert any(
+        line.startswith("debug: signer.attest: PipelineRun ") and f"signed with key {key_pair[0]}" in line
+        for line in debug
+    )
+    assert f"debug: signer.storage.oci: {repo}@{digest} already carries this statement" in loud.stderr
+
+
+def test_verbose_shows_the_registry_retries_before_the_error(signer, key_pair, tmp_path):
+    from tests.infra import free_port
+
+    host = f"127.0.0.1:{free_port()}"
+    down = write_sample(tmp_path, f"{host}/app", "sha256:" + "cd" * 32)
+    proc = signer("-v", "sign", str(down), "--key", str(key_pair[0]), "--storage", "oci", env=PASSWORD)
+    assert proc.returncode == 2
+    *debug, last = proc.stderr.splitlines()
+    retries = [line for line in debug if "retrying in" in line]
+    assert len(retries) == 3
+    assert all(
+        line.startswith("debug: attestation.oci.registry: ") and f"({host}/app): connection failed" in line
+        for line in retries
+    )
+    assert last.startswith("error: ") and last.endswith("(temporary: try again later)")

@@ -8,28 +8,50 @@ import json
 
 import pytest
 
+from signer.golang import go_json
 from signer.provenance import Options, generate, gojson
-from signer.provenance.slsa1_0 import go_json
 from signer.run import to_run
 
 IMAGE_ID = "golang@sha256:" + "1" * 64
 
 TASKRUN = {
-    "apiVersion": "tekton.dev/v1", "kind": "TaskRun",
-    "metadata": {"name": "build-tr", "namespace": "ci", "uid": "u-1", "creationTimestamp": None,
-                 "labels": {"tekton.dev/pipelineTask": "build", "app": "web"}, "somethingNew": "dropped"},
-    "spec": {"taskRef": {"name": "build", "kind": "Task"}, "timeout": "60m",
-             "params": [{"name": "flags", "value": ["-v", "-x"]}]},
+    "apiVersion": "tekton.dev/v1",
+    "kind": "TaskRun",
+    "metadata": {
+        "name": "build-tr",
+        "namespace": "ci",
+        "uid": "u-1",
+        "creationTimestamp": None,
+        "labels": {"tekton.dev/pipelineTask": "build", "app": "web"},
+        "somethingNew": "dropped",
+    },
+    "spec": {
+        "taskRef": {"name": "build", "kind": "Task"},
+        "timeout": "60m",
+        "params": [{"name": "flags", "value": ["-v", "-x"]}],
+    },
     "status": {
-        "podName": "build-pod", "startTime": "2024-05-02T11:00:01.5+02:00",
+        "podName": "build-pod",
+        "startTime": "2024-05-02T11:00:01.5+02:00",
         "completionTime": "2024-05-02T09:01:00Z",
         "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}],
-        "provenance": {"featureFlags": {"EnableAPIFields": "beta", "enableStepActions": False,
-                                        "maxResultSize": 4096}},
+        "provenance": {
+            "featureFlags": {"EnableAPIFields": "beta", "enableStepActions": False, "maxResultSize": 4096}
+        },
         "taskSpec": {"steps": [{"name": "compile", "image": "golang", "script": "go build"}]},
-        "steps": [{"name": "compile", "container": "step-compile", "imageID": IMAGE_ID,
-                   "terminated": {"exitCode": 0, "reason": "Completed", "startedAt": "2024-05-02T09:00:02Z",
-                                  "finishedAt": "2024-05-02T09:00:59Z"}}],
+        "steps": [
+            {
+                "name": "compile",
+                "container": "step-compile",
+                "imageID": IMAGE_ID,
+                "terminated": {
+                    "exitCode": 0,
+                    "reason": "Completed",
+                    "startedAt": "2024-05-02T09:00:02Z",
+                    "finishedAt": "2024-05-02T09:00:59Z",
+                },
+            }
+        ],
         "results": [{"name": "digest", "type": "string", "value": "sha256:ab"}],
         "bogus": 1,
     },
@@ -68,29 +90,42 @@ def test_taskrun_is_reencoded_as_go_writes_it() -> None:
 
 
 def test_slsa_tekton_descriptor_content_is_the_go_encoding() -> None:
-    pr = to_run({
-        "apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
-        "metadata": {"name": "pr", "namespace": "ci", "uid": "p-1"},
-        "spec": {"pipelineRef": {"name": "p"}},
-        "status": {"startTime": "2024-05-02T09:00:00Z", "completionTime": "2024-05-02T09:02:00Z",
-                   "pipelineSpec": {"tasks": [{"name": "build", "taskRef": {"name": "build"}}]}},
-    }, source="pr")
+    pr = to_run(
+        {
+            "apiVersion": "tekton.dev/v1",
+            "kind": "PipelineRun",
+            "metadata": {"name": "pr", "namespace": "ci", "uid": "p-1"},
+            "spec": {"pipelineRef": {"name": "p"}},
+            "status": {
+                "startTime": "2024-05-02T09:00:00Z",
+                "completionTime": "2024-05-02T09:02:00Z",
+                "pipelineSpec": {"tasks": [{"name": "build", "taskRef": {"name": "build"}}]},
+            },
+        },
+        source="pr",
+    )
     tr = to_run(TASKRUN, source="tr")
-    got = generate(pr, [tr], Options(format="slsa/v2alpha4",
-                                     build_type="https://tekton.dev/chains/v2/slsa-tekton")).statement
+    got = generate(
+        pr, [tr], Options(format="slsa/v2alpha4", build_type="https://tekton.dev/chains/v2/slsa-tekton")
+    ).statement
     deps = got["predicate"]["buildDefinition"]["resolvedDependencies"]
     (task,) = [d for d in deps if d.get("name") == "pipelineTask"]
     # Chains reads children through an informer lister: client-go's typed decoding clears kind and
     # apiVersion, so the embedded TaskRun starts at metadata.
     assert base64.b64decode(task["content"]).decode() == EXPECTED.replace(
-        '"kind":"TaskRun","apiVersion":"tekton.dev/v1",', "")
+        '"kind":"TaskRun","apiVersion":"tekton.dev/v1",', ""
+    )
 
 
 def test_run_spec_fills_go_defaults_inside_embedded_specs() -> None:
     # TaskRunSpec.serviceAccountName has no omitempty; Step.computeResources is a struct, so omitempty
     # keeps it as {}; Param values keep their array type; the timeout is re-printed by Duration.String().
-    spec = {"taskSpec": {"steps": [{"name": "s", "image": "alpine", "args": ["a"]}]}, "timeout": "90s",
-            "params": [{"name": "p", "value": "v"}], "unknown": True}
+    spec = {
+        "taskSpec": {"steps": [{"name": "s", "image": "alpine", "args": ["a"]}]},
+        "timeout": "90s",
+        "params": [{"name": "p", "value": "v"}],
+        "unknown": True,
+    }
     assert gojson.run_spec("TaskRun", spec) == {
         "params": [{"name": "p", "value": "v"}],
         "serviceAccountName": "",
@@ -125,13 +160,27 @@ def test_v2alpha3_run_spec_uses_the_go_encoding() -> None:
     [
         # Canonical-looking input is kept as written (ParseQuantity's fast path): scale a multiple of 3,
         # digits not ending in 000 and not starting with 0.
-        ("250m", "250m"), ("1.234", "1.234"), ("+2", "+2"), ("1E6", "1E6"), ("1Gi", "1Gi"), ("7Mi", "7Mi"),
+        ("250m", "250m"),
+        ("1.234", "1.234"),
+        ("+2", "+2"),
+        ("1E6", "1E6"),
+        ("1Gi", "1Gi"),
+        ("7Mi", "7Mi"),
         # Otherwise the canonical form: smallest suffix keeping an integer mantissa.
-        ("0.5", "500m"), ("1000m", "1"), ("1.0", "1"), ("5000", "5k"), ("2.5G", "2500M"), ("12e2", "1200"),
+        ("0.5", "500m"),
+        ("1000m", "1"),
+        ("1.0", "1"),
+        ("5000", "5k"),
+        ("2.5G", "2500M"),
+        ("12e2", "1200"),
         # Binary units: a multiple of 8 is re-expressed in the largest exact unit.
-        ("1024Mi", "1Gi"), ("2048Ki", "2Mi"), ("1536Mi", "1536Mi"), ("1.5Mi", "1536Ki"),
+        ("1024Mi", "1Gi"),
+        ("2048Ki", "2Mi"),
+        ("1536Mi", "1536Mi"),
+        ("1.5Mi", "1536Ki"),
         # Below 1Ki a binary value is written in decimal; below a nano it rounds up to 1n.
-        ("0.5Ki", "512"), ("0.0000000001", "1n"),
+        ("0.5Ki", "512"),
+        ("0.0000000001", "1n"),
     ],
 )
 def test_quantities_are_canonicalised_like_resource_quantity(written: str, encoded: str) -> None:

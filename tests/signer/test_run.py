@@ -7,10 +7,9 @@ import json
 import pytest
 
 from attestation.errors import InputError, LimitExceeded
+from signer.documents import load_documents, parse_documents
 from signer.run import (
     child_taskruns,
-    load_documents,
-    parse_documents,
     require_completed,
     taskruns_for_pipeline_task,
     to_run,

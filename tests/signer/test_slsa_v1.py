@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from attestation import intoto
+from signer.documents import load_documents
 from signer.provenance import Options, generate
-from signer.run import child_taskruns, load_documents, to_run
+from signer.run import child_taskruns, to_run
 from signer.samples import load as load_sample
 
 DATA = Path(__file__).parent / "testdata"

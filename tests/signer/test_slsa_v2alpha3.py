@@ -14,8 +14,9 @@ import pytest
 
 from attestation import intoto
 from attestation.errors import InputError
+from signer.documents import load_documents
 from signer.provenance import Options, generate
-from signer.run import Run, load_documents, to_run
+from signer.run import Run, to_run
 
 DATA = Path(__file__).parent / "testdata" / "slsa_v2alpha"
 TEKTON = "https://tekton.dev/chains/v2/slsa-tekton"
@@ -70,12 +71,18 @@ def test_taskrun_golden() -> None:
     assert got["predicate"]["runDetails"]["byproducts"] == [
         byproduct("taskRunResults/IMAGE_URL", '"gcr.io/acme/app:v1\\n"'),
         byproduct("taskRunResults/IMAGE_DIGEST", '"sha256:' + H["7"] + '"'),
-        byproduct("taskRunResults/sbom-ARTIFACT_OUTPUTS",
-                  '{"digest":"sha256:' + H["8"] + '","uri":"https://example.com/sbom.json"}'),
-        byproduct("taskRunResults/bad-ARTIFACT_OUTPUTS",
-                  '{"digest":"sha256:basd-sha","isBuildArtifact":"true","uri":"gcr.io/acme/bad"}'),
-        byproduct("taskRunResults/lib-ARTIFACT_INPUTS",
-                  '{"digest":" SHA1:' + S1["9"] + '","uri":"pkg:npm/left-pad@1.3.0"}'),
+        byproduct(
+            "taskRunResults/sbom-ARTIFACT_OUTPUTS",
+            '{"digest":"sha256:' + H["8"] + '","uri":"https://example.com/sbom.json"}',
+        ),
+        byproduct(
+            "taskRunResults/bad-ARTIFACT_OUTPUTS",
+            '{"digest":"sha256:basd-sha","isBuildArtifact":"true","uri":"gcr.io/acme/bad"}',
+        ),
+        byproduct(
+            "taskRunResults/lib-ARTIFACT_INPUTS",
+            '{"digest":" SHA1:' + S1["9"] + '","uri":"pkg:npm/left-pad@1.3.0"}',
+        ),
         byproduct("taskRunResults/notes", '"a\\u003cb \\u0026 c\\u003ed"'),
         byproduct("taskRunResults/tags", '["v1","latest"]'),
     ]
@@ -87,10 +94,14 @@ PR_BYPRODUCTS = [
     byproduct("pipelineRunResults/IMAGE_URL", '"gcr.io/acme/app"'),
     byproduct("pipelineRunResults/IMAGE_DIGEST", '"sha256:' + H["7"] + '"'),
     byproduct("pipelineRunResults/CHAINS-GIT_COMMIT", '"' + S1["1"] + '"'),
-    byproduct("pipelineRunResults/src-ARTIFACT_INPUTS",
-              '{"digest":"sha256:' + H["3"] + '","uri":"https://example.com/src.tgz"}'),
-    byproduct("pipelineRunResults/bad-ARTIFACT_OUTPUTS",
-              '{"digest":"sha256:basd-sha","isBuildArtifact":"true","uri":"gcr.io/acme/bad"}'),
+    byproduct(
+        "pipelineRunResults/src-ARTIFACT_INPUTS",
+        '{"digest":"sha256:' + H["3"] + '","uri":"https://example.com/src.tgz"}',
+    ),
+    byproduct(
+        "pipelineRunResults/bad-ARTIFACT_OUTPUTS",
+        '{"digest":"sha256:basd-sha","isBuildArtifact":"true","uri":"gcr.io/acme/bad"}',
+    ),
 ]
 DEPS_FROM_TASKS = [
     {"name": "pipeline", "uri": "git+https://github.com/acme/pipelines.git", "digest": {"sha1": S1["a"]}},

@@ -15,8 +15,9 @@ import pytest
 
 from attestation import intoto
 from attestation.errors import InputError
+from signer.documents import load_documents
 from signer.provenance import Options, generate
-from signer.run import Run, load_documents, to_run
+from signer.run import Run, to_run
 
 DATA = Path(__file__).parent / "testdata" / "slsa_v2alpha"
 SLSA = "https://tekton.dev/chains/v2/slsa"
@@ -91,8 +92,11 @@ def test_taskrun_golden() -> None:
                     }
                 },
                 "resolvedDependencies": [
-                    {"name": "task", "uri": "git+https://github.com/acme/catalog.git",
-                     "digest": {"sha1": S1["a"]}},
+                    {
+                        "name": "task",
+                        "uri": "git+https://github.com/acme/catalog.git",
+                        "digest": {"sha1": S1["a"]},
+                    },
                     # Step images (push repeats fetch's image: merged), then the sidecar; docker-pullable://
                     # stripped, the repository is not normalised.
                     {"uri": "oci://gcr.io/acme/git", "digest": {"sha256": H["2"]}},
@@ -101,13 +105,22 @@ def test_taskrun_golden() -> None:
                     # StepAction inputs: a step's CHAINS-GIT_COMMIT without a URL still yields git+.git
                     # (SPDXGit runs before the emptiness check); ARTIFACT_INPUTS algorithm lower-cased.
                     {"name": "inputs/result", "uri": "git+.git", "digest": {"sha1": S1["d"]}},
-                    {"name": "inputs/result", "uri": "https://example.com/src.tgz",
-                     "digest": {"sha256": H["3"]}},
-                    {"name": "stepAction/fetch", "uri": "git+https://github.com/acme/stepactions.git",
-                     "digest": {"sha1": S1["c"]}},
+                    {
+                        "name": "inputs/result",
+                        "uri": "https://example.com/src.tgz",
+                        "digest": {"sha256": H["3"]},
+                    },
+                    {
+                        "name": "stepAction/fetch",
+                        "uri": "git+https://github.com/acme/stepactions.git",
+                        "digest": {"sha1": S1["c"]},
+                    },
                     # Task git: spec.params override the taskSpec default URL; git+ and .git added.
-                    {"name": "inputs/result", "uri": "git+https://github.com/acme/app.git",
-                     "digest": {"sha1": S1["1"]}},
+                    {
+                        "name": "inputs/result",
+                        "uri": "git+https://github.com/acme/app.git",
+                        "digest": {"sha1": S1["1"]},
+                    },
                     # " SHA1:..." -> ParseDigest trims and lower-cases the algorithm.
                     {"name": "inputs/result", "uri": "pkg:npm/left-pad@1.3.0", "digest": {"sha1": S1["9"]}},
                 ],
@@ -123,23 +136,47 @@ def test_taskrun_golden() -> None:
                 # No IMAGE_URL/IMAGE_DIGEST, no build artifact, no invalid build artifact; objects with
                 # sorted keys and raw values; Go escapes < > & in JSON strings.
                 "byproducts": [
-                    {"name": "taskRunResults/build-app/sbom-ARTIFACT_OUTPUTS",
-                     "mediaType": "application/json",
-                     "content": content(
-                         '{"digest":"sha256:' + H["8"] + '","uri":"https://example.com/sbom.json"}')},
-                    {"name": "taskRunResults/build-app/lib-ARTIFACT_INPUTS", "mediaType": "application/json",
-                     "content": content('{"digest":" SHA1:' + S1["9"] + '","uri":"pkg:npm/left-pad@1.3.0"}')},
-                    {"name": "taskRunResults/build-app/notes", "mediaType": "application/json",
-                     "content": content('"a\\u003cb \\u0026 c\\u003ed"')},
-                    {"name": "taskRunResults/build-app/tags", "mediaType": "application/json",
-                     "content": content('["v1","latest"]')},
-                    {"name": "stepResults/build-app/CHAINS-GIT_COMMIT", "mediaType": "application/json",
-                     "content": content('"' + S1["d"] + '"')},
-                    {"name": "stepResults/build-app/src-ARTIFACT_INPUTS", "mediaType": "application/json",
-                     "content": content(
-                         '{"digest":"SHA256:' + H["3"] + '","uri":"https://example.com/src.tgz"}')},
-                    {"name": "stepResults/build-app/log", "mediaType": "application/json",
-                     "content": content('"done\\n"')},
+                    {
+                        "name": "taskRunResults/build-app/sbom-ARTIFACT_OUTPUTS",
+                        "mediaType": "application/json",
+                        "content": content(
+                            '{"digest":"sha256:' + H["8"] + '","uri":"https://example.com/sbom.json"}'
+                        ),
+                    },
+                    {
+                        "name": "taskRunResults/build-app/lib-ARTIFACT_INPUTS",
+                        "mediaType": "application/json",
+                        "content": content(
+                            '{"digest":" SHA1:' + S1["9"] + '","uri":"pkg:npm/left-pad@1.3.0"}'
+                        ),
+                    },
+                    {
+                        "name": "taskRunResults/build-app/notes",
+                        "mediaType": "application/json",
+                        "content": content('"a\\u003cb \\u0026 c\\u003ed"'),
+                    },
+                    {
+                        "name": "taskRunResults/build-app/tags",
+                        "mediaType": "application/json",
+                        "content": content('["v1","latest"]'),
+                    },
+                    {
+                        "name": "stepResults/build-app/CHAINS-GIT_COMMIT",
+                        "mediaType": "application/json",
+                        "content": content('"' + S1["d"] + '"'),
+                    },
+                    {
+                        "name": "stepResults/build-app/src-ARTIFACT_INPUTS",
+                        "mediaType": "application/json",
+                        "content": content(
+                            '{"digest":"SHA256:' + H["3"] + '","uri":"https://example.com/src.tgz"}'
+                        ),
+                    },
+                    {
+                        "name": "stepResults/build-app/log",
+                        "mediaType": "application/json",
+                        "content": content('"done\\n"'),
+                    },
                 ],
             },
         },
@@ -194,8 +231,11 @@ DEPS_FROM_TASKS = [
     {"name": "pipelineTask", **CATALOG},
     {"uri": "oci://gcr.io/acme/kaniko", "digest": {"sha256": H["4"]}},
     # build-tr-1: its pipelineTask and kaniko duplicate build-tr-0's (dropped); stepAction/* always kept.
-    {"name": "stepAction/restore", "uri": "git+https://github.com/acme/stepactions.git",
-     "digest": {"sha1": S1["c"]}},
+    {
+        "name": "stepAction/restore",
+        "uri": "git+https://github.com/acme/stepactions.git",
+        "digest": {"sha1": S1["c"]},
+    },
     {"uri": "oci://gcr.io/acme/cache-tool", "digest": {"sha256": H["5"]}},
     {"uri": "oci://docker.io/library/registry", "digest": {"sha256": H["6"]}},
     {"uri": "oci://docker.io/library/alpine", "digest": {"sha256": H["f"]}},
@@ -205,10 +245,16 @@ SRC = {"name": "inputs/result", "uri": "https://example.com/src.tgz", "digest": 
 APP_GIT = {"name": "inputs/result", "uri": "git+https://github.com/acme/app.git", "digest": {"sha1": S1["1"]}}
 PR_BYPRODUCTS = [
     # IMAGE_URL/IMAGE_DIGEST and the invalid build artifact bad-ARTIFACT_OUTPUTS are left out.
-    {"name": "pipelineRunResults/release-42/CHAINS-GIT_COMMIT", "mediaType": "application/json",
-     "content": content('"' + S1["1"] + '"')},
-    {"name": "pipelineRunResults/release-42/src-ARTIFACT_INPUTS", "mediaType": "application/json",
-     "content": content('{"digest":"sha256:' + H["3"] + '","uri":"https://example.com/src.tgz"}')},
+    {
+        "name": "pipelineRunResults/release-42/CHAINS-GIT_COMMIT",
+        "mediaType": "application/json",
+        "content": content('"' + S1["1"] + '"'),
+    },
+    {
+        "name": "pipelineRunResults/release-42/src-ARTIFACT_INPUTS",
+        "mediaType": "application/json",
+        "content": content('{"digest":"sha256:' + H["3"] + '","uri":"https://example.com/src.tgz"}'),
+    },
 ]
 
 
@@ -272,17 +318,32 @@ def test_pipelinerun_with_deep_inspection() -> None:
     ]
     assert got["predicate"]["runDetails"]["byproducts"] == [
         *PR_BYPRODUCTS,
-        {"name": "taskRunResults/clone-tr/CHAINS-GIT_URL", "mediaType": "application/json",
-         "content": content('"https://github.com/acme/app.git"')},
-        {"name": "taskRunResults/clone-tr/CHAINS-GIT_COMMIT", "mediaType": "application/json",
-         "content": content('"' + S1["1"] + '"')},
-        {"name": "taskRunResults/build-tr-0/base-ARTIFACT_INPUTS", "mediaType": "application/json",
-         "content": content('{"digest":"sha256:' + H["0"] + '","uri":"docker.io/library/golang"}')},
+        {
+            "name": "taskRunResults/clone-tr/CHAINS-GIT_URL",
+            "mediaType": "application/json",
+            "content": content('"https://github.com/acme/app.git"'),
+        },
+        {
+            "name": "taskRunResults/clone-tr/CHAINS-GIT_COMMIT",
+            "mediaType": "application/json",
+            "content": content('"' + S1["1"] + '"'),
+        },
+        {
+            "name": "taskRunResults/build-tr-0/base-ARTIFACT_INPUTS",
+            "mediaType": "application/json",
+            "content": content('{"digest":"sha256:' + H["0"] + '","uri":"docker.io/library/golang"}'),
+        },
         # build-tr-1's scan-ARTIFACT_OUTPUTS is a build artifact (a subject), so not a byproduct.
-        {"name": "stepResults/build-tr-1/cache-ARTIFACT_INPUTS", "mediaType": "application/json",
-         "content": content('{"digest":"sha256:' + H["9"] + '","uri":"oci://gcr.io/acme/cache"}')},
-        {"name": "taskRunResults/notify-tr/status", "mediaType": "application/json",
-         "content": content('"ok"')},
+        {
+            "name": "stepResults/build-tr-1/cache-ARTIFACT_INPUTS",
+            "mediaType": "application/json",
+            "content": content('{"digest":"sha256:' + H["9"] + '","uri":"oci://gcr.io/acme/cache"}'),
+        },
+        {
+            "name": "taskRunResults/notify-tr/status",
+            "mediaType": "application/json",
+            "content": content('"ok"'),
+        },
     ]
     intoto.parse(intoto.serialize(got))
 
@@ -351,17 +412,25 @@ def test_tep0084_sample_pipeline(fmt: str) -> None:
     main, *children = [to_run(d, source=str(SAMPLE)) for d in load_documents(SAMPLE)]
     got = generate(main, children, Options(format=fmt)).statement
     # The sample's pipeline results propagate image-build's IMAGE_URL/IMAGE_DIGEST.
-    assert got["subject"] == [{
-        "name": "registry.example.com/provgate/demo-app",
-        "digest": {"sha256": "b3486b263b16cfa80b670a7875e6706a80572b7ccb829a4c7e51109276ab2744"},
-    }]
+    assert got["subject"] == [
+        {
+            "name": "registry.example.com/provgate/demo-app",
+            "digest": {"sha256": "b3486b263b16cfa80b670a7875e6706a80572b7ccb829a4c7e51109276ab2744"},
+        }
+    ]
     deps = _deps(got)
     # Bundle-resolved pipeline first; every pipeline task came from a bundle, so each has a descriptor.
     assert deps[0]["name"] == "pipeline"
     assert deps[0]["uri"] == "gcr.io/tekton-releases/catalog/upstream/tep0084-build"
     assert [d["uri"].rsplit("/", 1)[1] for d in deps if d.get("name") == "pipelineTask"] == [
-        "git-clone", "trivy-scanner", "golangci-lint", "buildah",
+        "git-clone",
+        "trivy-scanner",
+        "golangci-lint",
+        "buildah",
     ]
-    assert deps[-1] == {"name": "inputs/result", "uri": "git+https://github.com/example/demo-app.git",
-                        "digest": {"sha1": "5caa6bc727937f77129f56838f4dd7b477ba567f"}}
+    assert deps[-1] == {
+        "name": "inputs/result",
+        "uri": "git+https://github.com/example/demo-app.git",
+        "digest": {"sha1": "5caa6bc727937f77129f56838f4dd7b477ba567f"},
+    }
     intoto.parse(intoto.serialize(got))

@@ -1,70 +1,22 @@
-"""The Go/protojson encoding rules the SLSA v1.0 formats reproduce; expected values are Go's documented
-outputs (time.Duration.String, protobuf Timestamp JSON, encoding/json escaping)."""
+"""Chains' rules for the SLSA v1.0 predicate that are not visible in a whole statement: feature flags
+through the Go struct, and how resolved dependencies are de-duplicated."""
 
 from __future__ import annotations
 
-import pytest
-
-from attestation.errors import InputError
-from signer.provenance import slsa1_0
-from signer.provenance.slsa1_0 import Dependency
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("1h", "1h0m0s"),
-        ("90s", "1m30s"),
-        ("1.5s", "1.5s"),
-        ("1500ms", "1.5s"),
-        ("0", "0s"),
-        ("250ms", "250ms"),
-        ("1us", "1\u00b5s"),
-        ("-2m", "-2m0s"),
-        ("1h30m", "1h30m0s"),
-        ("26h", "26h0m0s"),
-    ],
-)
-def test_duration_is_reformatted_as_go_does(text: str, expected: str) -> None:
-    ns = slsa1_0.parse_go_duration(text)
-    assert ns is not None
-    assert slsa1_0.format_go_duration(ns) == expected
-
-
-@pytest.mark.parametrize("text", ["", "1x", "h", "1h-", "1", "x" * 100])
-def test_durations_go_rejects_are_not_parsed(text: str) -> None:
-    assert slsa1_0.parse_go_duration(text) is None
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("2024-05-01T10:00:00Z", "2024-05-01T10:00:00Z"),
-        ("2024-05-01T10:00:00.5Z", "2024-05-01T10:00:00.500Z"),
-        ("2024-05-01T10:00:00.000123Z", "2024-05-01T10:00:00.000123Z"),
-        ("2024-05-01T00:30:00-01:00", "2024-05-01T01:30:00Z"),
-    ],
-)
-def test_timestamps_print_as_protobuf_timestamps(value: str, expected: str) -> None:
-    assert slsa1_0.proto_timestamp(value, "x") == expected
-
-
-@pytest.mark.parametrize("value", ["yesterday", "2024-05-01T10:00:00", 5])
-def test_bad_timestamps_are_input_errors(value: object) -> None:
-    with pytest.raises(InputError, match=r"status\.startTime"):
-        slsa1_0.proto_timestamp(value, "run.yaml: status.startTime")
-
-
-def test_go_json_escapes_html_and_line_separators_only() -> None:
-    expected = '{"a":"é\\u2028\\n","b":"\\u003c\\u0026\\u003e"}'.encode()
-    assert slsa1_0.go_json({"b": "<&>", "a": "é\u2028\n"}) == expected
+from signer.provenance import resolved_dependencies, slsa_v1_0_predicate
+from signer.provenance.resolved_dependencies import Dependency
 
 
 def test_feature_flags_follow_the_go_struct() -> None:
     warnings: list[str] = []
-    got = slsa1_0.feature_flags(
-        {"EnableAPIFields": "alpha", "enableTektonOCIBundles": False, "setSecurityContext": "yes",
-         "coschedule": "", "unknown": True},
+    got = slsa_v1_0_predicate.feature_flags(
+        {
+            "EnableAPIFields": "alpha",
+            "enableTektonOCIBundles": False,
+            "setSecurityContext": "yes",
+            "coschedule": "",
+            "unknown": True,
+        },
         warnings,
         "tr.yaml: status.provenance.featureFlags",
     )
@@ -82,4 +34,8 @@ def test_dedupe_keeps_config_entries_and_ignores_names() -> None:
         Dependency(name="inputs/result", uri=a.uri, digest=a.digest, content=b"x"),  # content differs
         Dependency(uri=a.uri, digest=a.digest),  # dropped
     ]
-    assert [d.name for d in slsa1_0.dedupe(deps)] == ["pipeline", "stepAction/s", "inputs/result"]
+    assert [d.name for d in resolved_dependencies.dedupe(deps)] == [
+        "pipeline",
+        "stepAction/s",
+        "inputs/result",
+    ]

@@ -6,4 +6,3 @@ from tests.infra.registry import registry_plain, registry_referrers  # noqa: F40
 from tests.infra.spire import spire, spire_other_domain, spire_rogue  # noqa: F401
 from tests.infra.tsa import tsa  # noqa: F401
 from tests.signer.test_cli import signer  # noqa: F401
-

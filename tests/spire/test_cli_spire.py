@@ -106,28 +106,61 @@ def key_file(tmp_path_factory) -> Path:
 def test_enforced_nonfalsifiability_signs_a_verified_run(files: Path, key_file: Path, tmp_path: Path):
     out = tmp_path / "att.json"
     done = subprocess.run(
-        [sys.executable, "-c", "import sys; from signer.cli import main; main(sys.argv[1:])",
-         "sign", str(files / "good.json"), "--key", str(key_file), "--out", str(out),
-         "--enforce-nonfalsifiability", "spire", "--spire-trust-bundle", str(files / "bundle.pem"),
-         "--spire-trust-domain", TD],
-        capture_output=True, text=True, timeout=60, env={"COSIGN_PASSWORD": "", "PATH": ""},
+        [
+            sys.executable,
+            "-c",
+            "import sys; from signer.cli import main; main(sys.argv[1:])",
+            "sign",
+            str(files / "good.json"),
+            "--key",
+            str(key_file),
+            "--out",
+            str(out),
+            "--enforce-nonfalsifiability",
+            "spire",
+            "--spire-trust-bundle",
+            str(files / "bundle.pem"),
+            "--spire-trust-domain",
+            TD,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"COSIGN_PASSWORD": "", "PATH": ""},
     )
     assert done.returncode == 0, done.stderr
     statement = json.loads(__import__("base64").b64decode(json.loads(out.read_text())["payload"]))
-    assert statement["subject"] == [
-        {"name": "registry.local/app", "digest": {"sha256": "ab" * 32}}
-    ]
+    assert statement["subject"] == [{"name": "registry.local/app", "digest": {"sha256": "ab" * 32}}]
 
 
 def test_enforced_nonfalsifiability_refuses_a_tampered_run(files: Path, key_file: Path, tmp_path: Path):
     out, lines = tmp_path / "att.json", tmp_path / "att.jsonl"
     done = subprocess.run(
-        [sys.executable, "-c", "import sys; from signer.cli import main; main(sys.argv[1:])",
-         "sign", str(files / "tampered.json"), "--key", str(key_file), "--out", str(out),
-         "--storage", "file", "--file-out", str(lines),
-         "--enforce-nonfalsifiability", "spire", "--spire-trust-bundle", str(files / "bundle.pem"),
-         "--spire-trust-domain", TD],
-        capture_output=True, text=True, timeout=60, env={"COSIGN_PASSWORD": "", "PATH": ""},
+        [
+            sys.executable,
+            "-c",
+            "import sys; from signer.cli import main; main(sys.argv[1:])",
+            "sign",
+            str(files / "tampered.json"),
+            "--key",
+            str(key_file),
+            "--out",
+            str(out),
+            "--storage",
+            "file",
+            "--file-out",
+            str(lines),
+            "--enforce-nonfalsifiability",
+            "spire",
+            "--spire-trust-bundle",
+            str(files / "bundle.pem"),
+            "--spire-trust-domain",
+            TD,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"COSIGN_PASSWORD": "", "PATH": ""},
     )
     assert done.returncode == 1, done.stderr
     assert "IMAGE_DIGEST" in done.stderr  # the reason names the forged result
@@ -137,8 +170,9 @@ def test_enforced_nonfalsifiability_refuses_a_tampered_run(files: Path, key_file
 
 
 def test_enforced_nonfalsifiability_needs_its_trust_settings(files: Path, key_file: Path):
-    done = signer("sign", str(files / "good.json"), "--key", str(key_file),
-                  "--enforce-nonfalsifiability", "spire")
+    done = signer(
+        "sign", str(files / "good.json"), "--key", str(key_file), "--enforce-nonfalsifiability", "spire"
+    )
     assert done.returncode == 2
     assert "--spire-trust-bundle" in done.stderr
 
@@ -148,12 +182,31 @@ def test_enforced_nonfalsifiability_marks_the_run_failed_for_tekton_storage(
 ):
     notes, out = tmp_path / "notes.json", tmp_path / "att.json"
     done = subprocess.run(
-        [sys.executable, "-c", "import sys; from signer.cli import main; main(sys.argv[1:])",
-         "sign", str(files / "tampered.json"), "--key", str(key_file), "--out", str(out),
-         "--storage", "tekton", "--annotations-out", str(notes),
-         "--enforce-nonfalsifiability", "spire", "--spire-trust-bundle", str(files / "bundle.pem"),
-         "--spire-trust-domain", TD],
-        capture_output=True, text=True, timeout=60, env={"COSIGN_PASSWORD": "", "PATH": ""},
+        [
+            sys.executable,
+            "-c",
+            "import sys; from signer.cli import main; main(sys.argv[1:])",
+            "sign",
+            str(files / "tampered.json"),
+            "--key",
+            str(key_file),
+            "--out",
+            str(out),
+            "--storage",
+            "tekton",
+            "--annotations-out",
+            str(notes),
+            "--enforce-nonfalsifiability",
+            "spire",
+            "--spire-trust-bundle",
+            str(files / "bundle.pem"),
+            "--spire-trust-domain",
+            TD,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"COSIGN_PASSWORD": "", "PATH": ""},
     )
     assert done.returncode == 1, done.stderr
     marked = json.loads(notes.read_text())

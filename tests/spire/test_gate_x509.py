@@ -10,8 +10,8 @@ import pytest
 
 from attestation.errors import InputError
 from gate.verify import Gate, GateConfig
-from signer.signing.spire import SvidSigner, sign_payload
-from tests.gate.conftest import IMAGE, data_file, policy_dir, slsa02_statement, to_bytes  # noqa: F401
+from signer.signing.spire import SvidSigner, sign_statement
+from tests.gate.conftest import IMAGE, data_file, policy_dir, slsa02_statement  # noqa: F401
 from tests.spire.certs import NOW, make_ca, make_svid
 
 ID = "spiffe://example.org/ns/provgate/sa/signer"
@@ -32,7 +32,7 @@ def pki(tmp_path_factory):
 def bundle_line(inter, uris=(ID,), statement=None, **kw) -> bytes:
     svid = make_svid(inter, list(uris), **kw)
     signer = SvidSigner(uris[0], [svid.cert, inter.cert], svid.key)
-    return sign_payload(to_bytes(statement or slsa02_statement()), signer).sigstore_bundle()
+    return sign_statement(statement or slsa02_statement(), signer).portable()
 
 
 def make_gate(policy_dir, data_file, bundle: Path, ids=(ID,)) -> Gate:  # noqa: F811

@@ -9,7 +9,6 @@ and checked by the last, so the wait overlaps with the other tests.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
 import json
@@ -26,17 +25,17 @@ from attestation import intoto
 from attestation.bundle import envelope_to_bundle, parse_bundle
 from attestation.dsse import Envelope
 from attestation.oci.reader import fetch_attestations_sync
-from attestation.oci.writer import push_image
 from attestation.spiffe import load_pem_certificates
 from attestation.timestamp import verify_timestamp
 from attestation.x509 import verify_envelope_x509
 from gate.cli import run as gate_run
-from signer.signing.spire import SvidSigner, fetch_svid_signer, sign_payload, sign_statement
-from tests.gate.conftest import IMAGE, slsa1_statement, to_bytes
+from signer.signing.spire import SvidSigner, SvidSigning, fetch_svid_signer, sign_statement
+from tests.gate.conftest import IMAGE, slsa1_statement
 from tests.infra import free_port
 from tests.infra.registry import RegistryServer
 from tests.infra.spire import Spire, SpireServer, run_spire
 from tests.infra.tsa import Tsa
+from tests.oci.helpers import push_small_image
 from tests.signer.test_cli_storage import write_sample
 
 pytestmark = pytest.mark.xdist_group("spire")
@@ -64,16 +63,16 @@ class ShortLived:
 def short_lived(spire: Spire, tsa: Tsa) -> ShortLived:
     spire.issue(SHORT_ID, x509_ttl=SHORT_TTL)
     svid = fetch_svid_signer(spire.workload_socket, spiffe_id=SHORT_ID)
-    payload = to_bytes(slsa1_statement())
-    stamped = sign_payload(payload, svid, tsa_url=tsa.url)
-    other = sign_payload(payload, svid, tsa_url=tsa.url)
-    assert stamped.rfc3161_timestamp and other.rfc3161_timestamp
-    chain = stamped.certificate_chain_der()
+    # Signed as the SPIRE backend signs (sign_statement), written as the signer writes it (portable()).
+    stamped = sign_statement(slsa1_statement(), svid, tsa_url=tsa.url)
+    other = sign_statement(slsa1_statement(), svid, tsa_url=tsa.url)
+    assert stamped.rfc3161_timestamps and other.rfc3161_timestamps
+    chain = stamped.certificate_chain_der
     return ShortLived(
-        with_timestamp=stamped.sigstore_bundle(),
-        without_timestamp=sign_payload(payload, svid).sigstore_bundle(),
+        with_timestamp=stamped.portable(),
+        without_timestamp=sign_statement(slsa1_statement(), svid).portable(),
         foreign_timestamp=envelope_to_bundle(
-            stamped.envelope, certificate_chain=chain, rfc3161_timestamps=[other.rfc3161_timestamp]
+            stamped.envelope, certificate_chain=chain, rfc3161_timestamps=[other.rfc3161_timestamps[0]]
         ),
         not_after=svid.leaf.not_valid_after_utc,
     )
@@ -156,7 +155,7 @@ def minted_line(server: SpireServer, spiffe_id: str, directory: Path, statement=
     leaf_pem, key_pem = server.mint(spiffe_id, directory)
     [leaf] = load_pem_certificates(leaf_pem, source="minted")
     signer_ = SvidSigner(spiffe_id, [leaf], load_pem_private_key(key_pem, None))
-    return sign_payload(to_bytes(statement or slsa1_statement()), signer_).sigstore_bundle()
+    return sign_statement(statement or slsa1_statement(), signer_).portable()
 
 
 # ----------------------------------------------------------------------------- the library
@@ -164,18 +163,19 @@ def minted_line(server: SpireServer, spiffe_id: str, directory: Path, statement=
 
 def test_real_svid_signature_with_real_timestamp_verifies(short_lived, issued, tsa, spire):
     before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
-    signed = sign_statement(
-        slsa1_statement(), socket=spire.workload_socket, spiffe_id=SIGNER_ID, tsa_url=tsa.url
-    )
+    # The SPIRE signing backend as the signer runs it: the SVID fetched for the run, then the statement.
+    sign = SvidSigning(spire.workload_socket, spiffe_id=SIGNER_ID, tsa_url=tsa.url).ready()
+    signed = sign(slsa1_statement())
     after = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
     # What SPIRE really issues: a lone leaf (no UpstreamAuthority), one URI SAN, EC P-256.
-    assert len(signed.certificate_chain) == 1
-    assert signed.spiffe_id == SIGNER_ID and signed.envelope.payload == intoto.serialize(slsa1_statement())
+    assert len(signed.certificate_chain_der) == 1
+    assert signed.envelope.signatures[0].keyid == SIGNER_ID  # the signature names the SVID it was made with
+    assert signed.envelope.payload == intoto.serialize(slsa1_statement())
     [verified] = verify_envelope_x509(
         signed.envelope,
-        certificate=signed.certificate_pem.encode(),
+        certificate=signed.certificate_pem,
         chain=[],
-        timestamps=[signed.rfc3161_timestamp],
+        timestamps=list(signed.rfc3161_timestamps),
         bundle=spire.server.bundle(),
         allowed_ids={SIGNER_ID},
         tsa=tsa.trust,
@@ -183,7 +183,7 @@ def test_real_svid_signature_with_real_timestamp_verifies(short_lived, issued, t
     assert verified.spiffe_id == SIGNER_ID
     assert verified.signed_at is not None and before <= verified.signed_at <= after
     # The token is over the signature bytes (Sigstore's convention), checked independently here.
-    assert verify_timestamp(signed.rfc3161_timestamp, signed.envelope.signatures[0].sig, tsa.trust)
+    assert verify_timestamp(signed.rfc3161_timestamps[0], signed.envelope.signatures[0].sig, tsa.trust)
     # The validated chain ends in the SPIRE CA the server publishes.
     [root] = verified.chain_pems
     assert root.encode() == spire.server.bundle_pem()
@@ -349,17 +349,6 @@ def test_spiffe_bundle_json_from_the_server_works_too(
 # ----------------------------------------------------------------------------- registry path
 
 
-def _push(server: RegistryServer) -> tuple[str, str]:
-    repo = server.repo("spire")
-
-    async def push() -> str:
-        async with server.client() as client:
-            image = await push_image(client, repo, [repo.encode()], deadline=time.monotonic() + 30)
-            return image.reference.digest
-
-    return repo, asyncio.run(push())
-
-
 @pytest.mark.parametrize(
     ("registry", "encoding"),
     [
@@ -382,7 +371,7 @@ def test_stored_in_the_registry_and_allowed_from_there(
     encoding,
 ):
     server: RegistryServer = request.getfixturevalue(registry)
-    repo, digest = _push(server)
+    repo, digest = push_small_image(server, "spire")
     run = write_sample(tmp_path, repo, digest)
     proc = signer(
         "sign",
@@ -462,7 +451,7 @@ def _nothing_stored(tmp_path: Path, server: RegistryServer, ref: str) -> None:
 
 
 def test_agent_down_signs_and_stores_nothing(signer, registry_plain, tmp_path):
-    repo, digest = _push(registry_plain)
+    repo, digest = push_small_image(registry_plain, "spire")
     run = write_sample(tmp_path, repo, digest)
     with run_spire() as private:
         private.issue(SIGNER_ID)
@@ -490,7 +479,7 @@ def test_agent_down_signs_and_stores_nothing(signer, registry_plain, tmp_path):
 
 
 def test_tsa_down_signs_and_stores_nothing(signer, issued, registry_plain, tmp_path):
-    repo, digest = _push(registry_plain)
+    repo, digest = push_small_image(registry_plain, "spire")
     run = write_sample(tmp_path, repo, digest)
     tsa_url = f"http://127.0.0.1:{free_port()}/api/v1/timestamp"
     proc = signer(
@@ -511,6 +500,32 @@ def test_tsa_down_signs_and_stores_nothing(signer, issued, registry_plain, tmp_p
     [line] = proc.stderr.strip().splitlines()
     assert f"timestamp authority {tsa_url} unreachable" in line
     _nothing_stored(tmp_path, registry_plain, f"{repo}@{digest}")
+
+
+def test_tsa_down_is_a_transient_failure_and_nothing_is_stored(issued, tmp_path):
+    from attestation.errors import TimestampUnavailable, TransientError
+    from signer.attest import ArtifactConfig, AttestConfig, attest
+    from signer.documents import load_documents
+    from signer.run import child_taskruns, to_run
+    from signer.storage import StorageConfig
+
+    docs = load_documents(write_sample(tmp_path, REPO, DIGEST))
+    run = to_run(docs[0], source="run.yaml")
+    children = child_taskruns(run, [to_run(d, source="run.yaml") for d in docs[1:]])
+    tsa_url = f"http://127.0.0.1:{free_port()}/api/v1/timestamp"
+    signing = SvidSigning(issued.workload_socket, spiffe_id=SIGNER_ID, tsa_url=tsa_url)
+    lines = tmp_path / "att.jsonl"
+    artifact = ArtifactConfig(storage=("file",), signer="spire")
+    config = AttestConfig(
+        signers={"spire": signing},
+        taskrun=artifact,
+        pipelinerun=artifact,
+        storage=StorageConfig(file_out=str(lines)),
+    )
+    with pytest.raises(TimestampUnavailable, match=f"timestamp authority {tsa_url} unreachable") as err:
+        attest(run, children, config)
+    assert isinstance(err.value, TransientError)
+    assert not lines.exists()
 
 
 # ----------------------------------------------------------------------------- expiry (keep last)

@@ -255,7 +255,10 @@ def test_real_controller_svid_signature_verifies(spire, real_keys):
     bundle = spire.server.bundle()
     assert verify_status_signature(obj, bundle=bundle, controller_spiffe_ids={CONTROLLER_ID}) == []
     verdict = verify_run_results(
-        obj, trust_domain=TD, bundle=bundle, require_status_signature=True,
+        obj,
+        trust_domain=TD,
+        bundle=bundle,
+        require_status_signature=True,
         controller_spiffe_ids={CONTROLLER_ID},
     )
     assert verdict.verified, verdict.reasons
@@ -272,7 +275,10 @@ def test_nonfalsifiability_option_requires_the_status_signature(spire, real_keys
     base = SpireConfig(enforce_nonfalsifiability="spire", trust_domain=TD, bundle=bundle)
     assert check_nonfalsifiability(unsigned, base).allowed  # default: results only, as before
     strict = SpireConfig(
-        enforce_nonfalsifiability="spire", trust_domain=TD, bundle=bundle, require_status_signature=True,
+        enforce_nonfalsifiability="spire",
+        trust_domain=TD,
+        bundle=bundle,
+        require_status_signature=True,
         controller_spiffe_ids=(CONTROLLER_ID,),
     )
     verdict = check_nonfalsifiability(unsigned, strict)
@@ -299,13 +305,27 @@ def _cli(signer, tmp_path: Path, obj: dict, bundle_file: Path, *extra: str):
 
 def test_cli_require_status_signature(signer, real_keys, real_bundle_file, tmp_path):
     obj = real_run(real_keys)
-    ok = _cli(signer, tmp_path, obj, real_bundle_file, "--require-status-signature",
-              "--controller-spiffe-id", CONTROLLER_ID)
+    ok = _cli(
+        signer,
+        tmp_path,
+        obj,
+        real_bundle_file,
+        "--require-status-signature",
+        "--controller-spiffe-id",
+        CONTROLLER_ID,
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "status signed by the controller" in ok.stdout
 
-    pinned_wrong = _cli(signer, tmp_path, obj, real_bundle_file, "--require-status-signature",
-                        "--controller-spiffe-id", "spiffe://example.org/not-the-controller")
+    pinned_wrong = _cli(
+        signer,
+        tmp_path,
+        obj,
+        real_bundle_file,
+        "--require-status-signature",
+        "--controller-spiffe-id",
+        "spiffe://example.org/not-the-controller",
+    )
     assert pinned_wrong.returncode == 1
     assert f"not verified: status signature: controller SVID: SPIFFE ID {CONTROLLER_ID} is not allowed" in (
         pinned_wrong.stdout

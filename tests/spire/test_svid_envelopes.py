@@ -14,7 +14,7 @@ from attestation.dsse import Envelope
 from attestation.errors import InputError, KeyLoadError, VerificationError
 from attestation.spiffe import parse_trust_bundle
 from attestation.x509 import verify_envelope_x509
-from signer.signing.spire import SvidSigner, fetch_svid_signer, sign_payload
+from signer.signing.spire import SvidSigner, fetch_svid_signer, sign_payload, sign_statement
 from tests.spire.certs import NOW, make_ca, make_svid
 
 ID = "spiffe://example.org/ns/provgate/sa/signer"
@@ -68,7 +68,10 @@ def test_annotations_and_bundle_material_carry_leaf_and_intermediates(pki):
     assert ann["dev.sigstore.cosign/certificate"].startswith("-----BEGIN CERTIFICATE-----")
     assert ann["dev.sigstore.cosign/chain"].count("BEGIN CERTIFICATE") == 1
     assert "dev.sigstore.cosign/rfc3161timestamp" not in ann
-    certs = json.loads(sig.sigstore_bundle())["verificationMaterial"]["x509CertificateChain"]["certificates"]
+    # The bundle as the signer writes it (--out, the file storage): the production path.
+    svid = make_svid(inter, [ID])
+    bundle = sign_statement(json.loads(PAYLOAD), SvidSigner(ID, [svid.cert, inter.cert], svid.key)).portable()
+    certs = json.loads(bundle)["verificationMaterial"]["x509CertificateChain"]["certificates"]
     assert len(certs) == 2
     assert base64.b64decode(certs[1]["rawBytes"]) == inter.cert.public_bytes(_der())
 

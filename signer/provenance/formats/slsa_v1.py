@@ -5,43 +5,42 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
+from signer.golang import ZERO_TIME, rfc3339
 from signer.provenance import Options, gojson
 from signer.provenance.common import (
-    ZERO_TIME,
     condition_status,
     invocation,
     ref_source_artifact,
     reproducible,
-    rfc3339,
     step_image_materials,
 )
-from signer.run import Run, children_by_pipeline_task
-from signer.typehints import (
+from signer.result_hints import (
     Artifact,
     ArtifactList,
     append_materials,
     artifact_inputs,
-    executed_children,
     git_material,
     subjects_v1,
 )
+from signer.run import Run, children_by_pipeline_task, executed_taskruns
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v0.1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v0.2"
 
 
-def build(run: Run, children: Sequence[Run], options: Options, warnings: list[str]) -> dict:
+def build(run: Run, children: Sequence[Run], options: Options, warnings: list[str]) -> dict[str, Any]:
     if options.build_type is not None:
         warnings.append("--build-type applies to the slsa/v2alpha* formats; slsa/v1 records the run's kind")
     subjects = subjects_v1(run, children, deep_inspection=options.deep_inspection, warnings=warnings)
     if run.kind == "TaskRun":
         materials = task_materials(run, warnings)
-        build_config: dict = {"steps": taskrun_steps(run)}
+        build_config: dict[str, Any] = {"steps": taskrun_steps(run)}
     else:
         materials = pipeline_materials(run, children, options.deep_inspection, warnings)
         build_config = {"tasks": pipeline_tasks(run, children)}
-    predicate: dict = {
+    predicate: dict[str, Any] = {
         "builder": {"id": options.builder_id},
         "buildType": run.gvk,
         "invocation": invocation(run),
@@ -50,7 +49,7 @@ def build(run: Run, children: Sequence[Run], options: Options, warnings: list[st
     }
     if materials:
         predicate["materials"] = [_descriptor("uri", m) for m in materials]
-    statement: dict = {"_type": STATEMENT_TYPE}
+    statement: dict[str, Any] = {"_type": STATEMENT_TYPE}
     if subjects:
         statement["subject"] = [_descriptor("name", s) for s in subjects]
     statement["predicateType"] = PREDICATE_TYPE
@@ -58,9 +57,9 @@ def build(run: Run, children: Sequence[Run], options: Options, warnings: list[st
     return statement
 
 
-def _descriptor(key: str, a: Artifact) -> dict:
+def _descriptor(key: str, a: Artifact) -> dict[str, Any]:
     # Go's omitempty drops an empty uri/name and an empty digest set.
-    out: dict = {}
+    out: dict[str, Any] = {}
     if a.uri:
         out[key] = a.uri
     if a.digest:
@@ -68,8 +67,8 @@ def _descriptor(key: str, a: Artifact) -> dict:
     return out
 
 
-def metadata(run: Run) -> dict:
-    m: dict = {}
+def metadata(run: Run) -> dict[str, Any]:
+    m: dict[str, Any] = {}
     if run.start_time:
         m["buildStartedOn"] = rfc3339(run.start_time)
     if run.completion_time:
@@ -79,7 +78,7 @@ def metadata(run: Run) -> dict:
     return m
 
 
-def step_attestation(step: dict, state: dict) -> dict:
+def step_attestation(step: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
     """One step: entryPoint is the script, else the command joined by spaces; args as written (``null``
     when absent); the container is the step state's name, the image its imageID as ``oci://``."""
     entry = step.get("script") or " ".join(step.get("command") or [])
@@ -94,12 +93,12 @@ def step_attestation(step: dict, state: dict) -> dict:
     }
 
 
-def taskrun_steps(run: Run) -> list[dict]:
+def taskrun_steps(run: Run) -> list[dict[str, Any]]:
     # A TaskRun pairs each step state with the first spec step of the same name (or an empty step).
     spec_steps = run.resolved_spec.get("steps") or []
     out = []
     for state in run.status.get("steps") or []:
-        step = next((s for s in spec_steps if s.get("name", "") == state.get("name", "")), {})
+        step: dict[str, Any] = next((s for s in spec_steps if s.get("name", "") == state.get("name", "")), {})
         out.append(step_attestation(step, state))
     return out
 
@@ -121,7 +120,7 @@ def pipeline_materials(run: Run, children: Sequence[Run], deep: bool, warnings: 
     top = ref_source_artifact(run)
     if top is not None:
         mats.add(top)
-    executed = [tr for _, tr in executed_children(run, children)]
+    executed = executed_taskruns(run, children)
     for tr in executed:
         mats.extend(step_image_materials(tr))
         src = ref_source_artifact(tr)
@@ -138,7 +137,7 @@ def pipeline_materials(run: Run, children: Sequence[Run], deep: bool, warnings: 
     return mats.extend(hints.items()).items()
 
 
-def pipeline_tasks(run: Run, children: Sequence[Run]) -> list[dict] | None:
+def pipeline_tasks(run: Run, children: Sequence[Run]) -> list[dict[str, Any]] | None:
     """TEP-0084 ``buildConfig.tasks``: one entry per executed child TaskRun, tasks then finally."""
     spec = run.status.get("pipelineSpec")
     if spec is None:
@@ -146,7 +145,7 @@ def pipeline_tasks(run: Run, children: Sequence[Run]) -> list[dict] | None:
     tasks = spec.get("tasks") or []
     all_tasks = [*tasks, *(spec.get("finally") or [])]
     service_account = (run.spec.get("taskRunTemplate") or {}).get("serviceAccountName", "")
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     last = ""
     by_task = children_by_pipeline_task(children)
     for index, task in enumerate(all_tasks):
@@ -165,7 +164,9 @@ def pipeline_tasks(run: Run, children: Sequence[Run]) -> list[dict] | None:
     return out
 
 
-def _task_entry(task: dict, tr: Run, is_finally: bool, last: str, service_account: str) -> dict | None:
+def _task_entry(
+    task: dict[str, Any], tr: Run, is_finally: bool, last: str, service_account: str
+) -> dict[str, Any] | None:
     if not tr.completion_time:
         return None
     spec = tr.status.get("taskSpec")
@@ -188,7 +189,7 @@ def _task_entry(task: dict, tr: Run, is_finally: bool, last: str, service_accoun
             after.append(ref)
     if not after and is_finally and last:
         after.append(last)
-    entry: dict = {"name": task["name"]}
+    entry: dict[str, Any] = {"name": task["name"]}
     if after:
         entry["after"] = after
     # A v1.TaskRef struct (Go drops unknown and empty fields); {} for an embedded taskSpec.
@@ -209,7 +210,7 @@ def _task_entry(task: dict, tr: Run, is_finally: bool, last: str, service_accoun
     return entry
 
 
-def _result(r: dict) -> dict:
+def _result(r: dict[str, Any]) -> dict[str, Any]:
     out = {"name": r["name"]}
     if r.get("type"):
         out["type"] = r["type"]
@@ -230,7 +231,7 @@ def _expressions(value: object) -> list[str]:
     return []
 
 
-def _container_expressions(c: dict) -> list[str]:
+def _container_expressions(c: dict[str, Any]) -> list[str]:
     out = []
     for key in ("name", "image", "imagePullPolicy", "script", "workingDir", "command", "args"):
         out += _expressions(c.get(key))
@@ -246,7 +247,7 @@ def _container_expressions(c: dict) -> list[str]:
     return out
 
 
-def result_refs(task: dict) -> list[str]:
+def result_refs(task: dict[str, Any]) -> list[str]:
     """Pipeline tasks whose results this task uses, in order of appearance (Tekton
     ``PipelineTaskResultRefs``): ``$(tasks|finally.<name>.results.<r>[...])`` in params (incl. matrix),
     when expressions and an embedded taskSpec's steps and sidecars."""

@@ -8,17 +8,17 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from signer.run import Result, to_run
-from signer.typehints import (
+from signer.image_refs import parse_digest
+from signer.result_hints import (
     artifact_inputs,
     artifact_outputs,
     artifact_uri_pairs,
     git_material,
     oci_images,
-    parse_digest,
     subjects_build_artifacts,
     subjects_v1,
 )
+from signer.run import Result, to_run
 
 SUFFIXES = [
     "IMAGE_URL",

@@ -11,7 +11,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from signer.run import Result, Run, children_by_pipeline_task
+from signer.image_refs import SHA1_HEX, digest_reference, parse_digest, show
+from signer.run import Result, Run, executed_taskruns
 
 IMAGE_URL = "IMAGE_URL"
 IMAGE_DIGEST = "IMAGE_DIGEST"
@@ -23,13 +24,6 @@ ARTIFACT_INPUTS = "ARTIFACT_INPUTS"
 GIT_URL = "CHAINS-GIT_URL"
 GIT_COMMIT = "CHAINS-GIT_COMMIT"
 IS_BUILD_ARTIFACT = "isBuildArtifact"
-
-# go-digest validates these (hex length = 2 x hash size, lowercase); Chains adds sha1 by regexp.
-_GO_DIGEST_HEX = {"sha256": 64, "sha384": 96, "sha512": 128}
-_SHA1 = re.compile(r"[a-f0-9]{40}")
-_LOWER_HEX = re.compile(r"[a-f0-9]+")
-_SHA256_HEX = re.compile(r"[a-f0-9]{64}")
-_MAX_SHOWN = 120
 
 
 @dataclass(frozen=True)
@@ -51,38 +45,10 @@ class OCIImage:
         return Artifact(self.name, {"sha256": self.digest.removeprefix("sha256:")})
 
 
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "...'"
-
-
 def _warn(warnings: list[str], where: str, message: str) -> None:
     # Result names come from the run: escape line breaks so a warning stays one line on stderr.
     text = f"{where}: {message}" if where else message
     warnings.append(text.replace("\r", "\\r").replace("\n", "\\n"))
-
-
-def parse_digest(value: str) -> tuple[str, str]:
-    """Chains' ``ParseDigest``: ``<alg>:<hex>`` with exactly one ``:``; alg lower-cased and trimmed,
-    hex trimmed; sha256/384/512 checked as go-digest does, sha1 as 40 lowercase hex; others rejected."""
-    if not isinstance(value, str):
-        raise ValueError(f"digest {_show(value)} is not a string")
-    parts = value.split(":")
-    if len(parts) != 2:
-        raise ValueError(f"digest {_show(value)} is not in the format <algorithm>:<hex>")
-    alg = parts[0].strip().lower()
-    hexpart = parts[1].strip()
-    if alg in _GO_DIGEST_HEX:
-        if len(hexpart) != _GO_DIGEST_HEX[alg]:
-            raise ValueError(f"digest {_show(value)}: {alg} needs {_GO_DIGEST_HEX[alg]} hex characters")
-        if not _LOWER_HEX.fullmatch(hexpart):
-            raise ValueError(f"digest {_show(value)}: {alg} must be lowercase hex")
-    elif alg == "sha1":
-        if not _SHA1.fullmatch(hexpart):
-            raise ValueError(f"digest {_show(value)}: sha1 must be 40 lowercase hex characters")
-    else:
-        raise ValueError(f"digest {_show(value)}: unsupported algorithm {alg!r}")
-    return alg, hexpart
 
 
 def _raw_split(digest: str) -> dict[str, str]:
@@ -92,8 +58,9 @@ def _raw_split(digest: str) -> dict[str, str]:
     return {alg: hexpart}
 
 
-def _pairs(results: Sequence[Result], uri_suffix: str, digest_suffix: str, warnings: list[str],
-           where: str) -> list[tuple[str, str, str]]:
+def _pairs(
+    results: Sequence[Result], uri_suffix: str, digest_suffix: str, warnings: list[str], where: str
+) -> list[tuple[str, str, str]]:
     """``<prefix><uri_suffix>`` + ``<prefix><digest_suffix>`` grouped by prefix: (prefix, uri, digest).
 
     Chains groups in a Go map (random order); we keep the order in which each prefix first appears.
@@ -122,63 +89,9 @@ def _pairs(results: Sequence[Result], uri_suffix: str, digest_suffix: str, warni
     return out
 
 
-_GGCR_REPOSITORY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-./")
-_GGCR_TAG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-.ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-# Characters Go's url.Parse accepts in a host (RFC 3986 authority without userinfo).
-_AUTHORITY = re.compile(r"(\[[0-9A-Fa-f:.]*\]|[A-Za-z0-9\-._~!$&'()*+,;=]*)(:[0-9]*)?")
-_DOCKER_HUB = "index.docker.io"
-
-
-def _ggcr_repository(name: str) -> str | None:
-    """ggcr ``name.NewRepository(name).Name()`` (weak validation), or None where it errs.
-
-    Unlike a reference grammar, ggcr only checks the repository's characters and its length (2..255,
-    before ``library/`` is added), so ``gcr.io/a`` is rejected and ``gcr.io/a__b`` accepted.
-    """
-    if not name:
-        return None
-    registry, repo = "", name
-    first, sep, rest = name.partition("/")
-    if sep and (first == "localhost" or "." in first or ":" in first):
-        registry, repo = first, rest
-    if not 2 <= len(repo) <= 255 or not set(repo) <= _GGCR_REPOSITORY_CHARS:
-        return None
-    if not _AUTHORITY.fullmatch(registry):
-        return None
-    if registry in ("", "docker.io"):
-        registry = _DOCKER_HUB
-    if "/" not in repo and registry == _DOCKER_HUB:
-        repo = "library/" + repo
-    return f"{registry}/{repo}"
-
-
-def _ggcr_tagged_repository(name: str) -> str | None:
-    """The repository of ggcr ``name.NewTag(name)``, or None where it errs."""
-    base, tag = name, ""
-    parts = name.split(":")
-    # A last ':' part without '/' is a tag (not a registry port).
-    if len(parts) > 1 and "/" not in parts[-1]:
-        base, tag = ":".join(parts[:-1]), parts[-1]
-        if not tag:
-            return None
-    if tag and (len(tag) > 128 or not set(tag) <= _GGCR_TAG_CHARS):
-        return None
-    return _ggcr_repository(base)
-
-
 def _oci(ref: str) -> OCIImage | None:
-    """ggcr ``name.NewDigest(ref)`` as Chains calls it for type hints: exactly one ``@``, a
-    ``sha256:`` digest of 64 lowercase hex; a valid tag is dropped; the subject name is
-    ``Repository.Name()`` (``busybox`` -> ``index.docker.io/library/busybox``)."""
-    parts = ref.split("@")
-    if len(parts) != 2:
-        return None
-    base, digest = parts
-    if not digest.startswith("sha256:") or not _SHA256_HEX.fullmatch(digest[7:]):
-        return None
-    tagged = _ggcr_tagged_repository(base)
-    name = _ggcr_repository(tagged if tagged is not None else base)
-    return OCIImage(name, digest) if name is not None else None
+    found = digest_reference(ref)
+    return OCIImage(*found) if found is not None else None
 
 
 def _split_images(value: str) -> list[str]:
@@ -255,8 +168,12 @@ def oci_images(results: Sequence[Result], warnings: list[str], *, where: str = "
     for prefix, uri, digest in _pairs(results, IMAGE_URL, IMAGE_DIGEST, warnings, where):
         img = _oci(f"{uri}@{digest}")
         if img is None:
-            _warn(warnings, where, f"results {prefix}{IMAGE_URL}/{prefix}{IMAGE_DIGEST}: "
-                  f"{_show(uri + '@' + digest)} is not an image reference with a sha256 digest; ignored")
+            _warn(
+                warnings,
+                where,
+                f"results {prefix}{IMAGE_URL}/{prefix}{IMAGE_DIGEST}: "
+                f"{show(uri + '@' + digest)} is not an image reference with a sha256 digest; ignored",
+            )
             continue
         add(img)
     for r in results:
@@ -268,8 +185,11 @@ def oci_images(results: Sequence[Result], warnings: list[str], *, where: str = "
         for entry in _split_images(r.value):
             img = _oci(entry)
             if img is None:
-                _warn(warnings, where, f"result {IMAGES}: {_show(entry)} is not an image reference "
-                      "with a sha256 digest; ignored")
+                _warn(
+                    warnings,
+                    where,
+                    f"result {IMAGES}: {show(entry)} is not an image reference with a sha256 digest; ignored",
+                )
                 continue
             add(img)
     # Build artifacts that are not images (npm packages, files...) are fine: no warning.
@@ -294,8 +214,9 @@ def artifact_uri_pairs(results: Sequence[Result], warnings: list[str], *, where:
     return out
 
 
-def artifact_outputs(results: Sequence[Result], warnings: list[str], *,
-                     where: str = "") -> list[tuple[Artifact, bool]]:
+def artifact_outputs(
+    results: Sequence[Result], warnings: list[str], *, where: str = ""
+) -> list[tuple[Artifact, bool]]:
     """Valid ``*ARTIFACT_OUTPUTS`` objects with their ``isBuildArtifact == "true"`` flag."""
     out = []
     for r in results:
@@ -369,10 +290,13 @@ def git_material(run: Run, warnings: list[str], *, where: str | None = None) -> 
         if run.kind == "PipelineRun":
             _warn(warnings, loc, f"{GIT_COMMIT} without a non-empty {GIT_URL}; no git material")
             return None
-        _warn(warnings, loc, f"{GIT_COMMIT} without a non-empty {GIT_URL}; material named 'git+.git' "
-              "(as Chains does)")
-    elif not _SHA1.fullmatch(commit):
-        _warn(warnings, loc, f"{GIT_COMMIT} {_show(commit)} is not a 40-hex sha1 (recorded as written)")
+        _warn(
+            warnings,
+            loc,
+            f"{GIT_COMMIT} without a non-empty {GIT_URL}; material named 'git+.git' (as Chains does)",
+        )
+    elif not SHA1_HEX.fullmatch(commit):
+        _warn(warnings, loc, f"{GIT_COMMIT} {show(commit)} is not a 40-hex sha1 (recorded as written)")
     return Artifact(spdx_git(url), {"sha1": commit})
 
 
@@ -419,18 +343,6 @@ def append_subjects(existing: Iterable[Artifact], new: Iterable[Artifact]) -> li
 append_materials = append_subjects
 
 
-def executed_children(run: Run, children: Sequence[Run]) -> list[tuple[dict, Run]]:
-    """(pipeline task, child TaskRun) for pipelineSpec tasks then finally, children that completed."""
-    spec = run.resolved_spec
-    by_task = children_by_pipeline_task(children)
-    out = []
-    for task in [*(spec.get("tasks") or []), *(spec.get("finally") or [])]:
-        for tr in by_task.get(task["name"], []):
-            if tr.completion_time:
-                out.append((task, tr))
-    return out
-
-
 def _subjects_of(run: Run, warnings: list[str]) -> list[Artifact]:
     where = run.display
     results = run.results
@@ -441,15 +353,16 @@ def _subjects_of(run: Run, warnings: list[str]) -> list[Artifact]:
     return subjects
 
 
-def subjects_v1(run: Run, children: Sequence[Run], *, deep_inspection: bool,
-                warnings: list[str]) -> list[Artifact]:
+def subjects_v1(
+    run: Run, children: Sequence[Run], *, deep_inspection: bool, warnings: list[str]
+) -> list[Artifact]:
     """Chains ``SubjectDigests`` (slsa/v1, slsa/v2alpha3): images, ARTIFACT_URI pairs, ARTIFACT_OUTPUTS;
     for a PipelineRun with deep inspection the executed children's subjects come first."""
     own = _subjects_of(run, warnings)
     if run.kind == "TaskRun" or not deep_inspection:
         return own
     out = ArtifactList()
-    for _, tr in executed_children(run, children):
+    for tr in executed_taskruns(run, children):
         out.extend(_subjects_of(tr, warnings))
     return out.extend(own).items()
 
@@ -459,15 +372,16 @@ def _build_artifact_subjects(results: Sequence[Result], warnings: list[str], whe
     return append_subjects(subjects, (i.artifact() for i in oci_images(results, warnings, where=where)))
 
 
-def subjects_build_artifacts(run: Run, children: Sequence[Run], *, deep_inspection: bool,
-                             warnings: list[str]) -> list[Artifact]:
+def subjects_build_artifacts(
+    run: Run, children: Sequence[Run], *, deep_inspection: bool, warnings: list[str]
+) -> list[Artifact]:
     """Chains ``SubjectsFromBuildArtifact`` (slsa/v2alpha4). TaskRun: each step's results, then the
     TaskRun's results. PipelineRun: its own results, then (deep inspection) each executed child."""
     if run.kind == "TaskRun":
         return _taskrun_build_artifact_subjects(run, warnings)
     out = ArtifactList(_build_artifact_subjects(run.results, warnings, run.display))
     if deep_inspection:
-        for _, tr in executed_children(run, children):
+        for tr in executed_taskruns(run, children):
             out.extend(_taskrun_build_artifact_subjects(tr, warnings))
     return out.items()
 
@@ -475,13 +389,8 @@ def subjects_build_artifacts(run: Run, children: Sequence[Run], *, deep_inspecti
 def _taskrun_build_artifact_subjects(run: Run, warnings: list[str]) -> list[Artifact]:
     out: list[Artifact] = []
     for i, step in enumerate(run.status.get("steps") or []):
-        step_results = [Result(r["name"], _type(r.get("value", "")), r.get("value", ""))
-                        for r in step.get("results") or []]
+        step_results = [Result.of(r) for r in step.get("results") or []]
         if step_results:
             where = f"{run.display} step {step.get('name') or i}"
             out = append_subjects(out, _build_artifact_subjects(step_results, warnings, where))
     return append_subjects(out, _build_artifact_subjects(run.results, warnings, run.display))
-
-
-def _type(value: object) -> str:
-    return "array" if isinstance(value, list) else "object" if isinstance(value, dict) else "string"

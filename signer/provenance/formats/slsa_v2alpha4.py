@@ -12,39 +12,37 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from signer import typehints
-from signer.provenance import slsa1_0
-from signer.run import Run
+from signer import result_hints
+from signer.provenance import slsa_v1_0_predicate
+from signer.run import Run, executed_taskruns
 
 if TYPE_CHECKING:
     from signer.provenance import Options
 
 
 def taskrun_byproducts(run: Run) -> list[dict[str, Any]]:
-    return slsa1_0.filtered_result_byproducts(
+    return slsa_v1_0_predicate.filtered_result_byproducts(
         run.name, run.results, "taskRunResults"
-    ) + slsa1_0.filtered_result_byproducts(run.name, run.step_results, "stepResults")
+    ) + slsa_v1_0_predicate.filtered_result_byproducts(run.name, run.step_results, "stepResults")
 
 
 def byproducts(run: Run, children: Sequence[Run], *, deep_inspection: bool) -> list[dict[str, Any]]:
     if run.kind == "TaskRun":
         return taskrun_byproducts(run)
-    out = slsa1_0.filtered_result_byproducts(run.name, run.results, "pipelineRunResults")
+    out = slsa_v1_0_predicate.filtered_result_byproducts(run.name, run.results, "pipelineRunResults")
     if deep_inspection:
-        for tr in slsa1_0.executed_taskruns(run, children):
+        for tr in executed_taskruns(run, children):
             out += taskrun_byproducts(tr)
     return out
 
 
 def build(run: Run, children: Sequence[Run], options: Options, warnings: list[str]) -> dict[str, Any]:
-    return slsa1_0.build_statement(
+    return slsa_v1_0_predicate.build_statement(
         run,
         children,
-        build_type=options.build_type,
-        builder_id=options.builder_id,
-        deep_inspection=options.deep_inspection,
+        options,
         with_step_actions=True,
-        subjects=lambda: typehints.subjects_build_artifacts(
+        subjects=lambda: result_hints.subjects_build_artifacts(
             run, children, deep_inspection=options.deep_inspection, warnings=warnings
         ),
         byproducts=lambda: byproducts(run, children, deep_inspection=options.deep_inspection),

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from signer.run import Result, to_run
-from signer.typehints import (
+from signer.image_refs import parse_digest
+from signer.result_hints import (
     Artifact,
     OCIImage,
     append_subjects,
@@ -16,10 +16,10 @@ from signer.typehints import (
     git_material,
     is_build_artifact_result,
     oci_images,
-    parse_digest,
     subjects_build_artifacts,
     subjects_v1,
 )
+from signer.run import Result, to_run
 
 A = "a" * 64
 B = "b" * 64

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from signer import typehints
-from signer.provenance import slsa1_0
+from signer import result_hints
+from signer.provenance import slsa_v1_0_predicate
 from signer.run import Run
 
 if TYPE_CHECKING:
@@ -20,18 +20,16 @@ if TYPE_CHECKING:
 
 def byproducts(run: Run) -> list[dict[str, Any]]:
     prefix = "taskRunResults" if run.kind == "TaskRun" else "pipelineRunResults"
-    return slsa1_0.all_result_byproducts(run.results, prefix)
+    return slsa_v1_0_predicate.all_result_byproducts(run.results, prefix)
 
 
 def build(run: Run, children: Sequence[Run], options: Options, warnings: list[str]) -> dict[str, Any]:
-    return slsa1_0.build_statement(
+    return slsa_v1_0_predicate.build_statement(
         run,
         children,
-        build_type=options.build_type,
-        builder_id=options.builder_id,
-        deep_inspection=options.deep_inspection,
+        options,
         with_step_actions=False,
-        subjects=lambda: typehints.subjects_v1(
+        subjects=lambda: result_hints.subjects_v1(
             run, children, deep_inspection=options.deep_inspection, warnings=warnings
         ),
         byproducts=lambda: byproducts(run),
