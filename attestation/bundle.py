@@ -15,8 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-
 from attestation import dsse
 from attestation.errors import InputError, LimitExceeded
 from attestation.limits import KiB, MiB, load_json
@@ -24,7 +22,9 @@ from attestation.limits import KiB, MiB, load_json
 if TYPE_CHECKING:
     from attestation.keys import PublicKey
 
+# What we write; what we read: v0.3 and the older spellings sigstore clients still write.
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+BUNDLE_MEDIA_TYPE_PREFIX = "application/vnd.dev.sigstore.bundle"
 ACCEPTED_MEDIA_TYPES = frozenset(
     {
         BUNDLE_MEDIA_TYPE,
@@ -48,6 +48,20 @@ _MATERIAL_FIELDS = {
     "tlogEntries",
     "timestampVerificationData",
 }
+
+
+def is_bundle_media_type(media_type: str | None) -> bool:
+    """Whether an OCI media type names a Sigstore bundle (of any version: :func:`parse_bundle` decides)."""
+    return media_type is not None and media_type.startswith(BUNDLE_MEDIA_TYPE_PREFIX)
+
+
+def looks_like_bundle(doc: Any) -> bool:
+    """Whether a parsed JSON document of unknown kind is a bundle rather than a DSSE envelope."""
+    return isinstance(doc, dict) and (
+        "dsseEnvelope" in doc
+        or "verificationMaterial" in doc
+        or is_bundle_media_type(str(doc.get("mediaType", "")))
+    )
 
 
 def _b64(data: bytes) -> str:
@@ -136,6 +150,9 @@ def _bytes_field(obj: Mapping[str, Any], key: str, where: str, limit: int) -> by
 
 
 def _certificate(obj: Any, where: str) -> bytes:
+    # Here, not at the top: only a bundle with certificates needs the X.509 code, a costly import.
+    from cryptography import x509
+
     der = _bytes_field(_object(obj, where), "rawBytes", where, MAX_CERTIFICATE_BYTES)
     try:
         x509.load_der_x509_certificate(der)

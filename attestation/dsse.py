@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -32,9 +33,12 @@ from attestation.limits import (
 if TYPE_CHECKING:
     from attestation.keys import PublicKey, Signer
 
+# The media type of an envelope as an OCI layer or blob, and the payload type of an in-toto statement.
+MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
 PAYLOAD_TYPE_INTOTO = "application/vnd.in-toto+json"
 
 _URL_TO_STD = bytes.maketrans(b"-_", b"+/")
+log = logging.getLogger(__name__)
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -189,7 +193,7 @@ def verify(
     # Each key counts at most once: byte-level dedup alone would let one ECDSA key count twice, since
     # (r, n - s) is a second valid signature with different bytes.
     used: set[bytes] = set()
-    for signature in envelope.signatures:
+    for n, signature in enumerate(envelope.signatures):
         if signature.sig in seen:
             continue
         seen.add(signature.sig)
@@ -199,9 +203,11 @@ def verify(
             if key.spki_der in used:
                 continue
             if key.verify(signature.sig, message):
+                log.debug("%s: signature %d verifies with key %s (%s)", where, n, key.keyid, key.source)
                 verified.append(VerifiedSignature(signature=signature, key=key))
                 used.add(key.spki_der)
                 break
+            log.debug("%s: signature %d does not verify with key %s (%s)", where, n, key.keyid, key.source)
     if not verified:
         raise VerificationError(f"no signature on {where} verifies with the {len(keys)} configured keys")
     return verified

@@ -38,6 +38,10 @@ class KeyLoadError(InputError):
     """A key file could not be read or decrypted."""
 
 
+class PasswordRequired(KeyLoadError):
+    """An encrypted key needs a password and none was given (a CLI adds how to give one)."""
+
+
 class WrongPasswordError(KeyLoadError):
     """An encrypted key did not decrypt with the password given."""
 

@@ -31,10 +31,13 @@ _TOP_LEVEL_ORDER = ("_type", "subject", "predicateType", "predicate")
 # in_toto.v1.ResourceDescriptor field order (v0.1 subjects only use name and digest).
 _DESCRIPTOR_ORDER = ("name", "uri", "digest", "content", "downloadLocation", "mediaType", "annotations")
 
-# The statement is validated by hand rather than with a pydantic model: importing pydantic cost 60-130 ms
-# of every `gate verify` start for four fields (docs/performance.md). The rules are those the pydantic
-# model had (strict types, the same bounds, the first failing field in field order named), including
-# its populate_by_name: the Python field name is accepted where the wire name is absent.
+# The statement is validated by hand rather than with a pydantic model, whose import cost more of every
+# `gate verify` start than the check itself (docs/performance.md). The rules are those the pydantic model
+# had (strict types, the same bounds, the first failing field in field order named), except that only the
+# wire names are accepted: a second spelling of a field is a second way to read one statement.
+# Spellings of the top-level fields other parsers (and this one, once) accepted: a statement carrying them
+# is refused rather than read one way here and another way elsewhere.
+_OTHER_SPELLINGS = {"type": "_type", "predicate_type": "predicateType"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +74,10 @@ class _Invalid(Exception):
         self.msg = msg  # None: the field is missing
 
 
-def _field(doc: Mapping[str, Any], alias: str, name: str) -> tuple[Any, str]:
-    """The value and the key it was found under (errors name that key)."""
-    if alias in doc:
-        return doc[alias], alias
-    if name in doc:
-        return doc[name], name
-    raise _Invalid(alias)
+def _field(doc: Mapping[str, Any], name: str) -> Any:
+    if name not in doc:
+        raise _Invalid(name)
+    return doc[name]
 
 
 def _string(value: Any, loc: str, *, min_length: int = 0) -> str:
@@ -114,10 +114,12 @@ def _subject(value: Any, loc: str) -> Subject:
 
 
 def _statement(doc: Mapping[str, Any]) -> Statement:
-    value, loc = _field(doc, "_type", "type")
-    type_ = _string(value, loc)
+    for other, name in _OTHER_SPELLINGS.items():
+        if other in doc:
+            raise _Invalid(other, f"not an in-toto statement field (the field is {name})")
+    type_ = _string(_field(doc, "_type"), "_type")
     if type_ not in STATEMENT_TYPES:
-        raise _Invalid(loc, f"must be {STATEMENT_V01} or {STATEMENT_V1}, got {type_[:200]!r}")
+        raise _Invalid("_type", f"must be {STATEMENT_V01} or {STATEMENT_V1}, got {type_[:200]!r}")
     subjects: list[Subject] = []
     if "subject" in doc:
         raw = doc["subject"]
@@ -128,8 +130,7 @@ def _statement(doc: Mapping[str, Any]) -> Statement:
                 "subject", f"List should have at most {MAX_SUBJECTS_PER_STATEMENT} items, not {len(raw)}"
             )
         subjects = [_subject(item, f"subject.{n}") for n, item in enumerate(raw)]
-    value, loc = _field(doc, "predicateType", "predicate_type")
-    predicate_type = _string(value, loc, min_length=1)
+    predicate_type = _string(_field(doc, "predicateType"), "predicateType", min_length=1)
     predicate = dict(_str_dict(doc["predicate"], "predicate")) if "predicate" in doc else {}
     return Statement(type=type_, subject=subjects, predicate_type=predicate_type, predicate=predicate)
 

@@ -1,4 +1,5 @@
-"""Signing and verification keys: PEM keys, certificates and cosign's encrypted key files.
+"""Signing and verification keys: PEM keys and certificates, and cosign's encrypted key files (the file
+format itself is :mod:`attestation.cosign_key`).
 
 Supported algorithms (anything else is refused when the key is loaded, never at verification time):
 
@@ -12,18 +13,15 @@ A key's ``keyid`` is the OpenSSH SHA-256 fingerprint ``SHA256:<unpadded base64>`
 DSSE envelopes (``ssh.FingerprintSHA256``) and as sigstore-go accepts. It is a hint for humans and for
 ordering verification attempts, never a trust decision.
 
-cosign's encrypted key (``ENCRYPTED SIGSTORE PRIVATE KEY``, formerly ``ENCRYPTED COSIGN PRIVATE KEY``) is a
-PEM block whose body is JSON: scrypt parameters and salt, a NaCl secretbox nonce, and the secretbox of the
-PKCS#8 DER private key under ``scrypt(password)``.
+Private keys are read from PEM, including cosign's encrypted key files (:mod:`attestation.cosign_key`),
+with the password from a file, ``COSIGN_PASSWORD`` or a prompt; new key pairs are written as cosign does.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -31,44 +29,26 @@ from typing import Any, Protocol, runtime_checkable
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from attestation.errors import KeyLoadError, WrongPasswordError
-from attestation.limits import MAX_KEY_FILE_BYTES, MAX_PASSWORD_BYTES, load_json
+from attestation import cosign_key, pem
+from attestation.errors import KeyLoadError, PasswordRequired, WrongPasswordError
+from attestation.limits import MAX_KEY_FILE_BYTES
 
 # Imported where used, not here: cryptography.x509 (certificates), nacl and scrypt (cosign's encrypted
-# private keys) and getpass cost ~30 ms of every process start together, and verifying with a PEM public
-# key, the gate's common case, needs none of them.
+# private keys) and getpass would cost every process start (docs/performance.md), and verifying with a
+# PEM public key, the gate's common case, needs none of them.
 
 PublicKeyType = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 PrivateKeyType = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 
-COSIGN_PEM_LABEL = "ENCRYPTED SIGSTORE PRIVATE KEY"
-COSIGN_LEGACY_PEM_LABEL = "ENCRYPTED COSIGN PRIVATE KEY"
-_COSIGN_LABELS = frozenset({COSIGN_PEM_LABEL, COSIGN_LEGACY_PEM_LABEL})
 # Labels whose keys need a password: cosign's, PKCS#8 encrypted, and OpenSSL "traditional" encrypted PEM.
 _PKCS8_ENCRYPTED_LABEL = "ENCRYPTED PRIVATE KEY"
 _PRIVATE_LABELS = frozenset({"PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY", _PKCS8_ENCRYPTED_LABEL})
 _PUBLIC_LABELS = frozenset({"PUBLIC KEY", "RSA PUBLIC KEY"})
 _CERT_LABELS = frozenset({"CERTIFICATE"})
 
-# go-securesystemslib "Standard" parameters, what cosign writes today.
-COSIGN_SCRYPT_N = 65536
-COSIGN_SCRYPT_R = 8
-COSIGN_SCRYPT_P = 1
-_SALT_BYTES = 32
-# Decryption bounds: cosign has written N = 2^15 and 2^16; allow up to 2^17 with r = 8 (128 MiB of scrypt
-# memory) and nothing that could be used to make us allocate more.
-_MAX_SCRYPT_MEMORY = 128 * 1024 * 1024 * 2
 _MIN_RSA_BITS = 2048
-_MAX_PEM_BLOCKS = 64
-# nacl.secret.SecretBox.KEY_SIZE and NONCE_SIZE (XSalsa20-Poly1305), fixed by the cosign key format.
-_SECRETBOX_KEY_BYTES = 32
-_SECRETBOX_NONCE_BYTES = 24
-
-_PEM_BLOCK = re.compile(
-    rb"-----BEGIN ([A-Z0-9 ]{1,64})-----\r?\n(.*?)-----END \1-----",
-    re.DOTALL,
-)
 
 _CURVE_HASHES: dict[str, tuple[type[hashes.HashAlgorithm], ...]] = {
     "secp256r1": (hashes.SHA256,),
@@ -110,21 +90,23 @@ class PublicKey:
 
     __slots__ = ("_hashes", "_key", "algorithm", "keyid", "source", "spki_der")
 
-    def __init__(self, key: PublicKeyType, *, source: str = "public key") -> None:
-        self._key = _check_public_key(key, source)
+    def __init__(self, key: PublicKeyTypes, *, source: str = "public key") -> None:
+        """``key`` of any kind a certificate can carry; one this class does not support is a
+        :class:`KeyLoadError` naming ``source``."""
+        checked = self._key = _check_public_key(key, source)
         self.source = source
-        self.spki_der: bytes = key.public_bytes(
+        self.spki_der: bytes = checked.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        self.keyid: str = ssh_fingerprint(self._key)
+        self.keyid: str = ssh_fingerprint(checked)
         self._hashes: tuple[hashes.HashAlgorithm, ...] = ()
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            self._hashes = tuple(h() for h in _CURVE_HASHES[key.curve.name])
-            self.algorithm: str = f"ecdsa-{_CURVE_NAMES[key.curve.name]}-{self._hashes[0].name}"
-        elif isinstance(key, ed25519.Ed25519PublicKey):
+        if isinstance(checked, ec.EllipticCurvePublicKey):
+            self._hashes = tuple(h() for h in _CURVE_HASHES[checked.curve.name])
+            self.algorithm: str = f"ecdsa-{_CURVE_NAMES[checked.curve.name]}-{self._hashes[0].name}"
+        elif isinstance(checked, ed25519.Ed25519PublicKey):
             self.algorithm = "ed25519"
         else:
-            self.algorithm = f"rsa-{key.key_size}-pkcs1v15-sha256"
+            self.algorithm = f"rsa-{checked.key_size}-pkcs1v15-sha256"
 
     @property
     def crypto_key(self) -> PublicKeyType:
@@ -213,50 +195,12 @@ class PrivateKeySigner:
         return f"PrivateKeySigner({self.public_key.algorithm}, keyid={self.keyid!r})"
 
 
-# ----------------------------------------------------------------------------------------------------------
-# PEM parsing
-
-
-def _pem_blocks(data: bytes, source: str) -> list[tuple[str, bytes]]:
-    """(label, whole PEM block) for each block in ``data``."""
-    if len(data) > MAX_KEY_FILE_BYTES:
-        raise KeyLoadError(
-            f"{source} is too large for a key file: {len(data)} bytes, limit {MAX_KEY_FILE_BYTES}"
-        )
-    # Bounds the regex scan, which is quadratic in the number of unterminated BEGIN lines.
-    if data.count(b"-----BEGIN ") > _MAX_PEM_BLOCKS:
-        raise KeyLoadError(f"{source} holds more than {_MAX_PEM_BLOCKS} PEM blocks")
-    return [(m.group(1).decode("ascii"), m.group(0)) for m in _PEM_BLOCK.finditer(data)]
-
-
-def _pem_body(block: bytes, source: str) -> bytes:
-    lines = block.splitlines()[1:-1]
-    if any(b":" in line for line in lines):
-        raise KeyLoadError(f"{source}: unexpected PEM headers in a cosign key")
-    try:
-        return base64.b64decode(b"".join(line.strip() for line in lines), validate=True)
-    except ValueError:
-        raise KeyLoadError(f"{source}: PEM body is not valid base64") from None
-
-
-def _single_block(data: bytes, source: str, kind: str) -> tuple[str, bytes]:
-    blocks = _pem_blocks(data, source)
-    if not blocks:
-        raise KeyLoadError(f"{source}: no PEM block found (expected a {kind})")
-    if len(blocks) > 1:
-        labels = ", ".join(label for label, _ in blocks)
-        raise KeyLoadError(
-            f"{source}: holds {len(blocks)} PEM blocks ({labels}); expected exactly one {kind}"
-        )
-    return blocks[0]
-
-
 def load_public_key(data: bytes, *, source: str) -> PublicKey:
     """A public key from PEM: SubjectPublicKeyInfo (``cosign.pub``), PKCS#1 RSA, or a certificate (its key).
 
     The file must hold exactly one PEM block, so a chain or bundle is never silently reduced to one key.
     """
-    label, block = _single_block(data, source, "public key or certificate")
+    label, block = pem.single_block(data, source, "public key or certificate")
     try:
         if label in _PUBLIC_LABELS:
             key: Any = serialization.load_pem_public_key(block)
@@ -264,7 +208,7 @@ def load_public_key(data: bytes, *, source: str) -> PublicKey:
             from cryptography import x509
 
             key = x509.load_pem_x509_certificate(block).public_key()
-        elif label in _PRIVATE_LABELS or label in _COSIGN_LABELS:
+        elif label in _PRIVATE_LABELS or label in cosign_key.LABELS:
             raise KeyLoadError(f"{source}: holds a private key ({label}); give the public key")
         else:
             raise KeyLoadError(f"{source}: PEM block {label!r} is not a public key or certificate")
@@ -275,11 +219,11 @@ def load_public_key(data: bytes, *, source: str) -> PublicKey:
 
 def is_encrypted_private_key(data: bytes) -> bool:
     """True when the (first) private key PEM block in ``data`` needs a password."""
-    if len(data) > MAX_KEY_FILE_BYTES or data.count(b"-----BEGIN ") > _MAX_PEM_BLOCKS:
+    if len(data) > MAX_KEY_FILE_BYTES or data.count(b"-----BEGIN ") > pem.MAX_PEM_BLOCKS:
         return False  # the loader itself reports the oversized file
-    for label, block in _PEM_BLOCK.findall(data):
+    for label, block in pem.PEM_BLOCK.findall(data):
         name = label.decode("ascii")
-        if name in _COSIGN_LABELS or name == _PKCS8_ENCRYPTED_LABEL:
+        if name in cosign_key.LABELS or name == _PKCS8_ENCRYPTED_LABEL:
             return True
         if name in _PRIVATE_LABELS:
             return b"Proc-Type: 4,ENCRYPTED" in block
@@ -289,11 +233,11 @@ def is_encrypted_private_key(data: bytes) -> bool:
 def load_private_key(data: bytes, *, source: str, password: bytes | None = None) -> PrivateKeySigner:
     """A signer from PEM: PKCS#8 (``x509.pem`` of Chains), SEC1 EC, PKCS#1 RSA, password-protected PKCS#8,
     or a cosign encrypted key. ``password`` is only used for encrypted keys."""
-    label, block = _single_block(data, source, "private key")
-    if label in _COSIGN_LABELS:
+    label, block = pem.single_block(data, source, "private key")
+    if label in cosign_key.LABELS:
         if password is None:
             raise KeyLoadError(f"{source}: the cosign key is encrypted and no password was given")
-        key: Any = decrypt_cosign_private_key(block, password, source=source)
+        key: Any = cosign_key.decrypt_private_key(block, password, source=source)
     elif label in _PRIVATE_LABELS:
         encrypted = label == _PKCS8_ENCRYPTED_LABEL or b"Proc-Type: 4,ENCRYPTED" in block
         if encrypted and password is None:
@@ -318,139 +262,13 @@ def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
-# ----------------------------------------------------------------------------------------------------------
-# cosign encrypted keys
-
-
-def _b64field(obj: Any, path: str, source: str) -> bytes:
-    if not isinstance(obj, str):
-        raise KeyLoadError(f"{source}: cosign key field {path} is missing or not a string")
-    try:
-        return base64.b64decode(obj, validate=True)
-    except ValueError:
-        raise KeyLoadError(f"{source}: cosign key field {path} is not valid base64") from None
-
-
-def _field(obj: Any, key: str, path: str, source: str) -> Any:
-    if not isinstance(obj, dict) or key not in obj:
-        raise KeyLoadError(f"{source}: cosign key has no field {path}")
-    return obj[key]
-
-
-def _scrypt_params(params: Any, source: str) -> tuple[int, int, int]:
-    values = []
-    for name in ("N", "r", "p"):
-        v = _field(params, name, f"kdf.params.{name}", source)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise KeyLoadError(f"{source}: cosign key field kdf.params.{name} is not a positive integer")
-        values.append(v)
-    n, r, p = values
-    if n < 2 or n & (n - 1) or 128 * n * r * p > _MAX_SCRYPT_MEMORY or p > 16:
-        raise KeyLoadError(f"{source}: cosign key has unsupported scrypt parameters N={n} r={r} p={p}")
-    return n, r, p
-
-
-def _scrypt(password: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
-    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-
-    return Scrypt(salt=salt, length=_SECRETBOX_KEY_BYTES, n=n, r=r, p=p).derive(password)
-
-
-def decrypt_cosign_private_key(pem: bytes, password: bytes, *, source: str = "cosign key") -> PrivateKeyType:
-    """Decrypt a cosign ``ENCRYPTED SIGSTORE PRIVATE KEY`` PEM block to a private key object."""
-    import nacl.exceptions
-    import nacl.secret
-
-    label, block = _single_block(pem, source, "cosign private key")
-    if label not in _COSIGN_LABELS:
-        raise KeyLoadError(f"{source}: PEM block {label!r} is not a cosign encrypted key")
-    if len(password) > MAX_PASSWORD_BYTES:
-        raise KeyLoadError(f"{source}: password is longer than {MAX_PASSWORD_BYTES} bytes")
-    body = _pem_body(block, source)
-    try:
-        doc = load_json(body, max_bytes=MAX_KEY_FILE_BYTES, what=f"{source} (cosign key JSON)")
-    except KeyLoadError:
-        raise
-    except Exception as err:  # InputError/LimitExceeded from the loader, re-labelled for key files
-        raise KeyLoadError(str(err)) from None
-    kdf = _field(doc, "kdf", "kdf", source)
-    if _field(kdf, "name", "kdf.name", source) != "scrypt":
-        raise KeyLoadError(f"{source}: cosign key uses unsupported kdf {kdf.get('name')!r} (expected scrypt)")
-    n, r, p = _scrypt_params(_field(kdf, "params", "kdf.params", source), source)
-    salt = _b64field(_field(kdf, "salt", "kdf.salt", source), "kdf.salt", source)
-    cipher = _field(doc, "cipher", "cipher", source)
-    if _field(cipher, "name", "cipher.name", source) != "nacl/secretbox":
-        raise KeyLoadError(
-            f"{source}: cosign key uses unsupported cipher {cipher.get('name')!r} (expected nacl/secretbox)"
-        )
-    nonce = _b64field(_field(cipher, "nonce", "cipher.nonce", source), "cipher.nonce", source)
-    if len(nonce) != _SECRETBOX_NONCE_BYTES:
-        raise KeyLoadError(f"{source}: cosign key nonce must be {_SECRETBOX_NONCE_BYTES} bytes")
-    ciphertext = _b64field(_field(doc, "ciphertext", "ciphertext", source), "ciphertext", source)
-    box = nacl.secret.SecretBox(_scrypt(password, salt, n, r, p))
-    try:
-        plaintext = box.decrypt(ciphertext, nonce)
-    except nacl.exceptions.CryptoError:
-        raise WrongPasswordError(f"wrong password for {source}: decryption failed") from None
-    try:
-        return serialization.load_der_private_key(plaintext, password=None)  # type: ignore[return-value]
-    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
-        raise KeyLoadError(
-            f"{source}: decrypted cosign key is not a PKCS#8 private key: {_one_line(err)}"
-        ) from None
-
-
-def _pem_encode(label: str, der: bytes) -> bytes:
-    b64 = base64.b64encode(der).decode("ascii")
-    lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
-    return (f"-----BEGIN {label}-----\n" + "\n".join(lines) + f"\n-----END {label}-----\n").encode("ascii")
-
-
-def encrypt_cosign_private_key(
-    key: PrivateKeyType | PrivateKeySigner,
-    password: bytes,
-    *,
-    scrypt_n: int = COSIGN_SCRYPT_N,
-) -> bytes:
-    """``ENCRYPTED SIGSTORE PRIVATE KEY`` PEM readable by cosign (``scrypt_n`` must stay 32768 or 65536 for
-    cosign to accept it; smaller values are for tests only)."""
-    import nacl.secret
-    import nacl.utils
-
-    if isinstance(key, PrivateKeySigner):
-        key = key.crypto_key
-    der = key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    salt = os.urandom(_SALT_BYTES)
-    nonce = nacl.utils.random(_SECRETBOX_NONCE_BYTES)
-    box = nacl.secret.SecretBox(_scrypt(password, salt, scrypt_n, COSIGN_SCRYPT_R, COSIGN_SCRYPT_P))
-    sealed = box.encrypt(der, nonce).ciphertext  # MAC || ciphertext, as Go's secretbox.Seal
-
-    def b64(b: bytes) -> str:
-        return base64.b64encode(b).decode("ascii")
-
-    # Field order of go-securesystemslib's encrypted.go structs, so files look like cosign's.
-    document = {
-        "kdf": {
-            "name": "scrypt",
-            "params": {"N": scrypt_n, "r": COSIGN_SCRYPT_R, "p": COSIGN_SCRYPT_P},
-            "salt": b64(salt),
-        },
-        "cipher": {"name": "nacl/secretbox", "nonce": b64(nonce)},
-        "ciphertext": b64(sealed),
-    }
-    body = json.dumps(document, separators=(",", ":")).encode("ascii")
-    return _pem_encode(COSIGN_PEM_LABEL, body)
-
-
 def generate_cosign_key_pair(password: bytes) -> tuple[bytes, bytes]:
     """A new ECDSA P-256 key pair like ``cosign generate-key-pair``: (encrypted private PEM, public PEM)."""
     key = ec.generate_private_key(ec.SECP256R1())
     public = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return encrypt_cosign_private_key(key, password), public
+    return cosign_key.encrypt_private_key(key, password), public
 
 
 def write_key_pair(prefix: str, password: bytes, *, overwrite: bool = False) -> tuple[Path, Path]:
@@ -507,8 +325,9 @@ def key_password(
     password_file: str | os.PathLike[str] | None = None,
     prompt: bool = True,
 ) -> bytes:
-    """The password for an encrypted key: ``--password-file`` when given, else ``COSIGN_PASSWORD`` (an
-    empty value is a valid password, as in cosign), else a prompt when stdin is a terminal."""
+    """The password for an encrypted key: the contents of ``password_file`` when given (one trailing
+    newline dropped), else ``COSIGN_PASSWORD`` (an empty value is a valid password, as in cosign), else a
+    prompt when ``prompt`` and stdin is a terminal; else :class:`PasswordRequired`."""
     if password_file is not None:
         data = read_key_file(password_file, what="password file")
         return _strip_one_newline(data)
@@ -519,9 +338,7 @@ def key_password(
         import getpass
 
         return getpass.getpass(f"Enter password for private key {source}: ").encode("utf-8")
-    raise KeyLoadError(
-        f"{source} is encrypted: set COSIGN_PASSWORD or pass --password-file (no terminal to prompt on)"
-    )
+    raise PasswordRequired(f"{source} is encrypted: set COSIGN_PASSWORD (no terminal to prompt on)")
 
 
 def load_private_key_file(

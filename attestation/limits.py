@@ -8,6 +8,7 @@ enough that a hostile registry or admission request cannot exhaust memory or CPU
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from attestation.errors import InputError, LimitExceeded
@@ -44,13 +45,14 @@ def check_json_depth(obj: Any, *, max_depth: int = MAX_JSON_DEPTH, what: str = "
     cannot exhaust the Python stack here.
     """
     if max_depth <= _MAX_RECURSIVE_DEPTH:
-        # Recursion over containers only: ~3x faster than the explicit stack on a 200-task statement.
+        # Recursion over containers only: faster than the explicit stack (docs/performance.md).
         if not _within(obj, max_depth):
             raise LimitExceeded(f"{what} nests deeper than {max_depth} levels")
         return
     stack: list[tuple[Any, int]] = [(obj, 1)]
     while stack:
         node, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(node, dict):
             children = node.values()
         elif isinstance(node, list):

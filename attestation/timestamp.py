@@ -32,7 +32,6 @@ MAX_TIMESTAMP_BYTES = 64 * 1024
 MAX_TSA_CHAIN_BYTES = 256 * 1024
 MAX_TSA_CERTIFICATES = 16
 TIMESTAMP_QUERY = "application/timestamp-query"
-TIMESTAMP_REPLY = "application/timestamp-reply"
 
 
 @dataclass(frozen=True)
@@ -142,18 +141,6 @@ def request_timestamp(
     if info.message_imprint.message != hashlib.sha256(signature).digest():
         raise VerificationError(f"timestamp authority {tsa_url} timestamped other bytes than the signature")
     return token
-
-
-def fetch_tsa_chain(base_url: str, *, timeout: float = 10.0) -> bytes:
-    """The PEM chain timestamp-authority serves at ``/api/v1/timestamp/certchain`` (operators pin it)."""
-    url = base_url.rstrip("/") + "/api/v1/timestamp/certchain"
-    try:
-        reply = httpx.get(url, timeout=timeout)
-    except httpx.HTTPError as err:
-        raise InputError(f"timestamp authority {url} unreachable: {_one_line(err)}") from None
-    if reply.status_code != 200 or len(reply.content) > MAX_TSA_CHAIN_BYTES:
-        raise InputError(f"timestamp authority {url} answered HTTP {reply.status_code}")
-    return reply.content
 
 
 def _one_line(err: BaseException) -> str:

@@ -14,6 +14,7 @@ trusted time it was made (an RFC 3161 timestamp), and only without one at "now".
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,8 @@ from cryptography.x509 import verification
 from attestation.errors import InputError, LimitExceeded, VerificationError
 from attestation.keys import PublicKey
 from attestation.spiffe import TrustBundle, load_pem_certificates, svid_spiffe_id, trust_domain_of
+
+log = logging.getLogger(__name__)
 
 # SPIRE issues leaf + (with an UpstreamAuthority) one or two intermediates; nothing honest is deeper.
 MAX_CHAIN_DEPTH = 8
@@ -58,12 +61,6 @@ def load_certificate(data: bytes | str, *, source: str) -> x509.Certificate:
         return x509.load_der_x509_certificate(raw)
     except ValueError as err:
         raise InputError(f"{source}: not a PEM or DER certificate ({' '.join(str(err).split())})") from None
-
-
-def load_chain(data: bytes | str, *, source: str) -> list[x509.Certificate]:
-    """A PEM chain (leaf first or intermediates only), bounded to :data:`MAX_CHAIN_DEPTH` certificates."""
-    raw = data.encode("ascii", "replace") if isinstance(data, str) else data
-    return load_pem_certificates(raw, source=source, max_count=MAX_CHAIN_DEPTH)
 
 
 def _aware(when: dt.datetime) -> dt.datetime:
@@ -234,6 +231,13 @@ def verify_envelope_x509(
             ]
             signed_at = min(times)
         at = signed_at or now or dt.datetime.now(dt.UTC)
+        log.debug(
+            "%s: signature by %s, chain checked at %s (%s)",
+            where,
+            spiffe_id,
+            at.isoformat(),
+            "trusted timestamp" if signed_at else "no trusted timestamp: now",
+        )
         try:
             verified = verify_svid(leaf, intermediates, bundle, at=at, allowed_ids=allowed_ids)
         except VerificationError as err:

@@ -100,8 +100,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
-# In-process rows stop early once this much time was spent, so a slow engine (rego-cpp on 200 tasks
-# takes about a second a call) does not stretch the run; the table shows each row's n.
+# In-process rows stop early once this much time was spent, so a slow engine does not stretch the run;
+# the table shows each row's n.
 ROW_BUDGET_S = 20.0
 MIN_RUNS = 10
 
@@ -269,7 +269,7 @@ def main() -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     import policies
-    from attestation.keys import encrypt_cosign_private_key
+    from attestation.cosign_key import encrypt_private_key
     from gate.verify import Gate, GateConfig, evaluate_prepared
 
     before = machine()
@@ -298,7 +298,7 @@ def main() -> None:
         signer = PrivateKeySigner(key)
         pub = work / "cosign.pub"
         pub.write_bytes(signer.public_key.to_pem())
-        (work / "cosign.key").write_bytes(encrypt_cosign_private_key(key, b"", scrypt_n=32768))
+        (work / "cosign.key").write_bytes(encrypt_private_key(key, b"", scrypt_n=32768))
         (work / "policy.rego").write_text(COSIGN_POLICY)
 
         policy_engines: dict[str, Any] = {}
@@ -368,9 +368,9 @@ def main() -> None:
             # Alternatives are measured round-robin (one run of each in turn), so a burst of load from
             # elsewhere on the machine lands on all of them alike and the ratios stay meaningful.
             labels = {n: f"{n} (default)" if n == default_engine else n for n in engines}
-            # What the gate does for one evaluation (gate.verify.evaluate_prepared): the wasm engine is
-            # handed JSON assembled from statements encoded once, at verification; the others the document.
-            # The last row is the wasm engine encoding the whole input on every call.
+            # What the gate does for one evaluation (gate.verify.evaluate_prepared): every engine is handed
+            # JSON assembled from statements encoded once, at verification. The last row is the wasm
+            # engine encoding the whole input on every call.
             evals = interleaved(
                 {
                     **{n: (lambda e=policy_engines[n]: evaluate_prepared(e, prepared)) for n in engines},

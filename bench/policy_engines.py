@@ -2,13 +2,13 @@
 
 Not a test. Inputs: the TEP-0084 sample PipelineRun (4 tasks) and a synthetic 200-task PipelineRun as
 SLSA v0.2 and as SLSA v1.0 slsa-tekton provenance (signer.provenance over bench/provenance.py's run).
-Engines: rego-cpp (regopy, prebuilt bundle), wasm (OPA-compiled, opapywasm), and a real OPA server over
-REST (started here on loopback). Prints start-up time, wall-clock p50/p95 and the calling thread's CPU
+Engines: wasm (OPA-compiled, opapywasm: what `embedded` runs) and a real OPA server over REST (started here
+on loopback). Prints start-up time, wall-clock p50/p95 and the calling thread's CPU
 p50 per evaluation (steadier than wall time on a busy machine; in-process engines only) and checks that
 all engines decided the same. The "sample x<N>" inputs repeat the sample's tasks so every rule does its
 full work (the synthetic run's tasks match no rule data).
 
-    .venv/bin/python bench/policy_engines.py [--repeat 30] [--tasks 200] [--engines rego-cpp,wasm,opa]
+    .venv/bin/python bench/policy_engines.py [--repeat 30] [--tasks 200] [--engines wasm,opa]
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--tasks", type=int, default=200)
-    parser.add_argument("--engines", default="rego-cpp,wasm,opa")
+    parser.add_argument("--engines", default="wasm,opa")
     args = parser.parse_args()
 
     from attestation.errors import PolicyError
@@ -158,7 +158,7 @@ def main() -> None:
                         evaluation = engine.evaluate(doc)
                         times.append((time.perf_counter() - t0) * 1000)
                         cpu.append((time.thread_time() - c0) * 1000)
-                except PolicyError as err:  # rego-cpp refuses JSON it would misread
+                except PolicyError as err:  # a denial: shown, not timed
                     rows.append((name, f"{label} ({size // 1024} KiB)", f"refused: {str(err)[:60]}"))
                     continue
                 times, cpu = times[2:], cpu[2:]  # first calls warm caches

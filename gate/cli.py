@@ -14,17 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from gate.config import ENGINES, MAX_POLICY_INPUT_BYTES
+
 if TYPE_CHECKING:
     from pathlib import Path
 
     from gate.decision import Decision
 
 EXIT_UNDECIDED = 2
-MAX_INPUT_BYTES = 64 * 1024 * 1024
-# gate.policy.ENGINES, spelled out so that --help and argument errors need not import the policy stack;
-# a test keeps the two equal.
-ENGINES = ("embedded", "wasm", "rego-cpp", "opa")
-ENGINE_HELP = "Policy engine: embedded (the default, in process), wasm, rego-cpp, or opa (needs --opa-url)."
+ENGINE_HELP = "Policy engine: embedded (the default, in process), wasm (the same), or opa (needs --opa-url)."
 
 
 def _fail(message: str) -> None:
@@ -46,13 +44,51 @@ def _emit_json(doc: Any) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-def cli() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Say on stderr what the gate does: keys tried, caches that answered, registry retries.",
+)
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
     """provgate's deploy-time gate: admit an image only with trusted, policy-conformant provenance.
 
     \b
     Exit codes: 0 allowed/passed, 1 denied/failed, 2 could not decide or bad input
     (treat 2 as denied).
     """
+    if verbose:
+        ctx.call_on_close(_show_debug_log())
+
+
+# The packages whose modules log what they do (logging.getLogger(__name__)), at DEBUG only.
+LOGGED_PACKAGES = ("gate", "attestation")
+
+
+def _show_debug_log() -> Any:
+    """Send the packages' DEBUG messages to stderr, one printable line each; returns the undo."""
+    import logging
+
+    from gate.decision import printable
+
+    class Printable(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return printable(super().format(record))
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(Printable("gate: debug: %(name)s: %(message)s"))
+    loggers = [logging.getLogger(name) for name in LOGGED_PACKAGES]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+
+    def undo() -> None:
+        for logger in loggers:
+            logger.removeHandler(handler)
+            logger.setLevel(logging.NOTSET)
+
+    return undo
 
 
 VERIFY_HELP = """Verify IMAGE's signed provenance and evaluate the policy over it.
@@ -181,7 +217,8 @@ def verify_cmd(
     import time
 
     from attestation.reference import parse
-    from gate.verify import Gate, GateConfig, read_attestations_file
+    from gate.offline import read_attestations_file
+    from gate.verify import Gate, GateConfig
 
     deadline = time.monotonic() + timeout
     if not keys and not trust_bundles:
@@ -205,8 +242,7 @@ def verify_cmd(
         ca_file=_paths([ca_file])[0] if ca_file else None,
         timeout=timeout,
     )
-    gate = Gate(config)
-    try:
+    with Gate(config) as gate:
         if raws is not None:
             prepared = gate.prepare_offline(image, raws)
         else:
@@ -223,8 +259,6 @@ def verify_cmd(
             _emit_json(prepared.policy_input())
             return 0
         decision = gate.decide(prepared, deadline=deadline)
-    finally:
-        gate.close()
     return _emit_decision(decision, output)
 
 
@@ -272,14 +306,14 @@ def eval_cmd(
 ) -> int:
     from attestation.errors import InputError
     from attestation.limits import load_json
-    from gate.verify import evaluate_document
+    from gate.offline import evaluate_document
 
     try:
         with open(input_file, "rb") as f:
-            raw = f.read(MAX_INPUT_BYTES + 1)
+            raw = f.read(MAX_POLICY_INPUT_BYTES + 1)
     except OSError as err:
         raise InputError(f"cannot read input file {input_file}: {err.strerror}") from None
-    doc = load_json(raw, max_bytes=MAX_INPUT_BYTES, what=f"input file {input_file}")
+    doc = load_json(raw, max_bytes=MAX_POLICY_INPUT_BYTES, what=f"input file {input_file}")
     if not isinstance(doc, dict):
         raise InputError(f"input file {input_file}: a policy input must be a JSON object")
     decision = evaluate_document(doc, _paths(policy), _paths(data), engine=engine, opa_url=opa_url)
@@ -326,8 +360,9 @@ def policy_test_cmd(path: str, engine: str, opa_url: str | None) -> int:
 
 def _skip_httpx_cli() -> None:
     # httpx's package import also imports its own command-line client (click, rich, pygments) whenever
-    # those happen to be installed, as they are here (sigstore needs rich): ~100 ms of every registry
-    # verification for code this process never runs (fixed upstream only in a fork, pydantic/httpx2#947).
+    # those happen to be installed, as they are here (sigstore needs rich): a large part of every registry
+    # verification (docs/performance.md) for code this process never runs (fixed upstream only in a fork,
+    # pydantic/httpx2#947).
     # A None entry in sys.modules makes that optional import fail, and httpx falls back to a stub.
     if "httpx" not in sys.modules:
         sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
@@ -340,10 +375,10 @@ ONE_SHOT_COMMANDS = frozenset({"verify", "eval"})
 def _exit_now(code: int) -> None:
     """Flush what was printed and leave without the interpreter's teardown.
 
-    Tearing down the ~60,000 objects and hundreds of modules of a verification costs ~100-150 ms, a
-    fifth of the command, and frees nothing the operating system would not. Everything that must reach
-    the caller has been written by now: the output (flushed here), the exit code; the registry client
-    and the policy engine were closed by the command itself.
+    Tearing down the tens of thousands of objects and hundreds of modules of a verification is a large
+    part of the command (docs/performance.md) and frees nothing the operating system would not.
+    Everything that must reach the caller has been written by now: the output (flushed here), the exit
+    code; the registry client and the policy engine were closed by the command itself.
     """
     import os
 
@@ -358,12 +393,13 @@ def _exit_now(code: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script entry point; returns (and exits with) the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    one_shot = bool(args) and args[0] in ONE_SHOT_COMMANDS
+    command = next((a for a in args if a not in ("-v", "--verbose")), None)
+    one_shot = command in ONE_SHOT_COMMANDS
     if one_shot:
         import gc
 
         # Imports and the policy set create several hundred thousand objects; cyclic collection passes
-        # over them cost ~100 ms and reclaim nothing a process that exits in a second needs back.
+        # over them take time (docs/performance.md) and reclaim nothing a process about to exit needs.
         gc.disable()
     _skip_httpx_cli()
     code = run(args)
@@ -381,7 +417,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         click.echo(err.format_message(), err=True)
         return EXIT_UNDECIDED
     except click.ClickException as err:
-        where = f" ({err.ctx.command_path})" if getattr(err, "ctx", None) is not None else ""
+        ctx = getattr(err, "ctx", None)
+        where = f" ({ctx.command_path})" if ctx is not None else ""
         _fail(err.format_message() + where)
         return EXIT_UNDECIDED
     except click.exceptions.Abort:

@@ -7,7 +7,8 @@ never allowed: callers must treat it as a denial, the CLI exits 2 for it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -15,16 +16,25 @@ EXIT_ALLOWED = 0
 EXIT_DENIED = 1
 EXIT_UNDECIDED = 2
 
+NO_RULES_EVALUATED = "builtin.policy.rules_evaluated"
+
 
 class ResultLike(Protocol):
-    """What the policy engines return per deny/warn result (``gate.policy.Result``)."""
+    """What the policy engines return per deny/warn result (``gate.policy.Result``); read-only, so the
+    frozen :class:`Finding` is one."""
 
-    code: str
-    msg: str
-    title: str
-    description: str
-    solution: str
-    term: str | None
+    @property
+    def code(self) -> str: ...
+    @property
+    def msg(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def solution(self) -> str: ...
+    @property
+    def term(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -161,6 +171,69 @@ def undecided(image: str, errors: Iterable[str], *, elapsed_ms: float = 0.0, **k
     return Decision(
         allowed=False, image=image, errors=tuple(errors), elapsed_ms=elapsed_ms, decided=False, **kwargs
     )
+
+
+NO_RULES = Finding(
+    code=NO_RULES_EVALUATED,
+    msg="the policy evaluated no rules",
+    title="No policy rules evaluated",
+    description="A policy that checks nothing cannot allow an image.",
+    solution="Point --policy at a directory with policy.release.* packages that have deny or warn rules.",
+)
+
+
+class EvaluationLike(Protocol):
+    """What the policy engines return for one evaluation (``gate.policy.Evaluation``)."""
+
+    @property
+    def violations(self) -> Sequence[ResultLike]: ...
+    @property
+    def warnings(self) -> Sequence[ResultLike]: ...
+    @property
+    def rules_evaluated(self) -> int: ...
+
+
+def from_evaluation(
+    image: str,
+    evaluation: EvaluationLike,
+    *,
+    before: Sequence[Finding] = (),
+    after: Sequence[Finding] = (),
+    attestations: Sequence[AttestationReport] = (),
+    errors: Sequence[str] = (),
+    elapsed_ms: float = 0.0,
+    timings: Timings | None = None,
+) -> Decision:
+    """The decision for a policy evaluation that ran: the policy's violations between the gate's own
+    findings ``before`` and ``after`` them, and :data:`NO_RULES` when no rule was evaluated (a policy that
+    checks nothing allows nothing). Allowed only without any violation."""
+    violations = [*before, *(Finding.from_result(r) for r in evaluation.violations), *after]
+    if evaluation.rules_evaluated <= 0:
+        violations.append(NO_RULES)
+    return Decision(
+        allowed=not violations,
+        image=image,
+        violations=tuple(violations),
+        warnings=tuple(Finding.from_result(r) for r in evaluation.warnings),
+        attestations=tuple(attestations),
+        errors=tuple(errors),
+        elapsed_ms=elapsed_ms,
+        rules_evaluated=evaluation.rules_evaluated,
+        timings=timings or Timings(),
+    )
+
+
+def policy_failed(image: str, err: BaseException, *, errors: Sequence[str] = (), **kwargs: Any) -> Decision:
+    """The engine failed: undecided, never allowed, with why after the ``errors`` already found."""
+    message = " ".join(str(err).split()) or type(err).__name__
+    if not message.startswith("policy evaluation failed"):
+        message = f"policy evaluation failed: {message}"
+    return undecided(image, [*errors, message], **kwargs)
+
+
+def ms_since(started: float) -> float:
+    """Milliseconds from ``started`` (a :func:`time.perf_counter` value) to now."""
+    return (time.perf_counter() - started) * 1000
 
 
 # C0 and C1 control characters except none: registry error bodies, image references from admission

@@ -55,8 +55,8 @@ def build_policy_input(image: ImageReference, statements: Sequence[VerifiedState
 
 def build_policy_input_json(image: ImageReference, statements: Sequence[VerifiedStatement]) -> bytes | None:
     """:func:`build_policy_input` as JSON bytes, from each statement's remembered encoding; None when a
-    statement has none (then build the document and let the engine encode it). The 250 KiB statement of
-    a 200-task pipeline took 2.5 ms to encode, half of a policy evaluation."""
+    statement has none (then build the document and let the engine encode it). Encoding a large statement
+    again for every evaluation cost as much as the evaluation itself (docs/performance.md)."""
     parts = []
     for s in statements:
         if s.encoded is None:

@@ -1,56 +1,36 @@
 """Who the gate trusts to sign attestations, and the one function that decides whether an envelope was
 signed by them.
 
-Trust is configured once (:func:`load_trust_policy`) and reused for every verification. Today it holds
-public keys (``--key``). The X.509/SPIFFE path (``--trust-bundle``, ``--spiffe-id``, ``--tsa-certs``) plugs
-in here:
-
-* fill :attr:`TrustPolicy.x509_roots`, :attr:`TrustPolicy.spiffe_ids` and :attr:`TrustPolicy.tsa_certs`
-  in :func:`load_trust_policy`;
-* implement :func:`_verify_x509` (chain to a root at the RFC 3161 time from ``material``, SPIFFE ID
-  allowed, signature over the PAE with the leaf key) returning one :class:`SignerIdentity` per signature
-  that verified, with ``kind="x509"``, ``spiffe_id``, ``certificate``/``chain`` (PEM) and ``signed_at``.
-
-:func:`verify_attestation` already routes an envelope that carries a certificate to it when roots are
-configured. Nothing else in the pipeline changes: identities flow into the decision (``signer``) and the
-policy input (``signatures[]``) as they are.
+Trust is configured once (:func:`load_trust_policy`) and reused for every verification: public keys
+(``--key``), and X.509/SPIFFE signers (CA certificates from ``--trust-bundle``, the exact SPIFFE IDs of
+``--spiffe-id``, the timestamp authorities of ``--tsa-certs``). :func:`verify_attestation` tries an
+envelope's certificate against the CAs when both are there, and the keys otherwise or after; each
+signature that verifies becomes a :class:`SignerIdentity`, which flows into the decision (``signer``) and
+the policy input (``signatures[]``).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import logging
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from attestation.dsse import PAYLOAD_TYPE_INTOTO
 from attestation.errors import InputError, VerificationError
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
+    from cryptography import x509
+
+    from attestation.cosign import VerificationMaterial
     from attestation.dsse import Envelope
     from attestation.keys import PublicKey
-
-PAYLOAD_TYPE_INTOTO = "application/vnd.in-toto+json"
-
-
-@dataclass(frozen=True)
-class VerificationMaterial:
-    """What came with an envelope to help verify it: from a Sigstore bundle's ``verificationMaterial`` or
-    from the cosign ``.att`` layer annotations. All of it is untrusted until checked against the
-    :class:`TrustPolicy`; a ``public_key_hint`` only orders attempts, like a DSSE keyid."""
-
-    certificate: bytes | None = None  # leaf, PEM
-    chain: tuple[bytes, ...] = ()  # intermediates (and possibly root), PEM each
-    public_key_hint: str | None = None
-    rfc3161_timestamps: tuple[bytes, ...] = ()  # DER TimeStampResp / TimeStampToken each
-
-    @property
-    def has_certificate(self) -> bool:
-        return bool(self.certificate)
-
-
-NO_MATERIAL = VerificationMaterial()
 
 
 @dataclass(frozen=True)
@@ -96,16 +76,35 @@ class TrustPolicy:
     """Everything the gate trusts. Immutable; build it once with :func:`load_trust_policy`."""
 
     keys: tuple[PublicKey, ...] = ()
-    # X.509/SPIFFE trust (engineer F): CA certificates, the SPIFFE IDs allowed to sign, TSA certificates.
+    # X.509/SPIFFE trust: CA certificates, the SPIFFE IDs allowed to sign, TSA certificates.
     x509_roots: tuple[Any, ...] = ()
     spiffe_ids: tuple[str, ...] = ()
     tsa_certs: tuple[Any, ...] = ()
-    # Hash of everything above, for verdict-cache keys (DESIGN.md §6).
-    digest: str = field(default="", compare=False)
 
     @property
     def empty(self) -> bool:
         return not self.keys and not self.x509_roots
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """``sha256:<hex>`` over everything trusted, for verdict-cache keys (DESIGN.md §6): the same for
+        the same trust however it was given (file order, a file given twice), different as soon as any
+        key, CA certificate, allowed SPIFFE ID or TSA certificate is added, removed or replaced."""
+        h = hashlib.sha256(b"provgate trust policy v1\0")
+
+        def part(kind: bytes, items: Iterable[bytes]) -> None:
+            # Every item length-prefixed and every part counted: no two trust policies hash alike by
+            # moving bytes from one item (or part) to the next.
+            values = sorted(set(items))
+            h.update(b"%s\0%d\0" % (kind, len(values)))
+            for value in values:
+                h.update(b"%d\0%s" % (len(value), value))
+
+        part(b"keys", (k.spki_der for k in self.keys))
+        part(b"x509-roots", (_der(c) for c in self.x509_roots))
+        part(b"spiffe-ids", (i.encode() for i in self.spiffe_ids))
+        part(b"tsa-certs", (_der(c) for c in self.tsa_certs))
+        return "sha256:" + h.hexdigest()
 
 
 def load_trust_policy(
@@ -129,22 +128,11 @@ def load_trust_policy(
         if key.spki_der not in seen:  # the same key given twice must not count twice anywhere
             seen.add(key.spki_der)
             keys.append(key)
-    h = hashlib.sha256()
-    for der in sorted(seen):
-        h.update(b"key\0" + der)
     roots, ids, tsa = _load_x509_trust(trust_bundles, spiffe_ids, tsa_cert_files)
-    for der in sorted(_der(c) for c in roots):
-        h.update(b"root\0" + der)
-    for spiffe_id in ids:
-        h.update(b"spiffe\0" + spiffe_id.encode())
-    for der in sorted(_der(c) for c in tsa):
-        h.update(b"tsa\0" + der)
-    return TrustPolicy(
-        keys=tuple(keys), x509_roots=roots, spiffe_ids=ids, tsa_certs=tsa, digest="sha256:" + h.hexdigest()
-    )
+    return TrustPolicy(keys=tuple(keys), x509_roots=roots, spiffe_ids=ids, tsa_certs=tsa)
 
 
-def _der(cert: Any) -> bytes:
+def _der(cert: x509.Certificate) -> bytes:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     return cert.public_bytes(Encoding.DER)
@@ -260,6 +248,7 @@ def verify_attestation(
         try:
             return _verify_x509(envelope, trust, material)
         except VerificationError as err:
+            log.debug("%s: the certificate did not verify: %s", envelope.source, err)
             errors.append(str(err))
     if trust.keys:
         try:
@@ -271,12 +260,3 @@ def verify_attestation(
             f"{envelope.source}: carries no certificate and no trusted keys are configured"
         )
     raise VerificationError("; ".join(errors))
-
-
-def check_trust_configured(trust: TrustPolicy) -> None:
-    """Refuse a configuration that could never verify anything (fail early, not per image)."""
-    if trust.empty:
-        raise InputError(
-            "no trust configured: give at least one --key (a PEM public key file) "
-            "or --trust-bundle with --spiffe-id"
-        )

@@ -1,10 +1,11 @@
-"""The verification pipeline: image -> attestations -> signatures -> subject -> policy -> :class:`Decision`.
+"""The verification pipeline: image -> attestations -> checklist -> policy -> :class:`Decision`.
 
 A :class:`Gate` loads trust, policies and the engine once and is then called many times (the admission
-webhook and the HTTP API keep one per process). Per attestation the order is fixed by the security
-stance (DESIGN.md §5): bound the size, verify the signature over the stored bytes (DSSE PAE), only then
-parse the statement, then require a subject with the image's digest. Only statements that pass all of
-that reach the policy; the others are listed in the decision with the reason.
+webhook and the HTTP API keep one per process). It pins the image to its digest, fetches what is stored
+for it (or takes attestations from the caller), checks each with :func:`gate.checklist.check_attestation`
+(signature over the stored bytes before anything is parsed, then the statement, then the subject) and
+evaluates the policy over the statements that passed; the others are listed in the decision with the
+reason.
 
 Nothing here raises for a per-call problem: a bad image reference, an unreachable registry or a failing
 engine give an undecided decision (never allowed); only a bad configuration raises, from the constructor.
@@ -12,105 +13,30 @@ engine give an undecided decision (never allowed); only a bad configuration rais
 
 from __future__ import annotations
 
-import os
+import logging
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from attestation.errors import InputError, LimitExceeded, ProvgateError, RegistryError, VerificationError
-from attestation.limits import MAX_ENVELOPE_BYTES, MAX_STATEMENT_BYTES, load_json
+from attestation.cosign import RawAttestation, StoredAttestationLike
+from attestation.errors import InputError, PolicyError, RegistryError, VerificationError
 from attestation.reference import ImageReference, InvalidReference, parse
-from gate.decision import AttestationReport, Decision, Finding, Timings, undecided
+from gate.checklist import MAX_ATTESTATIONS, Checked, check_attestation, findings
+from gate.config import GateConfig
+from gate.decision import Decision, Timings, from_evaluation, ms_since, policy_failed, undecided
+from gate.memo import EvaluationMemo, VerifiedMemo
+from gate.policy.loader import expand_data_paths
 from gate.policy_input import VerifiedStatement, build_policy_input, build_policy_input_json
-from gate.trust import NO_MATERIAL, TrustPolicy, VerificationMaterial, load_trust_policy, verify_attestation
+from gate.trust import load_trust_policy
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import asyncio
 
-    from attestation.dsse import Envelope
-    from gate.policy.model import Evaluation
-
-# More attestations than this for one image is an attack or a broken pusher, not provenance.
-MAX_ATTESTATIONS = 256
-MAX_PEM_ANNOTATION_BYTES = 64 * 1024
-MAX_TIMESTAMP_ANNOTATION_BYTES = 64 * 1024
-DEFAULT_TIMEOUT = 30.0
-
-DSSE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
-BUNDLE_MEDIA_PREFIX = "application/vnd.dev.sigstore.bundle"
-ANN_CERTIFICATE = "dev.sigstore.cosign/certificate"
-ANN_CHAIN = "dev.sigstore.cosign/chain"
-ANN_TIMESTAMP = "dev.sigstore.cosign/rfc3161timestamp"
-
-NO_VERIFIED_ATTESTATION = "builtin.attestation.signature_check"
-NO_RULES_EVALUATED = "builtin.policy.rules_evaluated"
-UNUSABLE_STATEMENT = "builtin.attestation.statement_usable"
-
-
-class StoredAttestationLike(Protocol):
-    """One attestation as found: a registry layer or blob (D's ``StoredAttestation``) or a file line."""
-
-    @property
-    def media_type(self) -> str | None: ...
-    @property
-    def data(self) -> bytes: ...
-    @property
-    def annotations(self) -> Mapping[str, str]: ...
-    @property
-    def source(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class RawAttestation:
-    data: bytes
-    source: str
-    media_type: str | None = None  # None: a DSSE envelope or a Sigstore bundle, told apart by content
-    annotations: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class GateConfig:
-    policy_paths: tuple[Path, ...] = ()  # empty: the bundled library, policies.ROOT
-    data_paths: tuple[Path, ...] = ()
-    key_files: tuple[Path, ...] = ()
-    # X.509/SPIFFE trust: CA bundles (PEM or SPIFFE JSON), exact SPIFFE IDs allowed to sign, TSA certificates.
-    trust_bundles: tuple[Path, ...] = ()
-    spiffe_ids: tuple[str, ...] = ()
-    tsa_cert_files: tuple[Path, ...] = ()
-    engine: str = "embedded"  # one of gate.policy.ENGINES
-    opa_url: str | None = None
-    insecure_registries: tuple[str, ...] = ()
-    ca_file: Path | None = None
-    timeout: float = DEFAULT_TIMEOUT
-    # Attestations that verified are remembered up to this many bytes of them (0: verify every time).
-    verified_memo_bytes: int = 32 * 1024 * 1024
-    # Registry content fetched by digest is remembered up to this many bytes (0: ask every time), and
-    # "this image exists" / "this registry has no referrers API" for registry_cache_ttl seconds; the
-    # .att tag and the referrers are asked on every verification (attestation.oci.cache).
-    registry_cache_bytes: int = 32 * 1024 * 1024
-    registry_cache_ttl: float = 60.0
-    # Policy results remembered by what the input was made from, up to this many results (violations and
-    # warnings, plus one per evaluation; 0: evaluate every time); only for an engine whose result cannot
-    # depend on anything else (see EvaluationMemo).
-    evaluation_memo_results: int = 64 * 1024
-
-
-@dataclass
-class Checked:
-    """The outcome of checking one attestation; ``statement`` only when it may reach the policy.
-
-    ``unusable`` marks a payload a trusted signer signed that is not a usable statement: unlike a
-    forgery or a statement about another image, it may be provenance the policy should have seen, so
-    it denies the image rather than being skipped.
-    """
-
-    report: AttestationReport
-    statement: VerifiedStatement | None = None
-    unusable: bool = False
-    # What the verified statement was made from (VerifiedMemo.key): the same key, the same statement.
-    key: tuple[str, ...] | None = None
+    from gate.policy.model import Evaluation, PolicyEngine
 
 
 @dataclass
@@ -138,361 +64,22 @@ class Prepared:
         return (self.image.pinned, *keys)
 
 
-# ------------------------------------------------------------------------------------------------------
-# per attestation: pure functions
-
-
-def _pem_blocks(text: str, what: str) -> tuple[bytes, ...]:
-    if len(text) > MAX_PEM_ANNOTATION_BYTES:
-        raise LimitExceeded(f"{what} is larger than {MAX_PEM_ANNOTATION_BYTES} bytes")
-    marker = "-----END CERTIFICATE-----"
-    blocks = []
-    for part in text.split(marker):
-        if part.strip():
-            blocks.append((part.strip() + "\n" + marker + "\n").encode("ascii", "replace"))
-    return tuple(blocks)
-
-
-def material_from_annotations(annotations: Mapping[str, str], source: str) -> VerificationMaterial:
-    """cosign's ``.att`` layer annotations -> :class:`VerificationMaterial` (still untrusted)."""
-    cert = annotations.get(ANN_CERTIFICATE) or ""
-    chain = annotations.get(ANN_CHAIN) or ""
-    stamp = annotations.get(ANN_TIMESTAMP) or ""
-    if not (cert or chain or stamp):
-        return NO_MATERIAL
-    certs = _pem_blocks(cert, f"{source}: annotation {ANN_CERTIFICATE}") if cert else ()
-    timestamps: tuple[bytes, ...] = ()
-    if stamp:
-        what = f"{source}: annotation {ANN_TIMESTAMP}"
-        doc = load_json(
-            stamp.encode("utf-8"), max_bytes=MAX_TIMESTAMP_ANNOTATION_BYTES, what=what, max_depth=2
-        )
-        value = doc.get("SignedRFC3161Timestamp") if isinstance(doc, dict) else None
-        if not isinstance(value, str):
-            raise InputError(f"{what} has no SignedRFC3161Timestamp string")
-        from attestation.dsse import b64decode_strict
-
-        timestamps = (b64decode_strict(value, what=f"{what} SignedRFC3161Timestamp"),)
-    return VerificationMaterial(
-        certificate=certs[0] if certs else None,
-        chain=_pem_blocks(chain, f"{source}: annotation {ANN_CHAIN}") if chain else (),
-        rfc3161_timestamps=timestamps,
-    )
-
-
-def _is_bundle(doc: Any) -> bool:
-    return isinstance(doc, dict) and (
-        "dsseEnvelope" in doc
-        or "verificationMaterial" in doc
-        or str(doc.get("mediaType", "")).startswith(BUNDLE_MEDIA_PREFIX)
-    )
-
-
-def decode_attestation(raw: StoredAttestationLike) -> tuple[Envelope, VerificationMaterial]:
-    """The envelope and its verification material; nothing in the payload is looked at."""
-    from attestation import dsse
-
-    source = raw.source
-    media_type = raw.media_type
-    if media_type is not None and media_type.startswith(BUNDLE_MEDIA_PREFIX):
-        return _decode_bundle(raw.data, source)
-    if media_type is not None and media_type != DSSE_MEDIA_TYPE:
-        raise InputError(f"{source}: media type {media_type[:100]!r} is neither a DSSE envelope nor a bundle")
-    # The bundle has a few more levels than an envelope; still bounded.
-    doc = load_json(raw.data, max_bytes=MAX_ENVELOPE_BYTES, what=source, max_depth=12)
-    if media_type is None and _is_bundle(doc):
-        return _decode_bundle(raw.data, source)
-    envelope = dsse.Envelope.from_dict(doc, source=source)
-    return envelope, material_from_annotations(raw.annotations, source)
-
-
-def _decode_bundle(data: bytes, source: str) -> tuple[Envelope, VerificationMaterial]:
-    from attestation.bundle import parse_bundle
-
-    # The bundle's key hint and certificates are untrusted material, checked by verify_attestation.
-    bundle = parse_bundle(data, source=source)
-    return bundle.envelope, VerificationMaterial(
-        certificate=bundle.certificate,
-        chain=tuple(bundle.chain),
-        public_key_hint=bundle.public_key_hint,
-        rfc3161_timestamps=tuple(bundle.rfc3161_timestamps),
-    )
-
-
-def _build_type(statement: Mapping[str, Any]) -> str | None:
-    predicate = statement.get("predicate")
-    if not isinstance(predicate, dict):
-        return None
-    value = predicate.get("buildType")  # SLSA v0.2
-    if value is None:
-        definition = predicate.get("buildDefinition")  # SLSA v1.0
-        value = definition.get("buildType") if isinstance(definition, dict) else None
-    return value if isinstance(value, str) else None
-
-
-def check_attestation(raw: StoredAttestationLike, image: ImageReference, trust: TrustPolicy) -> Checked:
-    """Verify one attestation for ``image``; failures become a report with the reason, never an exception."""
-    from attestation import intoto
-
-    source = raw.source
-    predicate_type: str | None = None
-    signer: dict[str, Any] = {}
-    signed = False
-    try:
-        if len(raw.data) > MAX_ENVELOPE_BYTES:
-            raise LimitExceeded(
-                f"{source} is too large: {len(raw.data)} bytes, the limit is {MAX_ENVELOPE_BYTES}"
-            )
-        envelope, material = decode_attestation(raw)
-        identities = verify_attestation(envelope, material, trust)
-        signer = identities[0].to_signer_dict()
-        signed = True
-        # Only now, with the signature verified over these exact bytes, is the payload read.
-        doc = load_json(envelope.payload, max_bytes=MAX_STATEMENT_BYTES, what=f"{source}: statement")
-        statement = intoto.from_dict(doc, source=f"{source}: statement")
-        predicate_type = statement.predicate_type
-        signed = False  # a usable statement: from here on a failure only means "not about this image"
-        want = image.digest_hex
-        if not any(s.digest.get("sha256") == want for s in statement.subject):
-            names = ", ".join(
-                sorted({f"{s.name}@sha256:{s.digest.get('sha256', '?')}" for s in statement.subject})
-            )
-            raise VerificationError(
-                f"{source}: no subject of the statement has the image digest {image.digest} "
-                f"(subjects: {names[:300] or 'none'})"
-            )
-    except ProvgateError as err:
-        report = AttestationReport(
-            source=source, verified=False, predicate_type=predicate_type, signer=signer, error=str(err)
-        )
-        return Checked(report=report, unusable=signed)
-    report = AttestationReport(
-        source=source,
-        verified=True,
-        predicate_type=predicate_type,
-        build_type=_build_type(doc),
-        signer=signer,
-    )
-    verified = VerifiedStatement(statement=doc, signers=tuple(identities), source=source).with_encoding()
-    return Checked(report=report, statement=verified)
-
-
-class VerifiedMemo:
-    """Attestations that verified, by the digest of their exact stored bytes and the image they were
-    checked for, so the webhook does not verify and parse the same provenance on every admission.
-
-    Only successes are kept, and only by a :class:`Gate` whose trust is keys alone (immutable for its
-    life, and the outcome cannot depend on the time): an entry holds what :func:`check_attestation`
-    returned for those bytes, never anything that was not verified. Bounded by an estimate of the
-    memory its entries take (the stored bytes plus five times the statement's JSON, for the parsed
-    statement and its encoding), least recently used first out.
-    """
-
-    def __init__(self, max_bytes: int) -> None:
-        import collections
-        import threading
-
-        self._entries: collections.OrderedDict[tuple[str, ...], tuple[Checked, int]] = (
-            collections.OrderedDict()
-        )
-        self._bytes = 0
-        self._max = max_bytes
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def key(raw: StoredAttestationLike, image: ImageReference) -> tuple[str, ...]:
-        import hashlib
-
-        notes = "\0".join(f"{k}={v}" for k, v in sorted(raw.annotations.items()))
-        return (
-            hashlib.sha256(raw.data).hexdigest(),
-            raw.media_type or "",
-            hashlib.sha256(notes.encode()).hexdigest(),
-            str(image.digest),
-        )
-
-    def get(self, key: tuple[str, ...], source: str) -> Checked | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            self._entries.move_to_end(key)
-        checked = entry[0]
-        assert checked.statement is not None
-        # The same bytes may be found under another name (a layer index moves when layers are added).
-        return Checked(
-            report=replace(checked.report, source=source),
-            statement=replace(checked.statement, source=source),
-            key=key,
-        )
-
-    def put(self, key: tuple[str, ...], checked: Checked, size: int) -> None:
-        if size > self._max:
-            return
-        with self._lock:
-            if key in self._entries:
-                return
-            self._entries[key] = (checked, size)
-            self._bytes += size
-            while self._bytes > self._max:
-                _, (_, dropped) = self._entries.popitem(last=False)
-                self._bytes -= dropped
-
-
-def evaluate_prepared(engine: Any, prepared: Prepared) -> Evaluation:
-    """One policy evaluation over ``prepared``'s verified statements. An engine that takes JSON (wasm) is
-    handed it assembled from the statements' remembered encodings; the others get the document."""
-    evaluate_json = getattr(engine, "evaluate_json", None)
-    if evaluate_json is not None:
-        raw = build_policy_input_json(prepared.image, prepared.verified)
-        if raw is not None:
-            result: Evaluation = evaluate_json(raw)
-            return result
-    result = engine.evaluate(build_policy_input(prepared.image, prepared.verified))
-    return result
-
-
-class EvaluationMemo:
-    """Policy results by :meth:`Prepared.policy_input_key`, so an image admitted again with the same
-    attestations is not evaluated again.
-
-    Sound only where evaluation is a pure function of the input, the policy set and its data, which a
-    :class:`Gate` holds fixed for its life. The wasm engine is: a policy that needs a built-in with
-    another source of truth (``time.now_ns``, ``http.send``, ``rand.intn``, ``opa.runtime``) is refused
-    at load time, since OPA's wasm leaves those to the host and provgate provides none of them. The other
-    engines evaluate such built-ins themselves, and an OPA server's policies and data can change under
-    us, so they are asked every time. Failures are never remembered. Bounded by the results held (an
-    evaluation of a 200-task pipeline can hold hundreds of violations), least recently used first out.
-    """
-
-    def __init__(self, max_results: int) -> None:
-        import collections
-        import threading
-
-        self._entries: collections.OrderedDict[tuple[object, ...], Evaluation] = collections.OrderedDict()
-        self._max = max_results
-        self._held = 0
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _size(evaluation: Evaluation) -> int:
-        return 1 + len(evaluation.violations) + len(evaluation.warnings)
-
-    def get(self, key: tuple[object, ...]) -> Evaluation | None:
-        with self._lock:
-            found = self._entries.get(key)
-            if found is None:
-                return None
-            self._entries.move_to_end(key)
-        return replace(found, elapsed_ms=0.0)
-
-    def put(self, key: tuple[object, ...], evaluation: Evaluation) -> None:
-        size = self._size(evaluation)
-        if size > self._max:
-            return
-        with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._held -= self._size(old)
-            self._entries[key] = evaluation
-            self._held += size
-            while self._held > self._max:
-                _, dropped = self._entries.popitem(last=False)
-                self._held -= self._size(dropped)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-def _deterministic(engine: object) -> bool:
-    from gate.policy.wasm import WasmEngine
-
-    return isinstance(engine, WasmEngine)
-
-
-# ------------------------------------------------------------------------------------------------------
-# rule data
-
-DATA_SUFFIXES = (".json", ".yaml", ".yml")
-MAX_DATA_FILES = 2000
-
-
-def expand_data_paths(paths: Sequence[str | os.PathLike[str]]) -> tuple[Path, ...]:
-    """``--data`` arguments -> data files, in the order they are merged (later ones win).
-
-    A file stays as given. A directory stands for every ``*.json``/``*.yaml``/``*.yml`` file in it or
-    below (hidden entries skipped), sorted by path, each merged at the root like a ``--data`` file, so
-    the result does not depend on the order the file system lists them. A directory with no data file is
-    an error: it is far more likely a wrong path than a wish for no data.
-    """
-    out: list[Path] = []
-    for given in paths:
-        path = Path(given)
-        if not path.is_dir():
-            out.append(path)  # the loader names a missing or unreadable file
-            continue
-        found = sorted(
-            p
-            for p in path.rglob("*")
-            if p.suffix in DATA_SUFFIXES
-            and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            and p.is_file()
-        )
-        if not found:
-            raise InputError(f"--data {path}: the directory has no .json, .yaml or .yml file")
-        out.extend(found)
-        if len(out) > MAX_DATA_FILES:
-            raise LimitExceeded(f"--data {path}: more than {MAX_DATA_FILES} data files")
-    return tuple(out)
-
-
-# ------------------------------------------------------------------------------------------------------
-# decisions
-
-
-def _no_verified(image: ImageReference, checked: Sequence[Checked]) -> Finding:
-    if not checked:
-        msg = f"no attestations were found for {image.pinned}"
-    else:
-        msg = f"none of the {len(checked)} attestation(s) of {image.pinned} verified and matched the image"
-    return Finding(
-        code=NO_VERIFIED_ATTESTATION,
-        msg=msg,
-        title="No verified attestation",
-        description="An image is admitted only with provenance signed by a trusted signer for its digest.",
-        solution="Sign the image's provenance with a trusted key (see the errors for each attestation) "
-        "or add the signer's public key with --key.",
-    )
-
-
-def _unusable(checked: Sequence[Checked]) -> Finding:
-    bad = [c.report for c in checked if c.unusable]
-    first = bad[0].error or bad[0].source
-    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-    return Finding(
-        code=UNUSABLE_STATEMENT,
-        msg=f"a trusted signer signed a payload that is not a usable in-toto statement: {first}{more}",
-        title="Unusable signed statement",
-        description="Provenance that a trusted signer produced but the gate cannot read may hold what "
-        "the policy needed to see, so it denies the image instead of ignoring it.",
-        solution="Fix the signer that produced it, or remove the attestation from the image's registry.",
-    )
-
-
-NO_RULES = Finding(
-    code=NO_RULES_EVALUATED,
-    msg="the policy evaluated no rules",
-    title="No policy rules evaluated",
-    description="A policy that checks nothing cannot allow an image.",
-    solution="Point --policy at a directory with policy.release.* packages that have deny or warn rules.",
-)
+def evaluate_prepared(engine: PolicyEngine, prepared: Prepared) -> Evaluation:
+    """One policy evaluation over ``prepared``'s verified statements, handed to the engine as JSON
+    assembled from the statements' remembered encodings (the document when a statement has none)."""
+    raw = build_policy_input_json(prepared.image, prepared.verified)
+    if raw is None:
+        return engine.evaluate(build_policy_input(prepared.image, prepared.verified))
+    return engine.evaluate_json(raw)
 
 
 class Gate:
     """Trust, policy set and engine, loaded once; :meth:`verify` many times.
 
     Use ``async with Gate(config) as gate`` in a server to keep one registry client (connections, tokens)
-    for all calls; without it each registry verification opens its own client.
+    for all calls; without it each registry verification opens its own client. Leaving the block closes
+    what the gate opened, the client and the policy engine; ``with Gate(config) as gate`` (or
+    :meth:`close`) closes the engine.
     """
 
     def __init__(self, config: GateConfig) -> None:
@@ -516,14 +103,17 @@ class Gate:
 
             paths = [Path(policies.ROOT)]
         self.policy_set = load_policy_set(paths, list(expand_data_paths(config.data_paths)))
-        self.engine = make_engine(self.policy_set, engine=config.engine, opa_url=config.opa_url)
+        self.engine = make_engine(
+            self.policy_set, engine=config.engine, opa_url=config.opa_url, options=config.engine_options
+        )
         self._client: Any = None
         self._verified = VerifiedMemo(config.verified_memo_bytes)
         self._evaluations = (
             EvaluationMemo(config.evaluation_memo_results)
-            if config.evaluation_memo_results > 0 and _deterministic(self.engine)
+            if config.evaluation_memo_results > 0 and self.engine.pure
             else None
         )
+        self._closed = False
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -544,13 +134,26 @@ class Gate:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    def __enter__(self) -> Gate:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     async def aclose(self) -> None:
+        """Close the registry client (if ``async with`` opened one) and the policy engine."""
         client, self._client = self._client, None
-        if client is not None:
-            await client.__aexit__(None, None, None)
+        try:
+            if client is not None:
+                await client.__aexit__(None, None, None)
+        finally:
+            self.close()
 
     def close(self) -> None:
-        self.engine.close()
+        """Close the policy engine; a second call does nothing. Decisions after it are undecided."""
+        if not self._closed:
+            self._closed = True
+            self.engine.close()
 
     # --- pipeline ----------------------------------------------------------------------------------------
 
@@ -592,18 +195,18 @@ class Gate:
             async with self._new_client() as client:
                 return await self._fetch_and_check(client, ref, deadline, started, named)
         except (RegistryError, InputError, VerificationError) as err:
-            return undecided(named[0], [str(err)], elapsed_ms=_ms(started))
+            return undecided(named[0], [str(err)], elapsed_ms=ms_since(started))
         except TimeoutError:
             return undecided(
                 named[0],
                 [f"timed out after {self.config.timeout:g}s talking to {ref.registry}"],
-                elapsed_ms=_ms(started),
+                elapsed_ms=ms_since(started),
             )
         except Exception as err:  # fail closed on anything the registry layer did not anticipate
             return undecided(
                 named[0],
                 [f"fetching attestations of {ref} failed: {type(err).__name__}: {err}"],
-                elapsed_ms=_ms(started),
+                elapsed_ms=ms_since(started),
             )
 
     async def _fetch_and_check(
@@ -653,12 +256,9 @@ class Gate:
     ) -> Prepared:
         t0 = time.perf_counter()
         checked = [self._check_one(raw, ref) for raw in raws]
-        timings = Timings(
-            resolve_ms=timings.resolve_ms,
-            fetch_ms=timings.fetch_ms,
-            verify_ms=(time.perf_counter() - t0) * 1000,
+        return Prepared(
+            image=ref, checked=checked, timings=replace(timings, verify_ms=ms_since(t0)), started=started
         )
-        return Prepared(image=ref, checked=checked, timings=timings, started=started)
 
     def _check_one(self, raw: StoredAttestationLike, ref: ImageReference) -> Checked:
         key = VerifiedMemo.key(raw, ref)
@@ -668,19 +268,24 @@ class Gate:
             return replace(check_attestation(raw, ref, self.trust), key=key)
         found = self._verified.get(key, raw.source)
         if found is not None:
+            log.debug("%s: verified before for %s (the same bytes): remembered", raw.source, ref.pinned)
             return found
         checked = replace(check_attestation(raw, ref, self.trust), key=key)
         if checked.statement is not None:
-            # The parsed statement takes ~3.6 times its JSON (a 200-task one: 264 KiB -> 0.95 MiB).
+            # The parsed statement takes a few times its JSON (docs/performance.md), and its encoding
+            # once more: five times the encoding is the estimate.
             self._verified.put(key, checked, len(raw.data) + 5 * len(checked.statement.encoded or b""))
         return checked
 
     def _evaluate(self, prepared: Prepared) -> Evaluation:
+        if self._closed:  # not even from memory: a closed gate decides nothing
+            raise PolicyError("policy engine is closed")
         key = prepared.policy_input_key() if self._evaluations is not None else None
         if key is not None:
             assert self._evaluations is not None
             found = self._evaluations.get(key)
             if found is not None:
+                log.debug("%s: policy result remembered (same statements)", prepared.image.pinned)
                 return found
         evaluation = evaluate_prepared(self.engine, prepared)
         if key is not None:
@@ -695,46 +300,36 @@ class Gate:
         image = prepared.image.pinned
         reports = tuple(c.report for c in prepared.checked)
         errors = tuple(c.report.error for c in prepared.checked if c.report.error)
-        verified = prepared.verified
         if deadline is not None and time.monotonic() > deadline:
             return undecided(
                 image,
                 [*errors, "deadline passed before the policy was evaluated"],
                 attestations=reports,
-                elapsed_ms=_ms(prepared.started),
+                elapsed_ms=ms_since(prepared.started),
                 timings=prepared.timings,
             )
         t0 = time.perf_counter()
         try:
             evaluation = self._evaluate(prepared)
         except Exception as err:  # any engine failure is "could not decide", never allow
-            message = " ".join(str(err).split()) or type(err).__name__
-            return undecided(
+            return policy_failed(
                 image,
-                [*errors, _policy_failure(message)],
+                err,
+                errors=errors,
                 attestations=reports,
-                elapsed_ms=_ms(prepared.started),
-                timings=_with_policy(prepared.timings, t0),
+                elapsed_ms=ms_since(prepared.started),
+                timings=replace(prepared.timings, policy_ms=ms_since(t0)),
             )
-        timings = _with_policy(prepared.timings, t0)
-        violations = [Finding.from_result(r) for r in evaluation.violations]
-        warnings = tuple(Finding.from_result(r) for r in evaluation.warnings)
-        if not verified:
-            violations.insert(0, _no_verified(prepared.image, prepared.checked))
-        if any(c.unusable for c in prepared.checked):
-            violations.append(_unusable(prepared.checked))
-        if evaluation.rules_evaluated <= 0:
-            violations.append(NO_RULES)
-        return Decision(
-            allowed=not violations,
-            image=image,
-            violations=tuple(violations),
-            warnings=warnings,
+        before, after = findings(prepared.image, prepared.checked)
+        return from_evaluation(
+            image,
+            evaluation,
+            before=before,
+            after=after,
             attestations=reports,
             errors=errors,
-            elapsed_ms=_ms(prepared.started),
-            rules_evaluated=evaluation.rules_evaluated,
-            timings=timings,
+            elapsed_ms=ms_since(prepared.started),
+            timings=replace(prepared.timings, policy_ms=ms_since(t0)),
         )
 
     async def verify(
@@ -771,107 +366,11 @@ async def _settle(*tasks: asyncio.Future[Any]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _policy_failure(message: str) -> str:
-    return (
-        message if message.startswith("policy evaluation failed") else f"policy evaluation failed: {message}"
-    )
-
-
-def _ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000
-
-
-def _with_policy(timings: Timings, t0: float) -> Timings:
-    return Timings(
-        resolve_ms=timings.resolve_ms,
-        fetch_ms=timings.fetch_ms,
-        verify_ms=timings.verify_ms,
-        policy_ms=(time.perf_counter() - t0) * 1000,
-    )
-
-
-def evaluate_document(
-    doc: Mapping[str, Any],
-    policy_paths: Sequence[Path],
-    data_paths: Sequence[Path] = (),
-    *,
-    engine: str = "embedded",
-    opa_url: str | None = None,
-) -> Decision:
-    """``gate eval``: a policy-input document against a policy, no registry and no crypto.
-
-    Loading errors raise (:class:`InputError`/:class:`PolicyError` naming the file); an engine failure is
-    an undecided decision; zero rules evaluated is a denial.
-    """
-    from gate.policy import evaluate_input, load_policy_set, make_engine
-
-    started = time.perf_counter()
-    image_doc = doc.get("image")
-    image = str(image_doc.get("ref", "")) if isinstance(image_doc, dict) else ""
-    policy_set = load_policy_set(list(policy_paths), list(expand_data_paths(data_paths)))
-    policy_engine = make_engine(policy_set, engine=engine, opa_url=opa_url)
-    try:
-        t0 = time.perf_counter()
-        try:
-            evaluation = evaluate_input(doc, policy_set, policy_engine)
-        except InputError:
-            raise
-        except Exception as err:
-            message = " ".join(str(err).split()) or type(err).__name__
-            return undecided(image, [_policy_failure(message)], elapsed_ms=_ms(started))
-        violations = [Finding.from_result(r) for r in evaluation.violations]
-        if evaluation.rules_evaluated <= 0:
-            violations.append(NO_RULES)
-        return Decision(
-            allowed=not violations,
-            image=image,
-            violations=tuple(violations),
-            warnings=tuple(Finding.from_result(r) for r in evaluation.warnings),
-            elapsed_ms=_ms(started),
-            rules_evaluated=evaluation.rules_evaluated,
-            timings=Timings(policy_ms=(time.perf_counter() - t0) * 1000),
-        )
-    finally:
-        policy_engine.close()
-
-
-# A file of attestations holds at most MAX_ATTESTATIONS envelopes of at most MAX_ENVELOPE_BYTES each, but
-# we refuse to read more than this in total.
-MAX_ATTESTATIONS_FILE_BYTES = 64 * 1024 * 1024
-
-
-def read_attestations_file(path: str | os.PathLike[str]) -> list[RawAttestation]:
-    """The ``--attestations`` file: one JSON document (DSSE envelope or Sigstore bundle) per line; blank
-    lines are skipped. Each line is named ``FILE:LINE`` in the decision. Raises :class:`InputError`."""
-    name = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_ATTESTATIONS_FILE_BYTES + 1)
-    except OSError as err:
-        raise InputError(f"cannot read attestations file {name}: {err.strerror}") from None
-    if len(data) > MAX_ATTESTATIONS_FILE_BYTES:
-        raise LimitExceeded(f"attestations file {name} is larger than {MAX_ATTESTATIONS_FILE_BYTES} bytes")
-    out: list[RawAttestation] = []
-    for number, line in enumerate(data.split(b"\n"), 1):
-        if not line.strip():
-            continue
-        if len(out) == MAX_ATTESTATIONS:
-            raise LimitExceeded(f"attestations file {name} has more than {MAX_ATTESTATIONS} attestations")
-        out.append(RawAttestation(data=line.rstrip(b"\r"), source=f"{name}:{number}"))
-    return out
-
-
 __all__ = [
     "MAX_ATTESTATIONS",
     "Checked",
     "Gate",
     "GateConfig",
     "Prepared",
-    "RawAttestation",
     "check_attestation",
-    "decode_attestation",
-    "evaluate_document",
-    "expand_data_paths",
-    "material_from_annotations",
-    "read_attestations_file",
 ]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from attestation.errors import InputError, ProvgateError, ResultsNotVerified, TransientError
+from attestation.errors import InputError, PasswordRequired, ProvgateError, ResultsNotVerified, TransientError
 from signer.documents import load_documents
 from signer.provenance import (
     BUILD_TYPES,
@@ -637,6 +637,13 @@ def _fail(message: str) -> NoReturn:
     sys.exit(EXIT_INPUT)
 
 
+def _with_hint(err: ProvgateError) -> str:
+    """The error's line, and the option that fixes it where the library could not name one."""
+    if isinstance(err, PasswordRequired):
+        return f"{err}, or pass --key-password-file FILE"
+    return str(err)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; every failure is one stderr line and exit code 2, never a traceback."""
     try:
@@ -644,7 +651,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except TransientError as err:
         _fail(f"{err} (temporary: try again later)")
     except ProvgateError as err:
-        _fail(str(err))
+        _fail(_with_hint(err))
     except click.exceptions.Abort:
         _fail("aborted")
     except click.ClickException as err:

@@ -1,5 +1,7 @@
-"""cosign's OCI layouts as pure functions: tag names, media types, annotations, and the manifests and
-indexes we read and write (see docs/oci.md and reference/oci-cosign-sigstore.md §1-§2).
+"""cosign's OCI layouts as pure functions: tag names, media types, and the manifests and indexes we read
+and write (see docs/oci.md and reference/oci-cosign-sigstore.md §1-§2). What goes inside a layer has its
+own module: the envelope (``attestation.dsse``), the bundle (``attestation.bundle``) and cosign's layer
+annotations (``attestation.cosign``).
 
 Everything here works on bytes and plain values; the registry I/O lives in ``registry.py``. Parsers are
 strict and bounded because manifests come from a registry we do not trust.
@@ -14,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from attestation import bundle
 from attestation.errors import InputError, RegistryError
 from attestation.limits import MiB, load_json
 
@@ -27,21 +30,11 @@ INDEX_MEDIA_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
-DSSE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
 SIMPLESIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
-BUNDLE_V03_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
-BUNDLE_MEDIA_TYPE_PREFIX = "application/vnd.dev.sigstore.bundle"
 
 EMPTY_JSON = b"{}"
 EMPTY_JSON_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 
-# Layer annotations (cosign legacy layout).
-ANNOTATION_SIGNATURE = "dev.cosignproject.cosign/signature"
-ANNOTATION_CERTIFICATE = "dev.sigstore.cosign/certificate"
-ANNOTATION_CHAIN = "dev.sigstore.cosign/chain"
-ANNOTATION_REKOR_BUNDLE = "dev.sigstore.cosign/bundle"
-ANNOTATION_RFC3161 = "dev.sigstore.cosign/rfc3161timestamp"
-ANNOTATION_PREDICATE_TYPE = "predicateType"
 # Manifest annotations (bundle referrers).
 ANNOTATION_BUNDLE_CONTENT = "dev.sigstore.bundle.content"
 ANNOTATION_BUNDLE_PREDICATE_TYPE = "dev.sigstore.bundle.predicateType"
@@ -277,12 +270,9 @@ def fallback_index(existing: Iterable[Descriptor], entry: Descriptor) -> bytes |
     )
 
 
-def is_bundle_media_type(media_type: str | None) -> bool:
-    return media_type is not None and media_type.startswith(BUNDLE_MEDIA_TYPE_PREFIX)
-
-
 def may_be_bundle_referrer(descriptor: Descriptor) -> bool:
     """Whether a referrers-list entry is worth fetching to look for a bundle. Registries that ignore a
     manifest's ``artifactType`` report its config media type (go-containerregistry's registry reports
     the empty config type), and a foreign fallback index may have none: the manifest then decides."""
-    return descriptor.artifact_type in (None, OCI_EMPTY) or is_bundle_media_type(descriptor.artifact_type)
+    artifact_type = descriptor.artifact_type
+    return artifact_type in (None, OCI_EMPTY) or bundle.is_bundle_media_type(artifact_type)

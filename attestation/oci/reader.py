@@ -7,17 +7,20 @@ trusted here beyond the OCI structure; signature verification is the caller's jo
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from attestation import bundle, dsse
 from attestation.errors import RegistryError
 from attestation.oci import layout
 from attestation.oci.registry import RegistryClient
 from attestation.reference import ImageReference, parse
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ async def fetch_legacy(
     manifest = layout.parse_manifest(got[0], what=f"{repo.name}:{tag}", content_type=got[1])
     if manifest.is_index:
         raise RegistryError(f"{repo.name}:{tag} is an index, not a cosign attestation image")
-    wanted = [(i, d) for i, d in enumerate(manifest.layers) if d.media_type == layout.DSSE_MEDIA_TYPE]
+    wanted = [(i, d) for i, d in enumerate(manifest.layers) if d.media_type == dsse.MEDIA_TYPE]
 
     def job(i: int, d: layout.Descriptor) -> Callable[[], Awaitable[StoredAttestation]]:
         async def fetch() -> StoredAttestation:
@@ -139,7 +142,7 @@ async def fetch_referrers(
             manifest = layout.parse_manifest(got[0], what=what, content_type=got[1])
             if manifest.subject is not None and manifest.subject.digest != image.digest:
                 raise RegistryError(f"{what}: its subject is {manifest.subject.digest}, not {image.digest}")
-            bundles = [x for x in manifest.layers if layout.is_bundle_media_type(x.media_type)]
+            bundles = [x for x in manifest.layers if bundle.is_bundle_media_type(x.media_type)]
             if manifest.is_index or len(bundles) != 1:
                 return None  # not a bundle artifact (e.g. an SBOM referrer): not ours to judge
             layer = bundles[0]
@@ -170,6 +173,7 @@ async def fetch_attestations(
         fetch_legacy(client, image, deadline=deadline, repository=repository),
         fetch_referrers(client, image, deadline=deadline),
     )
+    log.debug("%s: %d .att layer(s), %d referrer bundle(s)", image.pinned, len(legacy), len(referrers))
     return [*legacy, *referrers]
 
 

@@ -138,8 +138,8 @@ class RegistryClient:
         self._sem = asyncio.Semaphore(max_concurrency)
         self.cache = ContentCache(cache_bytes, cache_ttl)
         # ssl.create_default_context() minus its system CA store, which is loaded by a request hook
-        # before the first HTTPS request (every redirect hop passes the hook): loading it costs 25-70 ms,
-        # a tenth of a `gate verify` against a plain-HTTP (loopback or --insecure-registry) registry.
+        # before the first HTTPS request (every redirect hop passes the hook): loading it is a noticeable
+        # part of a `gate verify` against a plain-HTTP (loopback or insecure) registry (docs/performance.md).
         # Until then the context trusts no CA, so nothing can be accepted without it.
         context = _client_context()
         if ca_file:
@@ -217,6 +217,7 @@ class RegistryClient:
                 except httpx.TransportError as err:
                     cause = _ssl_cause(err)
                     if cause is None:
+                        log.debug("registry %s: no TLS answer, trying plain HTTP this time", registry)
                         return "http"  # nothing answered TLS in time: try HTTP, decide again next time
                     if isinstance(cause, ssl.SSLCertVerificationError):
                         if client is probe:
@@ -228,6 +229,7 @@ class RegistryClient:
                     scheme = "http"
                 break
         self._scheme[registry] = scheme
+        log.debug("registry %s: speaks %s", registry, scheme)
         return scheme
 
     async def _credentials(self, registry: str) -> Credentials | None:
@@ -242,6 +244,13 @@ class RegistryClient:
         self, registry: str, scope: str, challenge: Challenge | None, deadline: float
     ) -> str:
         creds = await self._credentials(registry)
+        log.debug(
+            "registry %s: %s challenge for %s, %s",
+            registry,
+            challenge.scheme if challenge else "no",
+            scope,
+            f"credentials from {creds.source}" if creds else "anonymous",
+        )
         if challenge is None:
             raise RegistryError(f"registry {registry}: 401 without a WWW-Authenticate challenge")
         if challenge.scheme == "basic":
@@ -449,6 +458,7 @@ class RegistryClient:
         if by_digest and self.cache.enabled:
             hit = self.cache.get(key, fresh=True)
             if hit is not None:
+                log.debug("manifest %s@%s: from the content cache", ref.name, reference)
                 return hit[0], hit[1], reference
         what = f"manifest {reference}"
         reply = await self.request(
@@ -553,6 +563,7 @@ class RegistryClient:
         if self.cache.enabled:
             hit = self.cache.get(key, fresh=False)
             if hit is not None and (size is None or len(hit[0]) == size) and len(hit[0]) <= max_bytes:
+                log.debug("blob %s@%s: from the content cache", ref.name, digest)
                 return hit[0]
         reply = await self.request(
             "GET",
@@ -579,6 +590,7 @@ class RegistryClient:
         """
         where = f"{ref.registry}/{ref.repository}"
         if self.cache.lacks_referrers_api(where):
+            log.debug("%s: no referrers API (remembered)", where)
             return None
         reply = await self.request(
             "GET",

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
+from attestation import bundle, cosign, dsse
 from attestation.errors import InputError, RegistryError, RegistryUnavailable
 from attestation.oci import layout
 from attestation.oci.reader import ResolvedImage, _repo, list_referrers
@@ -152,19 +153,18 @@ async def push_attestation_legacy(
     Identical layers (same bytes, same annotations) are not duplicated. ``certificate``/``chain`` are PEM
     (X.509 signers). ``repository`` stores the tag in another repository (Chains' storage.oci.repository).
     """
-    notes: dict[str, str] = {layout.ANNOTATION_SIGNATURE: ""}
-    if certificate is not None:
-        notes[layout.ANNOTATION_CERTIFICATE] = certificate.decode("ascii")
-        notes[layout.ANNOTATION_CHAIN] = (chain or b"").decode("ascii")
-    ptype = predicate_type or _predicate_type(envelope_json)
-    if ptype:
-        notes[layout.ANNOTATION_PREDICATE_TYPE] = ptype
+    notes = cosign.layer_annotations(
+        signature="",
+        certificate=certificate.decode("ascii") if certificate is not None else None,
+        chain=(chain or b"").decode("ascii"),
+        predicate_type=predicate_type or _predicate_type(envelope_json),
+    )
     notes.update(annotations or {})
     return await _push_attachment_layer(
         client,
         image,
         envelope_json,
-        layout.DSSE_MEDIA_TYPE,
+        dsse.MEDIA_TYPE,
         notes,
         suffix="att",
         deadline=deadline,
@@ -198,10 +198,11 @@ async def push_signature_legacy(
     repository: str | None = None,
 ) -> str:
     """Append a simple-signing payload and its raw signature as a layer of ``sha256-<hex>.sig``."""
-    notes = {layout.ANNOTATION_SIGNATURE: base64.b64encode(signature).decode("ascii")}
-    if certificate is not None:
-        notes[layout.ANNOTATION_CERTIFICATE] = certificate.decode("ascii")
-        notes[layout.ANNOTATION_CHAIN] = (chain or b"").decode("ascii")
+    notes = cosign.layer_annotations(
+        signature=base64.b64encode(signature).decode("ascii"),
+        certificate=certificate.decode("ascii") if certificate is not None else None,
+        chain=(chain or b"").decode("ascii"),
+    )
     return await _push_attachment_layer(
         client,
         image,
@@ -235,7 +236,7 @@ async def push_attestation_referrer(
     digest. Uses the referrers API where the registry has it, the ``sha256-<hex>`` index tag otherwise.
     A bundle already attached (same layer digest) is not attached twice."""
     repo = _repo(image, None)
-    layer = layout.Descriptor.of(bundle_json, layout.BUNDLE_V03_MEDIA_TYPE)
+    layer = layout.Descriptor.of(bundle_json, bundle.BUNDLE_MEDIA_TYPE)
     for existing in await list_referrers(client, repo, image.digest, deadline=deadline):
         if not layout.may_be_bundle_referrer(existing) or not layout.is_sha256(existing.digest):
             continue
@@ -250,7 +251,7 @@ async def push_attestation_referrer(
     manifest = layout.referrer_manifest(
         subject,
         layer,
-        artifact_type=layout.BUNDLE_V03_MEDIA_TYPE,
+        artifact_type=bundle.BUNDLE_MEDIA_TYPE,
         annotations={
             layout.ANNOTATION_BUNDLE_CONTENT: "dsse-envelope",
             layout.ANNOTATION_BUNDLE_PREDICATE_TYPE: predicate_type,
@@ -266,7 +267,7 @@ async def push_attestation_referrer(
             raise RegistryError(f"{repo.name}: referrers API does not list {digest} after it was pushed")
         return digest
     entry = layout.Descriptor(
-        layout.OCI_MANIFEST, digest, len(manifest), artifact_type=layout.BUNDLE_V03_MEDIA_TYPE
+        layout.OCI_MANIFEST, digest, len(manifest), artifact_type=bundle.BUNDLE_MEDIA_TYPE
     )
     tag = layout.referrers_fallback_tag(image.digest)
     what = f"referrers index {repo.name}:{tag}"

@@ -1,7 +1,7 @@
 """Policy evaluation: the Rego library in ``policies/`` run in process or by an OPA server.
 
-Engines (docs/rego-engines.md): ``embedded`` is the default in-process engine, currently ``wasm`` (the
-OPA compiler's wasm output run by opapywasm); ``rego-cpp`` is regopy in process; ``opa`` is an OPA server.
+Engines (docs/rego-engines.md): ``embedded`` is the default, in process: ``wasm``, the OPA compiler's wasm
+output run by opapywasm; ``opa`` is an OPA server.
 
 Public API (shared with the verification pipeline and the CLI)::
 
@@ -15,9 +15,10 @@ Public API (shared with the verification pipeline and the CLI)::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from attestation.errors import InputError
+from gate.config import DEFAULT_EMBEDDED, ENGINES, EngineOptions
 from gate.policy.loader import load_policy_set
 from gate.policy.model import (
     Evaluation,
@@ -29,12 +30,6 @@ from gate.policy.model import (
 
 if TYPE_CHECKING:
     from gate.policy.testing import TestCase, TestReport, run_policy_tests
-
-EngineName = Literal["embedded", "wasm", "rego-cpp", "opa"]
-ENGINES: tuple[str, ...] = ("embedded", "wasm", "rego-cpp", "opa")
-# What "embedded" means: the in-process engine that meets the latency goal and decides like OPA
-# (docs/rego-engines.md has the measurements).
-DEFAULT_EMBEDDED = "wasm"
 
 __all__ = [
     "ENGINES",
@@ -53,31 +48,37 @@ __all__ = [
 
 
 def make_engine(
-    policy_set: PolicySet, *, engine: str = "embedded", opa_url: str | None = None
+    policy_set: PolicySet,
+    *,
+    engine: str = "embedded",
+    opa_url: str | None = None,
+    options: EngineOptions | None = None,
 ) -> PolicyEngine:
     """Compile (in-process engines) or upload (opa) ``policy_set`` once; reuse the engine for every
     evaluation.
 
     Every engine is safe to call from several threads: ``wasm`` evaluates concurrently on a pool of
-    instances, ``rego-cpp`` and ``opa`` serialise calls on a lock. The OPA engine takes over the server's
-    policies and data: one OPA server serves one policy set.
+    instances, ``opa`` serialises calls on a lock. The OPA engine takes over the server's policies and
+    data: one OPA server serves one policy set.
     """
+    options = options or EngineOptions()
     if engine == "embedded":
         engine = DEFAULT_EMBEDDED
     if engine == "wasm":
         from gate.policy.wasm import WasmEngine
 
-        return WasmEngine(policy_set)
-    if engine == "rego-cpp":
-        from gate.policy.embedded import EmbeddedEngine
-
-        return EmbeddedEngine(policy_set)
+        return WasmEngine(
+            policy_set,
+            pool_size=options.pool_size,
+            borrow_timeout=options.borrow_timeout,
+            eval_timeout=options.eval_timeout,
+        )
     if engine == "opa":
         if not opa_url:
             raise InputError("--engine opa needs --opa-url (for example http://127.0.0.1:8181)")
         from gate.policy.opa_server import OpaEngine
 
-        return OpaEngine(policy_set, opa_url)
+        return OpaEngine(policy_set, opa_url, timeout=options.opa_timeout)
     raise InputError(f"unknown policy engine {engine!r}: choose one of {', '.join(ENGINES)}")
 
 
@@ -104,7 +105,7 @@ def evaluate_input(input_doc: Mapping[str, Any], policy_set: PolicySet, engine: 
 
 def __getattr__(name: str) -> Any:
     # The policy test runner (and its two dataclasses) only when asked for: a verification never runs
-    # policy tests, and each dataclass costs ~1 ms of a cold start.
+    # policy tests, and defining a dataclass costs every cold start (docs/performance.md).
     if name in _TESTING:
         from gate.policy import testing
 

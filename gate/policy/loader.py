@@ -6,21 +6,25 @@ import copy
 import dataclasses
 import hashlib
 import json
+import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from attestation.errors import InputError, PolicyError
+from attestation.errors import InputError, LimitExceeded, PolicyError
+from attestation.files import cache_put, private_cache_dir
 from attestation.limits import MiB, check_json_depth, load_json
 from gate.policy import metadata, model
 from gate.policy.metadata import package_of, parse_rules
 from gate.policy.model import PolicySet, Rule
 
+log = logging.getLogger(__name__)
+
 MAX_POLICY_FILE_BYTES = 1 * MiB
 MAX_DATA_FILE_BYTES = 8 * MiB
 MAX_POLICY_FILES = 2000
+MAX_DATA_FILES = 2000
 DATA_SUFFIXES = (".json", ".yaml", ".yml")
 
 
@@ -36,15 +40,10 @@ def _read(path: Path, limit: int) -> str:
         raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
 
 
-def load_data_file(path: Path) -> Any:
-    """A JSON or YAML data document, bounded in size and depth."""
-    return _parse_data(_read(path, MAX_DATA_FILE_BYTES), path)
-
-
 def _parse_data(text: str, path: Path) -> Any:
     if path.suffix == ".json":
         return load_json(text, max_bytes=MAX_DATA_FILE_BYTES, what=str(path))
-    import yaml  # only when a policy set is not in the cache: ~20 ms of import
+    import yaml  # only when a policy set is not in the cache: a costly import
 
     try:
         doc = yaml.safe_load(text)
@@ -74,6 +73,35 @@ def _place(doc: Any, prefix: tuple[str, ...], path: Path) -> dict[str, Any]:
     for key in reversed(prefix):
         doc = {key: doc}
     return dict(doc)
+
+
+def expand_data_paths(paths: Sequence[str | os.PathLike[str]]) -> tuple[Path, ...]:
+    """``--data`` arguments -> data files, in the order they are merged (later ones win).
+
+    A file stays as given. A directory stands for every ``*.json``/``*.yaml``/``*.yml`` file in it or
+    below (hidden entries skipped), sorted by path, each merged at the root like a ``--data`` file, so
+    the result does not depend on the order the file system lists them. A directory with no data file is
+    an error: it is far more likely a wrong path than a wish for no data.
+    """
+    out: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if not path.is_dir():
+            out.append(path)  # the loader names a missing or unreadable file
+            continue
+        found = sorted(
+            p
+            for p in path.rglob("*")
+            if p.suffix in DATA_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            and p.is_file()
+        )
+        if not found:
+            raise InputError(f"--data {path}: the directory has no .json, .yaml or .yml file")
+        out.extend(found)
+        if len(out) > MAX_DATA_FILES:
+            raise LimitExceeded(f"--data {path}: more than {MAX_DATA_FILES} data files")
+    return tuple(out)
 
 
 def load_policy_set(policy_paths: Sequence[Path], data_paths: Sequence[Path] = ()) -> PolicySet:
@@ -114,6 +142,7 @@ def load_policy_set(policy_paths: Sequence[Path], data_paths: Sequence[Path] = (
     key = _cache_key(modules, tree_data, extra_data)
     cached = _cache_get(key)
     if cached is not None:
+        log.debug("policy set from %s: rules and data from the cache", ", ".join(map(str, roots)))
         data, rules = cached
     else:
         data, rules = _parse(modules, tree_data, extra_data)
@@ -148,8 +177,8 @@ def _parse(
             for key, value in rule_data.items():
                 data["rule_data"][key] = copy.deepcopy(value)
     rules: list[Rule] = []
-    for path, source in modules.items():
-        rules.extend(parse_rules(source, path))
+    for module_path, source in modules.items():
+        rules.extend(parse_rules(source, module_path))
     codes = [r.code for r in rules]
     dupes = sorted({c for c in codes if codes.count(c) > 1})
     if dupes:
@@ -158,40 +187,13 @@ def _parse(
 
 
 # -- the parsed-policy cache -------------------------------------------------------------------------
-# Parsing the METADATA blocks and the YAML rule data (and importing yaml) took ~40-70 ms of every
-# `gate verify` start. The result is kept in a private cache, keyed by every byte it is computed from:
-# the code that computes it, each file's path and content, and the order they are merged in. Only
-# successful loads are stored; whatever does not read back exactly as it was stored is recomputed.
+# Parsing the METADATA blocks and the YAML rule data (and importing yaml) was a large part of every
+# `gate verify` start (docs/performance.md). The result is kept in a private cache, keyed by every byte it
+# is computed from: the code that computes it, each file's path and content, and the order they are
+# merged in. Only successful loads are stored; whatever does not read back exactly as it was stored is
+# recomputed.
 
 _RULE_FIELDS = tuple(f.name for f in dataclasses.fields(Rule))
-
-
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "provgate"
-
-
-def private_dir(path: Path) -> bool:
-    """True when ``path`` is a directory owned by this user that nobody else can write to.
-
-    What the caches hold decides admissions, so a cache others could write is not used at all.
-    """
-    try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        st = path.stat()
-    except OSError:
-        return False
-    return st.st_uid == os.getuid() and not st.st_mode & 0o022
-
-
-def write_atomic(path: Path, content: bytes) -> None:
-    try:
-        # Written under a unique name and renamed, so concurrent starts never read a half-written file.
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", delete=False) as fh:
-            fh.write(content)
-        os.replace(fh.name, path)
-    except OSError:
-        pass  # an unwritable cache only costs the next start the work
 
 
 def _cache_key(
@@ -209,8 +211,8 @@ def _cache_key(
         part(Path(module.__file__ or "").read_text(encoding="utf-8"))
     part(Path(__file__).read_text(encoding="utf-8"))
     part(f"modules {len(modules)}")
-    for path, source in modules.items():
-        part(path)
+    for module_path, source in modules.items():
+        part(module_path)
         part(source)
     part(f"data {len(tree_data)}")
     for path, prefix, text in tree_data:
@@ -225,8 +227,8 @@ def _cache_key(
 
 
 def _cache_path(key: str) -> Path | None:
-    directory = cache_root() / "policy-sets"
-    return directory / f"{key}.json" if private_dir(directory) else None
+    directory = private_cache_dir("policy-sets")
+    return directory / f"{key}.json" if directory is not None else None
 
 
 def _cache_get(key: str) -> tuple[dict[str, Any], list[Rule]] | None:
@@ -263,7 +265,7 @@ def _cache_put(key: str, data: dict[str, Any], rules: list[Rule]) -> None:
             return  # not plain JSON (YAML gave a non-string key, say): it would not read back the same
     except (TypeError, ValueError):
         return
-    write_atomic(path, text.encode("utf-8"))
+    cache_put(path, text.encode("utf-8"))
 
 
 def _digest(modules: Mapping[str, str], data: Mapping[str, Any]) -> str:

@@ -10,13 +10,15 @@ from typing import Any, Literal, Protocol
 
 # A deny/warn result is what the decision reports as a finding (DESIGN.md §3's R): one type for both, so
 # nothing is copied field by field between the engines and the decision.
-from gate.decision import Finding as Result
+from gate.decision import Finding
+
+Result = Finding
 
 RuleKind = Literal["deny", "warn"]
 
-# Compact, UTF-8, no NaN/Infinity: the policy input as the wasm engine is handed it. check_circular=False:
-# parsed JSON has no cycles, and a cycle would still fail (RecursionError); the bookkeeping was a fifth of
-# the encoding time of a 200-task input.
+# Compact, UTF-8, no NaN/Infinity: the policy input as the engines are handed it. check_circular=False:
+# parsed JSON has no cycles, and a cycle would still fail (RecursionError); the bookkeeping was a large
+# part of the encoding time (docs/rego-engines.md).
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False)
 
 
@@ -50,7 +52,19 @@ class Evaluation:
 
 
 class PolicyEngine(Protocol):
+    """A policy set loaded into an engine once, evaluated many times from any thread."""
+
+    # True when an evaluation is a function of the input alone (with the policies and data loaded once),
+    # so its result may be remembered (gate.memo.EvaluationMemo).
+    pure: bool
+
     def evaluate(self, policy_input: Mapping[str, Any]) -> Evaluation: ...
+
+    def evaluate_json(self, raw: bytes) -> Evaluation:
+        """:meth:`evaluate` for an input provgate encoded itself as compact UTF-8 JSON (the gate assembles
+        it from the statements' remembered encodings: ``gate.policy_input.build_policy_input_json``);
+        never for bytes from outside."""
+        ...
 
     def close(self) -> None: ...
 

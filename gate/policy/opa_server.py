@@ -7,6 +7,8 @@ serves one policy set.
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import threading
 import time
@@ -19,12 +21,14 @@ import requests
 from opa_client import OpaClient
 
 from attestation.errors import InputError, PolicyError
+from gate.config import EngineOptions
 from gate.policy.metadata import package_of
 from gate.policy.model import Evaluation, PolicySet
 from gate.policy.results import decision_query, evaluation_from
 
+log = logging.getLogger(__name__)
+
 POLICY_ID_PREFIX = "provgate/"
-DEFAULT_TIMEOUT_S = 30.0
 
 
 def _client(url: str, timeout: float) -> OpaClient:
@@ -46,10 +50,21 @@ def _policy_id(path: str, roots: tuple[Path, ...]) -> str:
 
 class OpaEngine:
     """Decisions from an OPA server. A ``requests`` session is not documented as thread-safe, so calls
-    are serialised by a lock; ``evaluate`` is safe to call from several threads."""
+    are serialised by a lock; ``evaluate`` is safe to call from several threads.
+
+    Not pure: the server evaluates built-ins with other sources of truth (``time.now_ns``, ``http.send``)
+    and its policies and data can change under us, so every decision asks it.
+    """
+
+    pure = False
 
     def __init__(
-        self, policy_set: PolicySet, url: str, *, with_tests: bool = False, timeout: float = DEFAULT_TIMEOUT_S
+        self,
+        policy_set: PolicySet,
+        url: str,
+        *,
+        with_tests: bool = False,
+        timeout: float = EngineOptions().opa_timeout,
     ) -> None:
         self._policy_set = policy_set
         self._query = decision_query(policy_set)
@@ -84,6 +99,7 @@ class OpaEngine:
             )
             if resp.status_code != 200:
                 raise PolicyError(f"{path}: OPA rejected the module: {_opa_error(resp)}")
+        log.debug("OPA at %s: %d module(s) and the data loaded", self._url, len(modules))
 
     def _clear(self, session: requests.Session, root: str) -> None:
         """Delete the server's ``provgate/*`` modules, dependents before what they import.
@@ -120,10 +136,13 @@ class OpaEngine:
         body: dict[str, Any] = {"query": query}
         if policy_input is not None:
             body["input"] = policy_input
+        return self._post_query(json=body)
+
+    def _post_query(self, **request: Any) -> Any:
         try:
             with self._lock:
                 resp = self._opa._session.post(
-                    f"{self._opa.root_url}/query", json=body, timeout=self._opa.timeout
+                    f"{self._opa.root_url}/query", timeout=self._opa.timeout, **request
                 )
         except requests.RequestException as err:
             raise PolicyError(f"OPA at {self._url}: {err}") from None
@@ -137,6 +156,13 @@ class OpaEngine:
     def evaluate(self, policy_input: Mapping[str, Any]) -> Evaluation:
         start = time.perf_counter()
         output = self.query(self._query, dict(policy_input))
+        return evaluation_from(output, self._policy_set, (time.perf_counter() - start) * 1000)
+
+    def evaluate_json(self, raw: bytes) -> Evaluation:
+        # The encoded input goes into the request body as it is: the server parses it once.
+        start = time.perf_counter()
+        body = b'{"query":' + json.dumps(self._query).encode() + b',"input":' + raw + b"}"
+        output = self._post_query(data=body, headers={"Content-Type": "application/json"})
         return evaluation_from(output, self._policy_set, (time.perf_counter() - start) * 1000)
 
     def close(self) -> None:

@@ -2,30 +2,22 @@
 
 Engines (docs/rego-engines.md, "Running the policy tests"):
 
-* ``wasm`` (what ``embedded`` means by default): the tree, tests included, is compiled by ``opa build -t
-  wasm`` with every test rule as an entrypoint and each entrypoint is evaluated in process. OPA's planner
-  compiles ``with ... as`` itself, so the test files run unchanged and decide as under ``opa test``.
-* ``rego-cpp``: rego-cpp crashes (SIGSEGV) or answers wrongly on ``with input as`` in 1.5.2, so the tests
-  run in a child process; a crash becomes an error of the test that was running, never a crash of ``gate``.
+* ``embedded`` (``wasm``): the tree, tests included, is compiled by ``opa build -t wasm`` with every test
+  rule as an entrypoint and each entrypoint is evaluated in process. OPA's planner compiles ``with ... as``
+  itself, so the test files run unchanged and decide as under ``opa test``.
 * ``opa``: an OPA server, one query per test rule.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import selectors
-import signal
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from attestation.errors import InputError, PolicyError
+from gate.config import DEFAULT_EMBEDDED, ENGINES
 from gate.policy.loader import load_policy_set
 from gate.policy.metadata import package_of
 from gate.policy.model import PolicySet
@@ -64,13 +56,9 @@ class TestReport:
 
 
 _TEST_RULE = re.compile(r"^(test_[A-Za-z0-9_]*)\b", re.MULTILINE)
-TEST_ENGINES = ("embedded", "wasm", "rego-cpp", "opa")
 MAX_TESTS = 10_000
-# A child that reports nothing for this long is killed and its current test reported as timed out.
-CHILD_IDLE_TIMEOUT_S = 120.0
-# Consecutive child crashes after which the remaining tests are reported as not run: a policy set that
-# crashes the engine while compiling would otherwise cost one child per test.
-MAX_CONSECUTIVE_CRASHES = 3
+# One test rule may evaluate this long (a test of a 200-task input is slow, not stuck).
+TEST_EVAL_TIMEOUT_S = 120.0
 
 
 def discover_tests(test_modules: Mapping[str, str]) -> list[str]:
@@ -95,13 +83,9 @@ def _case(name: str, value: object) -> TestCase:
 
 
 def _resolve(engine: str) -> str:
-    if engine == "embedded":
-        from gate import policy
-
-        return str(getattr(policy, "DEFAULT_EMBEDDED", "rego-cpp"))
-    if engine not in TEST_ENGINES:
-        raise InputError(f"unknown policy engine {engine!r}: choose one of {', '.join(TEST_ENGINES)}")
-    return engine
+    if engine not in ENGINES:
+        raise InputError(f"unknown policy engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    return DEFAULT_EMBEDDED if engine == "embedded" else engine
 
 
 def run_policy_tests(path: Path, *, engine: str = "embedded", opa_url: str | None = None) -> TestReport:
@@ -117,8 +101,6 @@ def run_policy_tests(path: Path, *, engine: str = "embedded", opa_url: str | Non
         return TestReport(cases=())
     if resolved == "wasm":
         return TestReport(cases=tuple(_run_wasm(policy_set, names)))
-    if resolved == "rego-cpp":
-        return TestReport(cases=tuple(_run_rego_cpp(policy_set, names)))
     if not opa_url:
         raise InputError("running policy tests on OPA needs an OPA URL (--opa-url)")
     from gate.policy.opa_server import OpaEngine
@@ -145,7 +127,7 @@ def _entrypoint(name: str) -> str:
 
 
 def _build_test_wasm(policy_set: PolicySet, names: Sequence[str]) -> bytes:
-    from gate.policy.wasm import compile_wasm_entrypoints, find_opa
+    from gate.policy.opa_build import compile_wasm_entrypoints, find_opa
 
     with tempfile.TemporaryDirectory(prefix="provgate-tests-") as tmp:
         src = Path(tmp)
@@ -167,7 +149,7 @@ def _run_wasm(policy_set: PolicySet, names: Sequence[str]) -> list[TestCase]:
     wasm = _build_test_wasm(policy_set, names)
     # The production engine's loader: the same host built-ins (undefined on failure, as on OPA), the same
     # refusal of built-ins it cannot evaluate exactly, and a memory import of any initial size.
-    policy = load_wasm_policy(wasm, PolicyConfig(pool_size=1, eval_timeout_seconds=CHILD_IDLE_TIMEOUT_S))
+    policy = load_wasm_policy(wasm, PolicyConfig(pool_size=1, eval_timeout_seconds=TEST_EVAL_TIMEOUT_S))
     try:
         policy.set_data(dict(policy_set.data))
 
@@ -181,108 +163,3 @@ def _run_wasm(policy_set: PolicySet, names: Sequence[str]) -> list[TestCase]:
         return _run_each(names, run)
     finally:
         policy.close()
-
-
-# --- rego-cpp in a child process ----------------------------------------------------------------------
-
-
-def _child_main() -> None:
-    """Child side: read {modules, data, names} from stdin, print one JSON line per test."""
-    from gate.policy.embedded import new_interpreter, raw_query
-    from gate.policy.model import PolicySet
-
-    job = json.loads(sys.stdin.read())
-    policy_set = PolicySet(
-        roots=(), modules={}, data=job["data"], rules=(), digest="", test_modules=job["modules"]
-    )
-    rego = new_interpreter(policy_set, with_tests=True)
-    for name in job["names"]:
-        print(json.dumps({"start": name}), flush=True)
-        try:
-            value: Any = raw_query(rego, f"x := {name}")
-            line = {"name": name, "value": value}
-        except PolicyError as err:
-            line = {"name": name, "error": str(err)}
-        print(json.dumps(line), flush=True)
-
-
-def _signal_name(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            return signal.Signals(-returncode).name
-        except ValueError:
-            return f"signal {-returncode}"
-    return f"exit code {returncode}"
-
-
-def _run_child(job: dict[str, Any]) -> tuple[dict[str, TestCase], str | None, str]:
-    """Run one child; (finished cases, name of the test running when it died or None, how it ended)."""
-    cmd = [sys.executable, "-c", "from gate.policy.testing import _child_main; _child_main()"]
-    proc = subprocess.Popen(
-        cmd,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONFAULTHANDLER": ""},
-        cwd=str(Path(__file__).resolve().parents[2]),
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(json.dumps(job).encode())
-    proc.stdin.close()
-    done: dict[str, TestCase] = {}
-    running: str | None = None
-    how = ""
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    buffer = b""
-    try:
-        while True:
-            if not sel.select(timeout=CHILD_IDLE_TIMEOUT_S):
-                proc.kill()
-                how = f"timed out after {CHILD_IDLE_TIMEOUT_S:.0f} s"
-                break
-            chunk = os.read(proc.stdout.fileno(), 65536)
-            if not chunk:
-                break
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for raw in lines:
-                msg = json.loads(raw)
-                if "start" in msg:
-                    running = msg["start"]
-                elif "error" in msg:
-                    done[msg["name"]] = TestCase(name=msg["name"], passed=False, error=msg["error"])
-                    running = None
-                else:
-                    done[msg["name"]] = _case(msg["name"], msg["value"])
-                    running = None
-    finally:
-        sel.close()
-        proc.stdout.close()
-        returncode = proc.wait()
-    if not how and returncode != 0:
-        how = f"crashed ({_signal_name(returncode)})"
-    return done, running, how
-
-
-def _run_rego_cpp(policy_set: PolicySet, names: Sequence[str]) -> list[TestCase]:
-    modules = {**policy_set.modules, **policy_set.test_modules}
-    results: dict[str, TestCase] = {}
-    todo = list(names)
-    crashes = 0
-    while todo:
-        done, running, how = _run_child({"modules": modules, "data": policy_set.data, "names": todo})
-        results.update(done)
-        if not how:
-            break
-        victim = running or next((n for n in todo if n not in done), None)
-        if victim is not None:
-            results[victim] = TestCase(name=victim, passed=False, error=f"the rego-cpp engine {how}")
-        crashes = crashes + 1 if not done else 1
-        todo = [n for n in todo if n not in results]
-        if todo and crashes >= MAX_CONSECUTIVE_CRASHES:
-            error = f"not run: the rego-cpp engine {how} {crashes} times in a row"
-            for name in todo:
-                results[name] = TestCase(name=name, passed=False, error=error)
-            break
-    return [results[n] for n in names]

@@ -1,29 +1,25 @@
-"""The wasm engine: the real OPA compiler's output (``opa build -t wasm``) run in process by ``opapywasm``.
+"""The wasm engine: the real OPA compiler's output (``opa build -t wasm``, :mod:`gate.policy.opa_build`)
+run in process by ``opapywasm`` on wasmtime.
 
-The policy set is compiled once by the ``opa`` binary into one WebAssembly module with one entrypoint that
-returns the same raw result document the other engines return (``gate.policy.results.decision_query``).
-The module is cached under ``${XDG_CACHE_HOME:-~/.cache}/provgate/wasm/`` keyed by the policy set digest
-and the OPA version, so a second start does not need to run the compiler. Data is loaded into the module
-once; each evaluation transfers only the input.
+The module's one entrypoint returns the same raw result document the OPA engine returns
+(``gate.policy.results.decision_query``). Data is loaded into the module once; each evaluation transfers
+only the input. wasmtime's native code for the module is cached beside the compiled module.
 
 OPA's wasm target evaluates most built-ins inside the module; the rest it asks the host for. The host
-built-ins this engine provides are listed in :data:`HOST_BUILTINS` and each is tested against the real
-OPA. A policy set that needs any other host built-in is refused at load time, because an approximation
-could decide differently from OPA.
+built-ins this engine provides are :data:`gate.policy.host_builtins.HOST_BUILTINS`, each tested against
+the real OPA. A policy set that needs any other host built-in is refused at load time, because an
+approximation could decide differently from OPA.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-import re
-import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +27,12 @@ from typing import Any
 def _import_opapywasm() -> None:
     """Import opapywasm without importlib.metadata, which it imports only to set its ``__version__``.
 
-    Importing importlib.metadata (with the email, zipfile and csv modules it brings) was ~12 ms of every
-    ``gate`` start, for a string nothing here reads. While opapywasm is imported, importlib.metadata cannot
-    be, so opapywasm takes its own fallback (``__version__ = "0.0.0+unknown"``); the block is lifted
-    right after, and a later import of importlib.metadata works as usual. Nothing is blocked when either is
-    imported already. The first import happens while a Gate is built, before any engine thread runs.
+    Importing importlib.metadata (with the email, zipfile and csv modules it brings) was a measurable part
+    of every ``gate`` start (docs/performance.md), for a string nothing here reads. While opapywasm is
+    imported, importlib.metadata cannot be, so opapywasm takes its own fallback (``__version__ =
+    "0.0.0+unknown"``); the block is lifted right after, and a later import of importlib.metadata works as
+    usual. Nothing is blocked when either is imported already. The first import happens while a Gate is
+    built, before any engine thread runs.
     """
     if "opapywasm" in sys.modules or "importlib.metadata" in sys.modules:
         return
@@ -64,97 +61,16 @@ from opapywasm.instance import OpaPolicyInstance  # noqa: E402
 from opapywasm.runtime import EpochTicker, WasmtimeRuntimeFactory  # noqa: E402
 
 from attestation.errors import PolicyError  # noqa: E402
-from attestation.limits import MiB  # noqa: E402
-from gate.policy.loader import private_dir as _private_dir  # noqa: E402
-from gate.policy.loader import write_atomic as _write_atomic  # noqa: E402
+from attestation.files import cache_put, private_cache_dir  # noqa: E402
+from gate.config import MAX_POLICY_INPUT_BYTES, EngineOptions  # noqa: E402
+from gate.policy.host_builtins import HOST_BUILTINS, Undefined  # noqa: E402
 from gate.policy.model import Evaluation, PolicySet, encode_json  # noqa: E402
-from gate.policy.results import decision_query, evaluation_from  # noqa: E402
+from gate.policy.opa_build import ENTRYPOINT, WASM_CACHE, cached_wasm  # noqa: E402
+from gate.policy.results import evaluation_from  # noqa: E402
 
-ENTRYPOINT = "provgate/engine/decision"
-# Bumped whenever the generated entrypoint module or the build command changes, so stale cache entries
-# are never picked up.
-_LAYOUT_VERSION = "2"  # 2: the cached module carries its SHA-256
-_DECISION_PACKAGE = "package provgate.engine\n\n"
-MAX_INPUT_BYTES = 64 * MiB  # the gate's own bound on a policy input (gate.cli.MAX_INPUT_BYTES)
-MAX_WASM_BYTES = 64 * MiB
-COMPILE_TIMEOUT_S = 300.0
-DEFAULT_POOL_SIZE = 4
-# A thread that cannot get a wasm instance within this time gets a PolicyError (a denial) rather than
-# waiting behind a burst of admission requests indefinitely.
-DEFAULT_BORROW_TIMEOUT_S = 10.0
-DEFAULT_EVAL_TIMEOUT_S = 10.0
+log = logging.getLogger(__name__)
 
-
-class Undefined(Exception):
-    """Raised by a host built-in to make its call undefined, as OPA does when a built-in fails."""
-
-
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-# Go's time.Parse(time.RFC3339, s) as OPA calls it: Go first tries a strict RFC 3339 reader and then its
-# general layout parser, which additionally takes a one-digit hour, a comma as the decimal separator and
-# zone offsets up to 24:60. Both read any number of fraction digits and keep the first nine.
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{1,2}):(\d{2}):(\d{2})(?:[.,](\d+))?(?:(Z)|([+-])(\d{2}):(\d{2}))",
-    re.ASCII,
-)
-
-
-def _leap(year: int) -> bool:
-    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-
-
-def _days_from_civil(y: int, m: int, d: int) -> int:
-    # Days since 1970-01-01 in the proleptic Gregorian calendar, year 0 included as Go has it.
-    y -= m <= 2
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
-def parse_rfc3339_ns(text: str) -> int | None:
-    """Nanoseconds since the epoch as OPA's ``time.parse_rfc3339_ns`` gives them; None where OPA fails."""
-    m = _RFC3339.fullmatch(text)
-    if not m:
-        return None
-    year, month, day, hour, minute, sec = (int(g) for g in m.groups()[:6])
-    frac, zulu, sign, zh, zm = m.group(7), m.group(8), m.group(9), m.group(10), m.group(11)
-    if not (1 <= month <= 12 and hour <= 23 and minute <= 59 and sec <= 59):
-        return None
-    days_in_month = 29 if month == 2 and _leap(year) else _DAYS_IN_MONTH[month - 1]
-    if not 1 <= day <= days_in_month:
-        return None
-    offset = 0
-    if not zulu:
-        oh, om = int(zh), int(zm)
-        if oh > 24 or om > 60:
-            return None
-        offset = (oh * 60 + om) * 60 * (-1 if sign == "-" else 1)
-    nanos = int((frac or "0")[:9].ljust(9, "0"))
-    seconds = _days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + sec - offset
-    ns = seconds * 1_000_000_000 + nanos
-    if not _INT64_MIN <= ns <= _INT64_MAX:
-        return None  # OPA: "time outside of valid range"
-    return ns
-
-
-def _rfc3339_ns(value: Any) -> int:
-    if not isinstance(value, str):
-        raise Undefined
-    ns = parse_rfc3339_ns(value)
-    if ns is None:
-        raise Undefined
-    return ns
-
-
-# Host built-ins provided here, each matching OPA's Go implementation (tests/gate/test_engine_wasm.py
-# compares them with the real OPA). opapywasm's own defaults (sprintf, json.is_valid, yaml.*) are
-# approximations and are deliberately not on this list.
-HOST_BUILTINS: dict[str, Callable[..., Any]] = {
-    "time.parse_rfc3339_ns": _rfc3339_ns,
-}
+_DEFAULTS = EngineOptions()
 
 
 class _Instance(OpaPolicyInstance):
@@ -177,10 +93,10 @@ class _Instance(OpaPolicyInstance):
 class _NativeCachedFactory(WasmtimeRuntimeFactory):
     """opapywasm's engine/module factory, but the module's native code comes from a cache when it can.
 
-    Compiling the ~400 KB policy module to native code takes wasmtime 1-2 s; deserialising the cached
-    result takes ~20 ms. Native code is only read from a directory only this user can write (see
-    :func:`_private_dir`), since wasmtime runs it as is. Anything unreadable or from another wasmtime
-    build is compiled afresh.
+    Compiling the policy module to native code takes wasmtime far longer than deserialising a cached
+    result (docs/rego-engines.md). Native code is only read from a directory only this user can write (see
+    :func:`attestation.files.private_cache_dir`), since wasmtime runs it as is. Anything unreadable or
+    from another wasmtime build is compiled afresh.
     """
 
     def __init__(
@@ -195,16 +111,18 @@ class _NativeCachedFactory(WasmtimeRuntimeFactory):
         if native is not None and native.is_file():
             try:
                 module = wasmtime.Module.deserialize_file(self._engine, str(native))
+                log.debug("native code of the policy module from the cache: %s", native)
             except wasmtime.WasmtimeError:
                 module = None
         if module is None:
+            log.debug("compiling the policy module to native code")
             try:
                 wasmtime.Module.validate(self._engine, wasm_bytes)
                 module = wasmtime.Module(self._engine, wasm_bytes)
             except wasmtime.WasmtimeError as err:
                 raise PolicyError(f"compiled policy is not valid wasm: {err}") from None
             if native is not None:
-                _write_atomic(native, module.serialize())
+                cache_put(native, bytes(module.serialize()))
         self._module = module
         self._validate_required_env_imports()
         # opapywasm offers every module a 2-page memory and only retries on traps, so a module whose
@@ -231,12 +149,12 @@ class _Policy(OpaWasmPolicy):
             return _NativeCachedFactory(wasm_bytes, max_memory_pages=max_memory_pages, native=native)
 
         with _FACTORY_SWAP:
-            original = opapywasm.policy.WasmtimeRuntimeFactory
-            opapywasm.policy.WasmtimeRuntimeFactory = factory  # type: ignore[misc,assignment]
+            original = getattr(opapywasm.policy, "WasmtimeRuntimeFactory")  # noqa: B009
+            setattr(opapywasm.policy, "WasmtimeRuntimeFactory", factory)  # noqa: B010
             try:
                 return cls(wasm, config)
             finally:
-                opapywasm.policy.WasmtimeRuntimeFactory = original  # type: ignore[misc]
+                setattr(opapywasm.policy, "WasmtimeRuntimeFactory", original)  # noqa: B010
 
     def _build_instance(self) -> OpaPolicyInstance:
         data, version = self._data_snapshot()
@@ -251,187 +169,10 @@ class _Policy(OpaWasmPolicy):
         )
 
 
-def find_opa() -> Path:
-    """The ``opa`` binary: ``$PROVGATE_OPA``, else ``opa`` on PATH, else the build cache of
-    tests/infra/build-components.sh (``$PROVGATE_BIN_CACHE`` or ``${XDG_CACHE_HOME:-~/.cache}/provgate/bin``).
-    """
-    configured = os.environ.get("PROVGATE_OPA")
-    if configured:
-        path = Path(configured)
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            raise PolicyError(f"PROVGATE_OPA={configured}: not an executable file")
-        return path
-    on_path = shutil.which("opa")
-    if on_path:
-        return Path(on_path)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    bin_cache = os.environ.get("PROVGATE_BIN_CACHE") or str(Path(base) / "provgate" / "bin")
-    cached = Path(bin_cache) / "opa"
-    if cached.is_file() and os.access(cached, os.X_OK):
-        return cached
-    raise PolicyError(
-        "the wasm policy engine needs the opa binary to compile policies: set PROVGATE_OPA to its path or "
-        "put opa on PATH (tests/infra/build-components.sh builds it), or use --engine opa or rego-cpp"
-    )
-
-
-# What a remembered version may look like: one printable ASCII token, as `opa version` prints it.
-_VERSION = re.compile(r"[!-~]{1,100}", re.ASCII)
-# ELF; Mach-O 64-bit (both byte orders) and universal binaries.
-_EXECUTABLE_MAGIC = frozenset({b"\x7fELF", b"\xcf\xfa\xed\xfe", b"\xfe\xed\xfa\xcf", b"\xca\xfe\xba\xbe"})
-
-
-def opa_version(opa: Path) -> str:
-    """The version ``opa version`` prints, remembered in the (private) cache per binary.
-
-    Running ``opa version`` took 15-60 ms of every start. The entry is keyed by the binary's resolved
-    path, device, inode, size, modification and change times: replacing or rewriting the binary (an
-    upgrade) changes at least one of them, and the change time cannot be set back by its owner. Only
-    an executable binary is remembered: a script (a version manager's shim) can run another opa each time.
-    """
-    directory = cache_dir()
-    entry: Path | None = None
-    try:
-        resolved = opa.resolve()
-        st = resolved.stat()
-        with resolved.open("rb") as fh:
-            binary = fh.read(4) in _EXECUTABLE_MAGIC
-    except OSError:
-        pass
-    else:
-        if binary and _private_dir(directory):
-            identity = (
-                f"{resolved}\0{st.st_dev}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}"
-            )
-            entry = directory / f"{hashlib.sha256(identity.encode()).hexdigest()}.opa-version"
-            try:
-                remembered = entry.read_text(encoding="ascii")
-            except (OSError, UnicodeDecodeError):
-                pass
-            else:
-                if _VERSION.fullmatch(remembered):
-                    return remembered
-    version = _run_opa_version(opa)
-    if entry is not None:
-        _write_atomic(entry, version.encode("ascii"))
-    return version
-
-
-def _run_opa_version(opa: Path) -> str:
-    try:
-        out = subprocess.run(
-            [str(opa), "version"], capture_output=True, text=True, timeout=30, check=True
-        ).stdout
-    except (OSError, subprocess.SubprocessError) as err:
-        raise PolicyError(f"{opa}: cannot run `opa version`: {err}") from None
-    match = re.search(r"^Version:\s*(\S+)", out, re.MULTILINE)
-    if not match:
-        raise PolicyError(f"{opa}: `opa version` printed no version")
-    if not _VERSION.fullmatch(match.group(1)):
-        raise PolicyError(f"{opa}: `opa version` printed an unexpected version {match.group(1)[:100]!r}")
-    return match.group(1)
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "provgate" / "wasm"
-
-
-def decision_module(policy_set: PolicySet) -> str:
-    """The generated module whose one rule is the decision document, built from the shared query."""
-    query = decision_query(policy_set)
-    assert query.startswith("x := ")
-    return _DECISION_PACKAGE + "decision := " + query[len("x := ") :] + "\n"
-
-
-def _first_error(stderr: str, names: Mapping[str, str]) -> str:
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    text = next((line for line in lines if re.search(r"\.rego:\d+", line)), lines[0] if lines else "")
-    for tmp_name, original in names.items():
-        text = text.replace(tmp_name, original)
-    return text or "unknown error"
-
-
-def compile_wasm_entrypoints(
-    src: Path, entrypoints: list[str], opa: Path, names: Mapping[str, str] | None = None
-) -> bytes:
-    """``opa build -t wasm`` of the Rego files under ``src``; the bytes of ``policy.wasm``.
-
-    ``names`` maps file names under ``src`` back to the user's for error messages.
-    """
-    import tarfile  # only when the policy set is not in the cache: ~2 ms of every start otherwise
-
-    with tempfile.TemporaryDirectory(prefix="provgate-wasm-out-") as tmp:
-        out = Path(tmp) / "bundle.tar.gz"
-        cmd = [str(opa), "build", "-t", "wasm", "-o", str(out)]
-        for entrypoint in entrypoints:
-            cmd += ["-e", entrypoint]
-        cmd.append(str(src))
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
-        except (OSError, subprocess.SubprocessError) as err:
-            raise PolicyError(f"{opa}: cannot compile policies to wasm: {err}") from None
-        if proc.returncode != 0:
-            error = _first_error(proc.stderr or proc.stdout, names or {})
-            raise PolicyError(f"policy set does not compile to wasm: {error}")
-        try:
-            with tarfile.open(out, "r:gz") as tar:
-                for member in tar:
-                    if member.name.lstrip("/") == "policy.wasm" and member.isfile():
-                        if member.size > MAX_WASM_BYTES:
-                            raise PolicyError(f"compiled policy has {member.size} bytes (> {MAX_WASM_BYTES})")
-                        fh = tar.extractfile(member)
-                        assert fh is not None
-                        return fh.read()
-        except (OSError, tarfile.TarError) as err:
-            raise PolicyError(f"opa build wrote an unreadable bundle: {err}") from None
-    raise PolicyError("opa build produced no policy.wasm")
-
-
-def compile_wasm(policy_set: PolicySet, opa: Path) -> bytes:
-    """The policy set's modules plus the generated decision module, compiled to one entrypoint."""
-    with tempfile.TemporaryDirectory(prefix="provgate-wasm-") as tmp:
-        src = Path(tmp)
-        names: dict[str, str] = {}
-        # Numbered files: modules from several roots may share a name. Errors are mapped back.
-        for n, (path, source) in enumerate(sorted(policy_set.modules.items())):
-            tmp_path = src / f"m{n:04d}.rego"
-            tmp_path.write_text(source, encoding="utf-8")
-            names[str(tmp_path)] = path
-        (src / "provgate_engine_decision.rego").write_text(decision_module(policy_set), encoding="utf-8")
-        return compile_wasm_entrypoints(src, [ENTRYPOINT], opa, names)
-
-
-def cached_wasm(policy_set: PolicySet, opa: Path | None = None) -> tuple[bytes, Path | None]:
-    """The compiled module for ``policy_set`` and where it is cached (None: not cached).
-
-    Taken from the cache when there, else compiled with ``opa build`` and cached.
-    """
-    opa = opa or find_opa()
-    version = opa_version(opa)
-    key = hashlib.sha256(f"{policy_set.digest}\0{version}\0{_LAYOUT_VERSION}".encode()).hexdigest()
-    directory = cache_dir()
-    if not _private_dir(directory):
-        return compile_wasm(policy_set, opa), None
-    path = directory / f"{key}.wasm"
-    try:
-        # The module followed by its SHA-256: a damaged entry (truncated, overwritten) is compiled afresh
-        # instead of failing every start until someone clears the cache.
-        stored = path.read_bytes()
-        wasm, digest = stored[:-32], stored[-32:]
-        if wasm[:4] == b"\0asm" and hashlib.sha256(wasm).digest() == digest:
-            return wasm, path
-    except OSError:
-        pass
-    wasm = compile_wasm(policy_set, opa)
-    _write_atomic(path, wasm + hashlib.sha256(wasm).digest())
-    return wasm, path
-
-
 def _wasmtime_version() -> str:
     """``importlib.metadata.version("wasmtime")``, read from the one ``wasmtime-*.dist-info`` beside the
-    imported package when there is exactly one (importing importlib.metadata costs ~12 ms of every start);
-    from importlib.metadata in any other layout."""
+    imported package when there is exactly one (importing importlib.metadata would cost every start,
+    see :func:`_import_opapywasm`); from importlib.metadata in any other layout."""
     site = Path(wasmtime.__file__ or "").parent.parent  # the sys.path entry it was imported from
     try:
         found = [
@@ -455,8 +196,8 @@ _WASMTIME_VERSION = _wasmtime_version()
 
 
 def _native_path(wasm: bytes) -> Path | None:
-    directory = cache_dir()
-    if not _private_dir(directory):
+    directory = private_cache_dir(WASM_CACHE)
+    if directory is None:
         return None
     # Keyed by the module's content and the wasmtime build that compiles it.
     key = hashlib.sha256(wasm + f"\0{_WASMTIME_VERSION}\0epoch".encode()).hexdigest()
@@ -493,7 +234,11 @@ class WasmEngine:
 
     ``evaluate`` is safe to call from several threads: opapywasm lends each call its own wasm instance
     from a pool of ``pool_size``; a call that waits longer than ``borrow_timeout`` for one fails (deny).
+    Pure: a policy that needs a built-in the host would have to answer from elsewhere (the clock, the
+    network, randomness) is refused at load time (:func:`load_wasm_policy`).
     """
+
+    pure = True
 
     def __init__(
         self,
@@ -501,9 +246,9 @@ class WasmEngine:
         *,
         opa: Path | None = None,
         wasm: bytes | None = None,
-        pool_size: int = DEFAULT_POOL_SIZE,
-        borrow_timeout: float = DEFAULT_BORROW_TIMEOUT_S,
-        eval_timeout: float = DEFAULT_EVAL_TIMEOUT_S,
+        pool_size: int = _DEFAULTS.pool_size,
+        borrow_timeout: float = _DEFAULTS.borrow_timeout,
+        eval_timeout: float = _DEFAULTS.eval_timeout,
     ) -> None:
         self._policy_set = policy_set
         if wasm is None:
@@ -514,11 +259,11 @@ class WasmEngine:
             default_entrypoint=ENTRYPOINT,
             borrow_timeout_seconds=borrow_timeout,
             eval_timeout_seconds=eval_timeout,
-            max_input_bytes=MAX_INPUT_BYTES,
-            max_data_bytes=MAX_INPUT_BYTES,
-            max_result_bytes=MAX_INPUT_BYTES,
+            max_input_bytes=MAX_POLICY_INPUT_BYTES,
+            max_data_bytes=MAX_POLICY_INPUT_BYTES,
+            max_result_bytes=MAX_POLICY_INPUT_BYTES,
             # evaluate() hands over JSON it wrote itself; opapywasm re-parsing it in Python to check it
-            # cost more than the evaluation (19 ms of 30 for a 200-task input, bench/policy_engines.py).
+            # cost more than the evaluation (docs/rego-engines.md).
             parse_raw_json_input=False,
         )
         policy = load_wasm_policy(wasm, config, native=native)
@@ -534,6 +279,11 @@ class WasmEngine:
         # A policy that loads but does not evaluate fails at startup, not per request.
         self.evaluate({"image": {}, "attestations": []})
 
+    @property
+    def pool_size(self) -> int:
+        """How many wasm instances evaluate at once (``EngineOptions.pool_size``)."""
+        return int(self._policy.pool_size)
+
     def evaluate(self, policy_input: Mapping[str, Any]) -> Evaluation:
         start = time.perf_counter()
         if self._closed.is_set():
@@ -546,9 +296,8 @@ class WasmEngine:
         return self._evaluate_raw(raw, start)
 
     def evaluate_json(self, raw: bytes) -> Evaluation:
-        """:meth:`evaluate` for a policy input already encoded as compact UTF-8 JSON by provgate (the
-        gate assembles it from statements it encoded once: ``gate.policy_input.build_policy_input_json``).
-        Never for bytes from outside: they are handed to the module as they are."""
+        """:meth:`evaluate` for a policy input provgate encoded itself: the bytes go to the module as they
+        are (opapywasm does not parse them again: ``parse_raw_json_input=False``)."""
         start = time.perf_counter()
         if self._closed.is_set():
             raise PolicyError("policy engine is closed")
@@ -572,14 +321,4 @@ class WasmEngine:
         self._policy.close()
 
 
-__all__ = [
-    "ENTRYPOINT",
-    "HOST_BUILTINS",
-    "PolicyConfig",
-    "WasmEngine",
-    "cached_wasm",
-    "compile_wasm",
-    "compile_wasm_entrypoints",
-    "find_opa",
-    "load_wasm_policy",
-]
+__all__ = ["PolicyConfig", "WasmEngine", "load_wasm_policy"]

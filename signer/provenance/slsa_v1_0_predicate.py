@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from attestation import intoto
 from signer import result_hints
 from signer.golang import b64, go_json, proto_timestamp
 from signer.provenance import SLSA_BUILD_TYPE, TEKTON_BUILD_TYPE, Options, check_build_type, gojson
@@ -35,7 +36,7 @@ from signer.provenance.resolved_dependencies import (
 from signer.result_hints import Artifact
 from signer.run import Result, Run
 
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+STATEMENT_TYPE = intoto.STATEMENT_V1
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 JSON_MEDIA_TYPE = "application/json"
 

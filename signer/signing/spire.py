@@ -13,9 +13,7 @@ time long after the SVID expired (``dev.sigstore.cosign/rfc3161timestamp`` / ``t
 
 from __future__ import annotations
 
-import base64
 import functools
-import json
 import logging
 import os
 from collections.abc import Mapping
@@ -27,7 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from attestation import dsse, intoto
+from attestation import cosign, dsse, intoto
 from attestation.errors import InputError, KeyLoadError, WorkloadApiUnavailable
 from attestation.keys import PublicKey
 from attestation.spiffe import parse_spiffe_id
@@ -36,9 +34,6 @@ from attestation.x509 import certificate_to_pem
 from signer.signing import Sign
 from signer.storage import SignedProvenance
 
-ANNOTATION_CERTIFICATE = "dev.sigstore.cosign/certificate"
-ANNOTATION_CHAIN = "dev.sigstore.cosign/chain"
-ANNOTATION_TIMESTAMP = "dev.sigstore.cosign/rfc3161timestamp"
 DEFAULT_TIMEOUT = 10.0
 
 log = logging.getLogger(__name__)
@@ -150,13 +145,9 @@ class SvidSignature:
 
     def cosign_annotations(self) -> dict[str, str]:
         """Annotations for the ``.att`` layer, as cosign writes them for certificate-based signatures."""
-        out = {ANNOTATION_CERTIFICATE: self.certificate_pem, ANNOTATION_CHAIN: self.chain_pem}
-        if self.rfc3161_timestamp is not None:
-            out[ANNOTATION_TIMESTAMP] = json.dumps(
-                {"SignedRFC3161Timestamp": base64.b64encode(self.rfc3161_timestamp).decode("ascii")},
-                separators=(",", ":"),
-            )
-        return out
+        return cosign.layer_annotations(
+            certificate=self.certificate_pem, chain=self.chain_pem, rfc3161_timestamp=self.rfc3161_timestamp
+        )
 
     def certificate_chain_der(self) -> list[bytes]:
         return [c.public_bytes(Encoding.DER) for c in self.certificate_chain]

@@ -16,12 +16,12 @@ from typing import Any, Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from attestation import dsse
+from attestation import cosign, dsse
 from attestation.errors import InputError
+from attestation.files import write_atomic
 from attestation.keys import PublicKey
 
 BACKENDS = ("oci", "tekton", "file")
-ANNOTATION_RFC3161 = "dev.sigstore.cosign/rfc3161timestamp"
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +76,9 @@ class SignedProvenance:
 
     def layer_annotations(self) -> dict[str, str]:
         """Extra ``.att`` layer annotations beyond certificate/chain: the timestamp, as cosign writes it."""
-        if not self.rfc3161_timestamps:
-            return {}
-        import base64
-
-        token = base64.b64encode(self.rfc3161_timestamps[0]).decode("ascii")
-        return {ANNOTATION_RFC3161: json.dumps({"SignedRFC3161Timestamp": token}, separators=(",", ":"))}
+        return cosign.layer_annotations(
+            rfc3161_timestamp=self.rfc3161_timestamps[0] if self.rfc3161_timestamps else None
+        )
 
     def portable(self) -> bytes:
         """One line for a file or stdout: the bare envelope when a key alone verifies it, else a bundle
@@ -188,18 +185,3 @@ def store(
 def write_annotations(path: str, annotations: Mapping[str, str]) -> None:
     """The annotation map as the ``tekton`` storage writes it for something else to apply (JSON)."""
     write_atomic(path, json.dumps(annotations, indent=2).encode() + b"\n")
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Replace ``path`` with ``data`` in one step: readers see the old file or the new one, never half."""
-    import os
-    from pathlib import Path
-
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise InputError(f"cannot write {path}: {err.strerror or err}") from None

@@ -149,6 +149,32 @@ BAD_STATEMENTS = [
 ]
 
 
+V1 = "https://in-toto.io/Statement/v1"
+# The Python field names (``type``, ``predicate_type``) are not the statement's: a statement spelled with
+# them is refused however it is mixed with the wire names, never read as the same statement.
+OTHER_SPELLINGS = [
+    ({"type": V1, "predicateType": "p"}, "field type: not an in-toto statement field (the field is _type)"),
+    ({"_type": V1, "predicate_type": "p"}, "field predicate_type: not an in-toto statement field"),
+    ({"type": V1, "predicate_type": "p"}, "field type: not an in-toto statement field"),
+    ({"_type": V1, "type": V1, "predicateType": "p"}, "field type: not an in-toto statement field"),
+    (
+        {"_type": V1, "predicateType": "https://slsa.dev/provenance/v1", "predicate_type": "https://evil/p"},
+        "field predicate_type: not an in-toto statement field (the field is predicateType)",
+    ),
+    ({"type": V1, "_type": V1, "predicate_type": "p", "predicateType": "p"}, "field type: not an in-toto"),
+    ({"_type": V1, "predicateType": "p", "type": None}, "field type: not an in-toto statement field"),
+]
+
+
+@pytest.mark.parametrize(("doc", "message"), OTHER_SPELLINGS)
+def test_a_statement_spelled_with_other_field_names_is_refused(doc: dict, message: str) -> None:
+    with pytest.raises(InputError) as err:
+        intoto.parse(json.dumps(doc).encode(), source="stmt")
+    assert str(err.value).startswith(f"stmt: {message}")
+    with pytest.raises(InputError):
+        intoto.from_dict(doc, source="stmt")
+
+
 @pytest.mark.parametrize(("payload", "message"), BAD_STATEMENTS)
 def test_bad_statements_are_rejected_naming_the_problem(payload: bytes, message: str) -> None:
     with pytest.raises(InputError) as err:

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from attestation import dsse, intoto, keys
+from attestation import cosign_key, dsse, intoto, keys
 from attestation.dsse import Envelope, Signature
 from attestation.errors import InputError, KeyLoadError
 from attestation.limits import load_json
@@ -132,7 +132,7 @@ pem_labels = st.sampled_from(
         "PRIVATE KEY",
         "EC PRIVATE KEY",
         "RSA PUBLIC KEY",
-        keys.COSIGN_PEM_LABEL,
+        cosign_key.PEM_LABEL,
         "X",
     ]
 )
@@ -160,7 +160,7 @@ def test_key_loaders_only_raise_key_load_error(label: str, body: bytes, raw: boo
 )
 def test_cosign_key_documents_only_raise_key_load_error(doc: Any) -> None:
     b64 = base64.b64encode(json.dumps(doc).encode()).decode()
-    pem = f"-----BEGIN {keys.COSIGN_PEM_LABEL}-----\n{b64}\n-----END {keys.COSIGN_PEM_LABEL}-----\n".encode()
+    pem = f"-----BEGIN {cosign_key.PEM_LABEL}-----\n{b64}\n-----END {cosign_key.PEM_LABEL}-----\n".encode()
     try:
         keys.load_private_key(pem, source="fuzz", password=b"pw")
     except KeyLoadError as err:

@@ -19,8 +19,9 @@ from attestation.bundle import envelope_to_bundle, public_key_hint
 from attestation.keys import PrivateKeySigner
 from attestation.oci.reader import ResolvedImage
 from attestation.oci.writer import push_attestation_referrer, push_image
+from gate.checklist import NO_VERIFIED_ATTESTATION
 from gate.cli import run
-from gate.verify import NO_VERIFIED_ATTESTATION, Gate, GateConfig
+from gate.verify import Gate, GateConfig
 from tests.gate.conftest import IMAGE, slsa02_statement, slsa1_statement, to_bytes
 from tests.infra import require_binary
 from tests.infra.registry import RegistryServer, registry_plain, registry_referrers  # noqa: F401

@@ -51,6 +51,24 @@ def test_verify_allowed_text(capsys, att_file, base_args) -> None:
     assert err == ""
 
 
+def test_verbose_says_what_it_did_on_stderr_only(capsys, att_file, base_args, trusted_signer) -> None:
+    args = ["verify", IMAGE, *base_args, "--attestations", att_file, "--output", "json"]
+    code, quiet_out, quiet_err = gate(capsys, *args)
+    assert code == 0 and quiet_err == ""
+    code, out, err = gate(capsys, "-v", *args)
+    assert code == 0
+    drop = ("elapsed_ms", "timings")
+    assert {k: v for k, v in json.loads(out).items() if k not in drop} == {
+        k: v for k, v in json.loads(quiet_out).items() if k not in drop
+    }
+    lines = err.splitlines()
+    assert lines and all(line.startswith("gate: debug: ") for line in lines), err
+    assert f"{att_file}:1: signature 0 verifies with key {trusted_signer.keyid}" in err
+    # The handler goes with the command: the next command is quiet again.
+    code, _, err = gate(capsys, *args)
+    assert code == 0 and err == ""
+
+
 def test_verify_json(capsys, att_file, base_args) -> None:
     code, out, _ = gate(capsys, "verify", IMAGE, *base_args, "--attestations", att_file, "--output", "json")
     assert code == 0

@@ -164,3 +164,19 @@ def test_the_wasm_engine_reads_wasmtime_s_version_as_importlib_metadata_does() -
     assert proc.returncode == 0, proc.stderr
     ours, theirs = proc.stdout.split()
     assert ours == theirs
+
+
+def test_console_script_verbose_log_reaches_stderr(
+    tmp_path: Path, sign, key_file: Path, policy_dir: Path, data_file: Path
+) -> None:
+    # The one-shot exit skips the interpreter's teardown; the debug lines written before it still arrive,
+    # and only on stderr.
+    atts = tmp_path / "a.jsonl"
+    atts.write_bytes(sign(slsa02_statement()) + b"\n")
+    args = ["verify", IMAGE, "--key", key_file, "--policy", policy_dir, "--data", data_file]
+    proc = _console("-v", *args, "--attestations", atts, "--output", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["allowed"] is True
+    lines = proc.stderr.decode().splitlines()
+    assert lines and all(line.startswith("gate: debug: ") for line in lines)
+    assert any("signature 0 verifies with key" in line for line in lines)

@@ -13,8 +13,10 @@ import pytest
 
 from attestation.errors import PolicyError
 from gate.policy import PolicyEngine, load_policy_set, make_engine
+from gate.policy.host_builtins import parse_rfc3339_ns
+from gate.policy.opa_build import opa_version
 from gate.policy.opa_server import OpaEngine
-from gate.policy.wasm import WasmEngine, opa_version, parse_rfc3339_ns
+from gate.policy.wasm import WasmEngine
 from policies import ROOT
 from tests.gate.test_engine_parity import CORPUS, own_opa_server, summary
 from tests.infra.opa import opa_binary, opa_server  # noqa: F401
@@ -78,7 +80,8 @@ def test_rfc3339_host_builtin_matches_opa(opa_server: str) -> None:  # noqa: F81
 
 def test_undefined_host_builtin_is_undefined_in_rego(tmp_path: Path) -> None:
     (tmp_path / "t.rego").write_text(TIME_POLICY)
-    from gate.policy.wasm import PolicyConfig, compile_wasm_entrypoints, find_opa, load_wasm_policy
+    from gate.policy.opa_build import compile_wasm_entrypoints, find_opa
+    from gate.policy.wasm import PolicyConfig, load_wasm_policy
 
     wasm = compile_wasm_entrypoints(tmp_path, ["t/parsed", "t/unparseable"], find_opa())
     policy = load_wasm_policy(wasm, PolicyConfig(pool_size=1))
@@ -164,7 +167,7 @@ def test_missing_opa_binary_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tm
         WasmEngine(load_policy_set([ROOT]))
 
 
-@pytest.fixture(scope="module", params=["wasm", "rego-cpp", "opa"])
+@pytest.fixture(scope="module", params=["wasm", "opa"])
 def any_engine(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PolicyEngine]:

@@ -19,7 +19,7 @@ import pytest
 
 from attestation.errors import PolicyError
 from gate.policy import evaluate_input, load_policy_set, make_engine
-from gate.policy import wasm as wasm_mod
+from gate.policy import opa_build as wasm_mod
 from gate.policy.model import PolicySet
 from policies import ROOT
 from tests.gate.test_policy_library import tep0084_input

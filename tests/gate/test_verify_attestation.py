@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 
+from attestation.cosign import RawAttestation
 from attestation.dsse import pae
 from attestation.keys import PrivateKeySigner
 from attestation.limits import MAX_ENVELOPE_BYTES
 from attestation.reference import parse
+from gate.checklist import check_attestation
+from gate.offline import read_attestations_file
 from gate.trust import TrustPolicy, load_trust_policy
-from gate.verify import RawAttestation, check_attestation, read_attestations_file
 from tests.gate.conftest import (
     DIGEST_HEX,
     IMAGE,

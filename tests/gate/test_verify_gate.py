@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -10,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from attestation.errors import InputError, KeyLoadError
-from gate.decision import Decision
-from gate.verify import NO_RULES_EVALUATED, NO_VERIFIED_ATTESTATION, Gate, GateConfig
+from gate.checklist import NO_VERIFIED_ATTESTATION
+from gate.decision import NO_RULES_EVALUATED, Decision
+from gate.verify import Gate, GateConfig
 from tests.gate.conftest import (
     BUILDER_ID,
     DIGEST_HEX,
@@ -191,3 +193,60 @@ def test_policy_input_shape(gate: Gate, sign, trusted_signer) -> None:
     raw = json.loads(sign(slsa02_statement()))
     assert base64.b64decode(sig["sig"]) and set(sig) == {"keyid", "sig"}
     assert raw["payloadType"] == "application/vnd.in-toto+json"
+
+
+# -- what a gate opened, it closes ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def config(policy_dir: Path, data_file: Path, key_file: Path) -> GateConfig:
+    return GateConfig(policy_paths=(policy_dir,), data_paths=(data_file,), key_files=(key_file,))
+
+
+def _closed_engine(gate: Gate) -> None:
+    from attestation.errors import PolicyError
+
+    with pytest.raises(PolicyError, match="closed"):
+        gate.engine.evaluate({"image": {}, "attestations": []})
+
+
+def test_async_with_closes_the_registry_client_and_the_engine(config: GateConfig, sign) -> None:
+    line = sign(slsa02_statement())
+
+    async def go() -> tuple[Gate, object, Decision]:
+        async with Gate(config) as gate:
+            client = gate._client
+            decision = await gate.verify(IMAGE, attestations=[line])
+        return gate, client, decision
+
+    gate, client, decision = asyncio.run(go())
+    assert decision.allowed
+    assert client is not None and client._http.is_closed
+    _closed_engine(gate)
+    # A decision after the block is never an allow: the engine is gone.
+    after = gate.verify_sync(IMAGE, attestations=[line])
+    assert not after.decided and "policy engine is closed" in after.errors[-1]
+
+
+def test_async_with_closes_everything_when_the_block_raises(config: GateConfig) -> None:
+    opened: list[tuple[Gate, object]] = []
+
+    async def go() -> None:
+        async with Gate(config) as gate:
+            opened.append((gate, gate._client))
+            raise RuntimeError("the caller failed")
+
+    with pytest.raises(RuntimeError, match="the caller failed"):
+        asyncio.run(go())
+    [(gate, client)] = opened
+    assert client._http.is_closed
+    _closed_engine(gate)
+
+
+def test_with_closes_the_engine_and_closing_twice_is_harmless(config: GateConfig, sign) -> None:
+    with Gate(config) as gate:
+        assert gate.verify_sync(IMAGE, attestations=[sign(slsa02_statement())]).allowed
+    _closed_engine(gate)
+    gate.close()
+    asyncio.run(gate.aclose())
+    _closed_engine(gate)

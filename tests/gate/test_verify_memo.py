@@ -9,14 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gate.verify import (
-    NO_VERIFIED_ATTESTATION,
-    Gate,
-    GateConfig,
-    RawAttestation,
-    VerifiedMemo,
-    check_attestation,
-)
+from attestation.cosign import RawAttestation
+from gate.checklist import NO_VERIFIED_ATTESTATION, check_attestation
+from gate.memo import VerifiedMemo
+from gate.verify import Gate, GateConfig
 from tests.gate.conftest import DIGEST_HEX, IMAGE, OTHER_HEX, REPO, slsa02_statement, to_bytes
 
 OTHER_IMAGE = f"{REPO}@sha256:{OTHER_HEX}"

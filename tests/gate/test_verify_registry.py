@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from attestation.oci.writer import push_attestation_legacy, push_image
+from gate.checklist import NO_VERIFIED_ATTESTATION
 from gate.cli import run
-from gate.verify import NO_VERIFIED_ATTESTATION, Gate, GateConfig
+from gate.verify import Gate, GateConfig
 from tests.gate.conftest import envelope_json, slsa02_statement, to_bytes
 from tests.infra import free_port
 from tests.infra.registry import RegistryServer, registry_plain, registry_referrers  # noqa: F401

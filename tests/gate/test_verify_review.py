@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from attestation import dsse
+from gate.checklist import NO_VERIFIED_ATTESTATION, UNUSABLE_STATEMENT
 from gate.cli import run
 from gate.decision import printable, render_text
-from gate.verify import NO_VERIFIED_ATTESTATION, UNUSABLE_STATEMENT, Gate, GateConfig
+from gate.verify import Gate, GateConfig
 from tests.gate.conftest import (
     DIGEST_HEX,
     IMAGE,
@@ -59,6 +60,30 @@ def test_trusted_but_unusable_statement_denies_next_to_a_good_one(
     assert "attestation 2: statement" in finding.msg
     assert [a.verified for a in decision.attestations] == [True, False]
     assert decision.attestations[1].signer["keyid"] == trusted_signer.keyid
+
+
+@pytest.mark.parametrize(
+    ("rename", "spelled"),
+    [
+        pytest.param({"_type": "type"}, "type", id="type"),
+        pytest.param({"predicateType": "predicate_type"}, "predicate_type", id="predicate_type"),
+        pytest.param({"_type": "type", "predicateType": "predicate_type"}, "type", id="both"),
+    ],
+)
+def test_a_trusted_statement_spelled_with_other_field_names_denies(
+    gate: Gate, sign, trusted_signer, rename: dict[str, str], spelled: str
+) -> None:
+    # The same provenance with a field under another name is not read as the same statement: the
+    # trusted signer signed something unusable, which denies the image next to good provenance.
+    statement = slsa02_statement()
+    for wire, other in rename.items():
+        statement[other] = statement.pop(wire)
+    odd = envelope_json(to_bytes(statement), trusted_signer)
+    decision = gate.verify_sync(IMAGE, attestations=[sign(slsa02_statement()), odd])
+    assert not decision.allowed and decision.decided and decision.exit_code == 1
+    assert [v.code for v in decision.violations] == [UNUSABLE_STATEMENT]
+    assert f"field {spelled}: not an in-toto statement field" in decision.attestations[1].error
+    assert [a.verified for a in decision.attestations] == [True, False]
 
 
 @pytest.mark.parametrize(

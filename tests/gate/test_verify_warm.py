@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from attestation.oci.writer import push_attestation_legacy, push_image
-from gate.verify import UNUSABLE_STATEMENT, Gate, GateConfig
+from gate.checklist import UNUSABLE_STATEMENT
+from gate.verify import Gate, GateConfig
 from tests.gate.conftest import envelope_json, slsa02_statement, to_bytes
+from tests.infra.opa import opa_server, opa_url  # noqa: F401
 from tests.infra.registry import RegistryServer, registry_plain, registry_referrers  # noqa: F401
 
 
@@ -151,14 +153,26 @@ def test_the_default_engine_refuses_a_policy_whose_result_depends_on_more_than_i
         Gate(GateConfig(policy_paths=(tmp_path,), key_files=(key_file,)))
 
 
-@pytest.mark.parametrize(("engine", "evaluations"), [("embedded", 1), ("rego-cpp", 3)])
+@pytest.mark.parametrize(("engine", "evaluations"), [("embedded", 1), ("opa", 3)])
 def test_the_policy_is_evaluated_again_only_for_other_input(
-    policy_dir: Path, data_file: Path, key_file: Path, sign, engine: str, evaluations: int
+    request: pytest.FixtureRequest,
+    policy_dir: Path,
+    data_file: Path,
+    key_file: Path,
+    sign,
+    engine: str,
+    evaluations: int,
 ) -> None:
     from tests.gate.conftest import IMAGE
 
+    # An OPA server is not pure (its policies and data can change under us): asked every time.
+    url = request.getfixturevalue("opa_url") if engine == "opa" else None
     config = GateConfig(
-        policy_paths=(policy_dir,), data_paths=(data_file,), key_files=(key_file,), engine=engine
+        policy_paths=(policy_dir,),
+        data_paths=(data_file,),
+        key_files=(key_file,),
+        engine=engine,
+        opa_url=url,
     )
     gate = Gate(config)
     calls: list[object] = []
@@ -170,7 +184,7 @@ def test_the_policy_is_evaluated_again_only_for_other_input(
 
         return wrapper
 
-    # the wasm engine is handed JSON (evaluate_json), the others the document (evaluate)
+    # the gate hands the engine JSON (evaluate_json), or the document (evaluate) when it has no encoding
     for name in ("evaluate", "evaluate_json"):
         if hasattr(gate.engine, name):
             setattr(gate.engine, name, counting(getattr(gate.engine, name)))
@@ -189,8 +203,8 @@ def test_the_policy_is_evaluated_again_only_for_other_input(
 
 
 def test_remembered_results_are_bounded_by_the_results_they_hold() -> None:
+    from gate.memo import EvaluationMemo
     from gate.policy.model import Evaluation, Result
-    from gate.verify import EvaluationMemo
 
     def evaluation(violations: int) -> Evaluation:
         found = [Result(code=f"x.r{i}", msg="m") for i in range(violations)]

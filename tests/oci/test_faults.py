@@ -6,9 +6,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 
 import pytest
 
+from attestation import dsse
 from attestation.errors import RegistryError
 from attestation.oci import layout
 from attestation.oci.reader import ResolvedImage, fetch_attestations, resolve
@@ -54,6 +56,22 @@ def test_transient_503_then_success_is_retried() -> None:
     with fault_server(lambda seen: next(answers)) as server:
         image = _resolve(server.host)
     assert image.reference.digest == "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
+
+
+def test_retries_are_logged_at_debug_level(caplog: pytest.LogCaptureFixture) -> None:
+    # What a long-lived gate's operator sees with debug logging on: which request retried, and why.
+    answers = iter([Answer(503), Answer(200, MANIFEST, OCI)])
+    with (
+        caplog.at_level(logging.DEBUG, logger="attestation"),
+        fault_server(lambda seen: next(answers)) as server,
+    ):
+        _resolve(server.host)
+    retries = [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert [r.levelno for r in retries] == [logging.DEBUG]
+    assert retries[0].name == "attestation.oci.registry"
+    message = retries[0].getMessage()
+    assert message.startswith(f"manifest v1 ({server.host}/app): HTTP 503; retrying in ")
+    assert message.endswith(" s (attempt 2)")
 
 
 def test_429_retry_after_is_honoured_when_it_fits() -> None:
@@ -117,7 +135,7 @@ def _att_registry(layer_bytes: bytes, served: bytes, size: int | None = None):
             "config": {"mediaType": layout.OCI_CONFIG, "digest": "sha256:" + "0" * 64, "size": 2},
             "layers": [
                 {
-                    "mediaType": layout.DSSE_MEDIA_TYPE,
+                    "mediaType": dsse.MEDIA_TYPE,
                     "digest": digest,
                     "size": len(layer_bytes) if size is None else size,
                 }

@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from attestation import intoto
 from signer.golang import ZERO_TIME, rfc3339
 from signer.provenance import Options, gojson
 from signer.provenance.common import (
@@ -26,7 +27,7 @@ from signer.result_hints import (
 )
 from signer.run import Run, children_by_pipeline_task, executed_taskruns
 
-STATEMENT_TYPE = "https://in-toto.io/Statement/v0.1"
+STATEMENT_TYPE = intoto.STATEMENT_V01
 PREDICATE_TYPE = "https://slsa.dev/provenance/v0.2"
 
 

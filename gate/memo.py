@@ -1,0 +1,127 @@
+"""What a long-lived gate remembers between verifications, bounded: attestations that verified, and
+policy results by what their input was made from. Neither can change a decision: each entry is exactly
+what the gate would compute again for the same key (why, in each class's docstring)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from attestation.cosign import StoredAttestationLike
+from attestation.reference import ImageReference
+from gate.checklist import Checked
+
+if TYPE_CHECKING:
+    from gate.policy.model import Evaluation
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class BoundedLRU(Generic[K, V]):
+    """A thread-safe map that holds at most ``capacity`` units of cost, least recently used out first.
+
+    Each entry costs what :meth:`put` is told (bytes, results, ...); an entry that costs more than the
+    whole capacity is not kept (and drops nothing), and replacing an entry frees what it cost.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._entries: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self._capacity = capacity
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._entries.move_to_end(key)
+            return entry[0]
+
+    def put(self, key: K, value: V, cost: int) -> None:
+        if cost > self._capacity:
+            return
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._held -= old[1]
+            self._entries[key] = (value, cost)
+            self._held += cost
+            while self._held > self._capacity:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self._held -= dropped
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class VerifiedMemo:
+    """Attestations that verified, by the digest of their exact stored bytes and the image they were
+    checked for, so the webhook does not verify and parse the same provenance on every admission.
+
+    Only successes are kept, and only by a :class:`Gate` whose trust is keys alone (immutable for its
+    life, and the outcome cannot depend on the time): an entry holds what :func:`check_attestation`
+    returned for those bytes, never anything that was not verified. Bounded by an estimate of the
+    memory its entries take (the stored bytes plus five times the statement's JSON, for the parsed
+    statement and its encoding), least recently used first out.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self._entries: BoundedLRU[tuple[str, ...], Checked] = BoundedLRU(max_bytes)
+
+    @staticmethod
+    def key(raw: StoredAttestationLike, image: ImageReference) -> tuple[str, ...]:
+        notes = "\0".join(f"{k}={v}" for k, v in sorted(raw.annotations.items()))
+        return (
+            hashlib.sha256(raw.data).hexdigest(),
+            raw.media_type or "",
+            hashlib.sha256(notes.encode()).hexdigest(),
+            str(image.digest),
+        )
+
+    def get(self, key: tuple[str, ...], source: str) -> Checked | None:
+        checked = self._entries.get(key)
+        if checked is None:
+            return None
+        assert checked.statement is not None
+        # The same bytes may be found under another name (a layer index moves when layers are added).
+        return Checked(
+            report=replace(checked.report, source=source),
+            statement=replace(checked.statement, source=source),
+            key=key,
+        )
+
+    def put(self, key: tuple[str, ...], checked: Checked, size: int) -> None:
+        self._entries.put(key, checked, size)
+
+
+class EvaluationMemo:
+    """Policy results by :meth:`Prepared.policy_input_key`, so an image admitted again with the same
+    attestations is not evaluated again.
+
+    Sound only where evaluation is a pure function of the input, the policy set and its data, which a
+    :class:`Gate` holds fixed for its life: an engine says so with ``pure`` (the wasm engine refuses a
+    policy that needs a built-in with another source of truth, ``time.now_ns``, ``http.send``,
+    ``rand.intn``, ``opa.runtime``, at load time; an OPA server evaluates them itself, and its policies and
+    data can change under us, so it is asked every time). Failures are never remembered. Bounded by the
+    results held, one per evaluation plus its violations and warnings (an evaluation of a 200-task
+    pipeline can hold hundreds), least recently used first out.
+    """
+
+    def __init__(self, max_results: int) -> None:
+        self._entries: BoundedLRU[tuple[object, ...], Evaluation] = BoundedLRU(max_results)
+
+    def get(self, key: tuple[object, ...]) -> Evaluation | None:
+        found = self._entries.get(key)
+        return None if found is None else replace(found, elapsed_ms=0.0)
+
+    def put(self, key: tuple[object, ...], evaluation: Evaluation) -> None:
+        self._entries.put(key, evaluation, 1 + len(evaluation.violations) + len(evaluation.warnings))
+
+    def __len__(self) -> int:
+        return len(self._entries)
