@@ -266,13 +266,35 @@ def test_signer_cli_with_cosign_key_then_cosign_verify_attestation(
     run_file.write_text(yaml.safe_dump_all([pipelinerun, *taskruns], sort_keys=False))
     signer_cli = Path(sys.executable).parent / "signer"
     signed = subprocess.run(
-        [signer_cli, "sign", run_file, "--key", home / "cosign.key", "--format", fmt,
-         "--storage", "oci", "--oci-encoding-format", encoding],
-        env=env, capture_output=True, text=True, timeout=120,
+        [
+            signer_cli,
+            "sign",
+            run_file,
+            "--key",
+            home / "cosign.key",
+            "--format",
+            fmt,
+            "--storage",
+            "oci",
+            "--oci-encoding-format",
+            encoding,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert signed.returncode == 0, signed.stderr
-    args = ["verify-attestation", "--key", "cosign.pub", "--insecure-ignore-tlog=true", "--type", cosign_type,
-            "--allow-http-registry", image.pinned]
+    args = [
+        "verify-attestation",
+        "--key",
+        "cosign.pub",
+        "--insecure-ignore-tlog=true",
+        "--type",
+        cosign_type,
+        "--allow-http-registry",
+        image.pinned,
+    ]
     if encoding == "dsse":
         args.insert(1, "--new-bundle-format=false")
     result = _cosign(cosign, *args)
