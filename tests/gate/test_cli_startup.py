@@ -17,8 +17,9 @@ from tests.infra.registry import RegistryServer, registry_plain  # noqa: F401
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The X.509/SPIFFE stack (grpc via the spiffe package, the TSA client) and httpx's own command-line
 # client (rich, pygments) are only for paths other than key-based verification.
-# Nor is the certificate code (cryptography.x509: ~20 ms), and reading a PEM public key needs none of what
-# decrypts cosign's private keys (nacl, scrypt) or asks for their password (getpass).
+# Nor is the certificate code (cryptography.x509, a measurable import: docs/performance.md), and reading a
+# PEM public key needs none of what decrypts cosign's private keys (nacl, scrypt) or asks for their
+# password (getpass).
 NEVER_WITH_KEYS = (
     "grpc",
     "spiffe",
@@ -31,7 +32,7 @@ NEVER_WITH_KEYS = (
     "nacl",
     "cryptography.hazmat.primitives.kdf.scrypt",
     "getpass",
-    # opapywasm imports it only for its __version__ (gate.policy.wasm._import_opapywasm): ~12 ms.
+    # opapywasm imports it only for its __version__ (gate.policy.wasm._import_opapywasm).
     "importlib.metadata",
 )
 
