@@ -86,6 +86,33 @@ def test_offline_verify_with_a_key_loads_no_network_or_x509_stack(
     assert loaded == []
 
 
+# `gate eval` checks no signature and reads no attestation: the code that does is not even imported.
+NEVER_IN_EVAL = (
+    "attestation.cosign",
+    "attestation.bundle",
+    "attestation.dsse",
+    "attestation.keys",
+    "gate.checklist",
+    "gate.trust",
+    "cryptography",
+)
+
+
+def test_eval_loads_no_signature_or_attestation_code(
+    tmp_path: Path, policy_dir: Path, data_file: Path
+) -> None:
+    doc = tmp_path / "input.json"
+    digest = IMAGE.split("@")[1]
+    doc.write_text(
+        json.dumps(
+            {"image": {"ref": IMAGE, "digest": digest}, "attestations": [{"statement": slsa02_statement()}]}
+        )
+    )
+    code, modules = _gate_process("eval", "--input", doc, "--policy", policy_dir, "--data", data_file)
+    assert code == 0
+    assert sorted(m for m in modules if m.split(".")[0] in NEVER_IN_EVAL or m in NEVER_IN_EVAL) == []
+
+
 def test_registry_verify_loads_httpx_without_its_cli(
     registry_plain: RegistryServer,  # noqa: F811
     trusted_signer,
