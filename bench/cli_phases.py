@@ -178,7 +178,8 @@ def run_once(case: str, work: Path, pinned: str, n: int, env: dict[str, str]) ->
     out = work / "phases.json"
     argv = [sys.executable, "-c", CHILD, str(out), case, *command(case, work, pinned, n)]
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, env=env, timeout=300)
+    # In the work directory: `python -c` puts the current directory first on sys.path.
+    proc = subprocess.run(argv, capture_output=True, env=env, cwd=work, timeout=300)
     wall = (time.perf_counter() - t0) * 1000
     if proc.returncode != 0 or not out.exists():
         raise RuntimeError(f"{case}: exit {proc.returncode}: {proc.stderr.decode()[-800:]}")
