@@ -36,12 +36,11 @@ MAX_INTERMEDIATES = 8
 
 @dataclass(frozen=True)
 class VerifiedSvid:
-    """An SVID whose chain reached the trust bundle at ``checked_at``."""
+    """An SVID whose chain reached the trust bundle at the time it was checked at."""
 
     spiffe_id: str
     leaf: x509.Certificate
     chain: tuple[x509.Certificate, ...]  # leaf first, ending in the trust anchor
-    checked_at: dt.datetime
     public_key: PublicKey
 
 
@@ -137,9 +136,7 @@ def verify_svid(
         key = PublicKey(leaf.public_key(), source=f"certificate of {spiffe_id}")
     except InputError as err:
         raise VerificationError(str(err)) from None
-    return VerifiedSvid(
-        spiffe_id=spiffe_id, leaf=leaf, chain=tuple(chain), checked_at=_aware(at), public_key=key
-    )
+    return VerifiedSvid(spiffe_id=spiffe_id, leaf=leaf, chain=tuple(chain), public_key=key)
 
 
 def _check_signing_leaf(leaf: x509.Certificate) -> None:

@@ -329,8 +329,8 @@ def main() -> None:
         env = {**os.environ, "COSIGN_PASSWORD": "", "PYTHONPATH": str(REPO)}
         # Processes run with their bytecode cached, as an installed gate has it (pip compiles it), even
         # where the environment says not to write it (PYTHONDONTWRITEBYTECODE): compiling the project's
-        # own modules at every start cost 60-80 ms. The cache lives in this run's temporary directory,
-        # never in the checkout; the warm-up runs fill it.
+        # own modules at every start would be measured too (docs/performance.md). The cache lives in this
+        # run's temporary directory, never in the checkout; the warm-up runs fill it.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
         help_times = timed(lambda: run_process([*gate_cmd, "--help"], env=env), args.process_runs, 1)

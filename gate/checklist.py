@@ -4,6 +4,7 @@ decision carries about the attestations as a whole."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ from attestation.reference import ImageReference
 from gate.decision import AttestationReport, Finding
 from gate.policy_input import VerifiedStatement
 from gate.trust import TrustPolicy, verify_attestation
+
+log = logging.getLogger(__name__)
 
 # More attestations than this for one image is an attack or a broken pusher, not provenance.
 MAX_ATTESTATIONS = 256
@@ -117,6 +120,7 @@ def _rejected(
     predicate_type: str | None = None,
     unusable: bool = False,
 ) -> Checked:
+    log.debug("%s: not used%s: %s", source, " (unusable, denies)" if unusable else "", err)
     report = AttestationReport(
         source=source, verified=False, predicate_type=predicate_type, signer=signer or {}, error=str(err)
     )

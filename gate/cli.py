@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
@@ -18,6 +18,7 @@ from gate.config import ENGINES, MAX_POLICY_INPUT_BYTES
 
 if TYPE_CHECKING:
     from pathlib import Path
+    from types import ModuleType
 
     from gate.decision import Decision
 
@@ -363,9 +364,10 @@ def _skip_httpx_cli() -> None:
     # those happen to be installed, as they are here (sigstore needs rich): a large part of every registry
     # verification (docs/performance.md) for code this process never runs (fixed upstream only in a fork,
     # pydantic/httpx2#947).
-    # A None entry in sys.modules makes that optional import fail, and httpx falls back to a stub.
+    # A None entry in sys.modules makes that optional import fail, and httpx falls back to a stub (typeshed's
+    # type of sys.modules leaves that marker out).
     if "httpx" not in sys.modules:
-        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+        cast("dict[str, ModuleType | None]", sys.modules).setdefault("httpx._main", None)
 
 
 # Commands that run once and exit; never a server, which must keep its garbage collector.

@@ -7,14 +7,17 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from attestation.cosign import RawAttestation
 from attestation.errors import InputError, LimitExceeded
-from gate.checklist import MAX_ATTESTATIONS
 from gate.config import EngineOptions
 from gate.decision import Decision, Timings, from_evaluation, ms_since, policy_failed
 from gate.policy.loader import expand_data_paths
+
+if TYPE_CHECKING:
+    # Imported where used: `gate eval` reads no attestations, and these modules (with the envelope,
+    # bundle and trust code they import) are a measurable part of its start (docs/performance.md).
+    from attestation.cosign import RawAttestation
 
 
 def evaluate_document(
@@ -61,6 +64,9 @@ MAX_ATTESTATIONS_FILE_BYTES = 64 * 1024 * 1024
 def read_attestations_file(path: str | os.PathLike[str]) -> list[RawAttestation]:
     """The ``--attestations`` file: one JSON document (DSSE envelope or Sigstore bundle) per line; blank
     lines are skipped. Each line is named ``FILE:LINE`` in the decision. Raises :class:`InputError`."""
+    from attestation.cosign import RawAttestation
+    from gate.checklist import MAX_ATTESTATIONS
+
     name = os.fspath(path)
     try:
         with open(path, "rb") as f:

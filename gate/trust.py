@@ -41,7 +41,6 @@ class SignerIdentity:
     keyid: str  # the trusted key's fingerprint (key) or the leaf key's (x509); never the envelope's hint
     sig: bytes
     algorithm: str = ""
-    key_source: str = ""  # which configured key (file name); not shown to policies
     spiffe_id: str | None = None
     certificate: str | None = None  # PEM
     chain: tuple[str, ...] = ()
@@ -179,7 +178,6 @@ def _verify_keys(
             keyid=v.key.keyid,
             sig=v.signature.sig,
             algorithm=v.key.algorithm,
-            key_source=v.key.source,
         )
         for v in verified
     ]

@@ -350,10 +350,6 @@ def child_taskruns(pipelinerun: Run, taskruns: Sequence[Run]) -> list[Run]:
     return [by_name[r["name"]] for r in refs]
 
 
-def taskruns_for_pipeline_task(children: Sequence[Run], pipeline_task: str) -> list[Run]:
-    return [t for t in children if t.labels.get(PIPELINE_TASK_LABEL) == pipeline_task]
-
-
 def children_by_pipeline_task(children: Sequence[Run]) -> dict[str, list[Run]]:
     """Children grouped by label ``tekton.dev/pipelineTask`` (input order kept): one pass, so large
     PipelineRuns do not cost tasks x children lookups."""

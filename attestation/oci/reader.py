@@ -178,13 +178,13 @@ async def fetch_attestations(
 
 
 def fetch_attestations_sync(
-    ref: str, *, timeout: float = 60.0, **client_options: object
+    ref: str, *, timeout: float = 60.0
 ) -> tuple[ResolvedImage, list[StoredAttestation]]:
-    """Resolve and fetch in one blocking call (for CLIs); ``client_options`` go to :class:`RegistryClient`."""
+    """Resolve and fetch in one blocking call, with a default :class:`RegistryClient`."""
 
     async def run() -> tuple[ResolvedImage, list[StoredAttestation]]:
         deadline = time.monotonic() + timeout
-        async with RegistryClient(**client_options) as client:  # type: ignore[arg-type]
+        async with RegistryClient() as client:
             image = await resolve(client, ref, deadline=deadline)
             return image, await fetch_attestations(client, image, deadline=deadline)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -25,6 +26,8 @@ from attestation.oci import layout
 from attestation.oci.reader import ResolvedImage, _repo, list_referrers
 from attestation.oci.registry import RegistryClient
 from attestation.reference import ImageReference, parse
+
+log = logging.getLogger(__name__)
 
 RMW_WINDOW = 0.5  # seconds from reading a tag to starting the PUT that replaces it
 CONFIRM_AFTER = 1.0  # quiet period before the second presence check; must exceed RMW_WINDOW + PUT latency
@@ -72,12 +75,20 @@ async def _read_modify_write(
             # rather than writing the list we read before the pause.
             just_wrote = False
             attempt += 1
+            log.debug(
+                "%s:%s: overwritten by a concurrent writer; writing again (attempt %d)",
+                repo.name,
+                tag,
+                attempt,
+            )
             await asyncio.sleep(random.uniform(0, min(1.0, 0.05 * 2**attempt)))
             continue
         body, media_type = await build(old)
         if time.monotonic() - read_at > RMW_WINDOW:
+            log.debug("%s:%s: read too long ago to write over; reading again", repo.name, tag)
             continue  # too slow: what we read may be stale
         await client.put_manifest(repo, tag, body, media_type, deadline=deadline)
+        log.debug("%s:%s: written", repo.name, tag)
         wrote = just_wrote = True
 
 
@@ -243,6 +254,7 @@ async def push_attestation_referrer(
         got = await client.get_manifest(repo, existing.digest, deadline=deadline)
         assert got is not None
         if any(x.digest == layer.digest for x in layout.parse_manifest(got[0], what=existing.digest).layers):
+            log.debug("%s: the bundle is attached already as %s", image.pinned, existing.digest)
             return existing.digest
     await client.upload_blob(repo, bundle_json, deadline=deadline)
     await client.upload_blob(repo, layout.EMPTY_JSON, deadline=deadline)
@@ -266,6 +278,7 @@ async def push_attestation_referrer(
         if not any(d.digest == digest for d in listed):
             raise RegistryError(f"{repo.name}: referrers API does not list {digest} after it was pushed")
         return digest
+    log.debug("%s: no referrers API; %s listed in the fallback index tag", repo.name, digest)
     entry = layout.Descriptor(
         layout.OCI_MANIFEST, digest, len(manifest), artifact_type=bundle.BUNDLE_MEDIA_TYPE
     )

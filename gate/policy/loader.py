@@ -145,6 +145,7 @@ def load_policy_set(policy_paths: Sequence[Path], data_paths: Sequence[Path] = (
         log.debug("policy set from %s: rules and data from the cache", ", ".join(map(str, roots)))
         data, rules = cached
     else:
+        log.debug("policy set from %s: rules and data parsed (not in the cache)", ", ".join(map(str, roots)))
         data, rules = _parse(modules, tree_data, extra_data)
         _cache_put(key, data, rules)
     return PolicySet(

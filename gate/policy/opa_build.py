@@ -1,6 +1,10 @@
 """OPA's compiler as the wasm engine uses it: the ``opa`` binary and its version, ``opa build -t wasm`` of a
 policy set with the one generated decision entrypoint, and the private cache of compiled modules keyed
-by the policy set digest and the OPA version, so a second start does not run the compiler."""
+by exactly what is compiled (the Rego sources and the generated module) and the OPA version, so a second
+start does not run the compiler.
+
+Rule data is not compiled in: the engine loads it into the module when it starts (``set_data``), so an
+edit of the rule data reuses the compiled module and only a Rego edit compiles again."""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ ENTRYPOINT = "provgate/engine/decision"
 WASM_CACHE = "wasm"  # under attestation.files.cache_home()
 # Bumped whenever the generated entrypoint module or the build command changes, so stale cache entries
 # are never picked up.
-_LAYOUT_VERSION = "2"  # 2: the cached module carries its SHA-256
+_LAYOUT_VERSION = "3"  # 2: the cached module carries its SHA-256; 3: keyed by the compiled sources
 _DECISION_PACKAGE = "package provgate.engine\n\n"
 MAX_WASM_BYTES = 64 * MiB
 COMPILE_TIMEOUT_S = 300.0
@@ -165,18 +169,39 @@ def compile_wasm_entrypoints(
     raise PolicyError("opa build produced no policy.wasm")
 
 
+def _compiled_files(policy_set: PolicySet) -> list[tuple[str, str, str]]:
+    """What ``opa build`` compiles for ``policy_set``: ``(file name, source, name in errors)`` for each
+    module, under numbered names (modules from several roots may share a name), then the generated
+    decision module. Everything the compiled module is made of, so also what its cache key hashes."""
+    files = [
+        (f"m{n:04d}.rego", source, path)
+        for n, (path, source) in enumerate(sorted(policy_set.modules.items()))
+    ]
+    files.append(("provgate_engine_decision.rego", decision_module(policy_set), "(the generated decision)"))
+    return files
+
+
 def compile_wasm(policy_set: PolicySet, opa: Path) -> bytes:
     """The policy set's modules plus the generated decision module, compiled to one entrypoint."""
     with tempfile.TemporaryDirectory(prefix="provgate-wasm-") as tmp:
         src = Path(tmp)
         names: dict[str, str] = {}
-        # Numbered files: modules from several roots may share a name. Errors are mapped back.
-        for n, (path, source) in enumerate(sorted(policy_set.modules.items())):
-            tmp_path = src / f"m{n:04d}.rego"
-            tmp_path.write_text(source, encoding="utf-8")
-            names[str(tmp_path)] = path
-        (src / "provgate_engine_decision.rego").write_text(decision_module(policy_set), encoding="utf-8")
+        for name, source, shown in _compiled_files(policy_set):
+            (src / name).write_text(source, encoding="utf-8")
+            names[str(src / name)] = shown
         return compile_wasm_entrypoints(src, [ENTRYPOINT], opa, names)
+
+
+def _cache_key(policy_set: PolicySet, opa_version: str) -> str:
+    h = hashlib.sha256()
+    for part in (
+        _LAYOUT_VERSION,
+        opa_version,
+        *(p for name, source, _ in _compiled_files(policy_set) for p in (name, source)),
+    ):
+        encoded = part.encode("utf-8")
+        h.update(len(encoded).to_bytes(8, "big") + encoded)  # length-prefixed: no two sequences collide
+    return h.hexdigest()
 
 
 def cached_wasm(policy_set: PolicySet, opa: Path | None = None) -> tuple[bytes, Path | None]:
@@ -185,8 +210,7 @@ def cached_wasm(policy_set: PolicySet, opa: Path | None = None) -> tuple[bytes, 
     Taken from the cache when there, else compiled with ``opa build`` and cached.
     """
     opa = opa or find_opa()
-    version = opa_version(opa)
-    key = hashlib.sha256(f"{policy_set.digest}\0{version}\0{_LAYOUT_VERSION}".encode()).hexdigest()
+    key = _cache_key(policy_set, opa_version(opa))
     directory = private_cache_dir(WASM_CACHE)
     if directory is None:
         return compile_wasm(policy_set, opa), None

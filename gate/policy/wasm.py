@@ -21,7 +21,8 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, cast
 
 
 def _import_opapywasm() -> None:
@@ -36,12 +37,15 @@ def _import_opapywasm() -> None:
     """
     if "opapywasm" in sys.modules or "importlib.metadata" in sys.modules:
         return
-    sys.modules["importlib.metadata"] = None  # type: ignore[assignment]
+    # A None entry is the import system's "cannot be imported" marker, which typeshed's type of
+    # sys.modules leaves out.
+    modules = cast("dict[str, ModuleType | None]", sys.modules)
+    modules["importlib.metadata"] = None
     try:
         import opapywasm  # noqa: F401
     finally:
-        if "importlib.metadata" in sys.modules and sys.modules["importlib.metadata"] is None:
-            del sys.modules["importlib.metadata"]
+        if "importlib.metadata" in modules and modules["importlib.metadata"] is None:
+            del modules["importlib.metadata"]
 
 
 _import_opapywasm()

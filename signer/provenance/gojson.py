@@ -344,8 +344,6 @@ class _StructZero:
             self.value = self.struct.encode(_MISSING)
         return bool(self.value == other)
 
-    __hash__ = None  # type: ignore[assignment]
-
 
 def _root(kind: str) -> Encoder:
     return _encoder(_schema()["roots"][kind])[0]

@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -127,16 +127,21 @@ class Stored(Protocol):
 
 
 def store(
-    signed: SignedProvenance, *, kind: str, uid: str, backends: Sequence[str], config: StorageConfig
+    signed: SignedProvenance,
+    *,
+    kind: Literal["TaskRun", "PipelineRun"],
+    uid: str,
+    backends: Sequence[str],
+    config: StorageConfig,
 ) -> list[Stored]:
     """Store in every backend of ``backends``, in order; returns where each put it."""
     done: list[Stored] = []
     for backend in backends:
         if backend == "oci":
-            from signer.storage.oci import OciStorageConfig, store_oci_sync
+            from signer.storage.oci import OciStorageConfig, encoding_format, store_oci_sync
 
             oci_config = OciStorageConfig(
-                encoding_format=config.oci_encoding_format,  # type: ignore[arg-type]
+                encoding_format=encoding_format(config.oci_encoding_format),
                 repository=config.oci_repository,
                 insecure_registries=tuple(config.insecure_registries),
                 ca_file=config.registry_ca,
@@ -164,7 +169,7 @@ def store(
             from signer.storage.tekton import TektonStored, tekton_annotations
 
             notes = tekton_annotations(
-                kind,  # type: ignore[arg-type]
+                kind,
                 uid,
                 signed.envelope,
                 certificate_pem=signed.certificate_pem,

@@ -27,9 +27,18 @@ from attestation.oci.writer import push_attestation_legacy, push_attestation_ref
 from attestation.reference import ImageReference, InvalidReference, parse
 
 EncodingFormat = Literal["dsse", "sigstore-bundle"]
+_ENCODING_FORMATS: Mapping[str, EncodingFormat] = {"dsse": "dsse", "sigstore-bundle": "sigstore-bundle"}
 MAX_OCI_SUBJECTS = 100
 
 log = logging.getLogger(__name__)
+
+
+def encoding_format(value: str) -> EncodingFormat:
+    """A ``storage.oci.encoding-format`` value, refused unless it names one of the two formats."""
+    known = _ENCODING_FORMATS.get(value)
+    if known is None:
+        raise InputError(f"unknown storage.oci.encoding-format {value!r} (dsse, sigstore-bundle)")
+    return known
 
 
 @dataclass(frozen=True)
@@ -144,7 +153,7 @@ def _signer_key(public_key: PublicKey | None, certificate_chain_der: Sequence[by
         return public_key
     if certificate_chain_der:
         leaf = x509.load_der_x509_certificate(certificate_chain_der[0])
-        return PublicKey(leaf.public_key(), source="signing certificate")  # type: ignore[arg-type]
+        return PublicKey(leaf.public_key(), source="signing certificate")
     return None
 
 

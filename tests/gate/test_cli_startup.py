@@ -17,8 +17,9 @@ from tests.infra.registry import RegistryServer, registry_plain  # noqa: F401
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The X.509/SPIFFE stack (grpc via the spiffe package, the TSA client) and httpx's own command-line
 # client (rich, pygments) are only for paths other than key-based verification.
-# Nor is the certificate code (cryptography.x509: ~20 ms), and reading a PEM public key needs none of what
-# decrypts cosign's private keys (nacl, scrypt) or asks for their password (getpass).
+# Nor is the certificate code (cryptography.x509, a measurable import: docs/performance.md), and reading a
+# PEM public key needs none of what decrypts cosign's private keys (nacl, scrypt) or asks for their
+# password (getpass).
 NEVER_WITH_KEYS = (
     "grpc",
     "spiffe",
@@ -31,7 +32,7 @@ NEVER_WITH_KEYS = (
     "nacl",
     "cryptography.hazmat.primitives.kdf.scrypt",
     "getpass",
-    # opapywasm imports it only for its __version__ (gate.policy.wasm._import_opapywasm): ~12 ms.
+    # opapywasm imports it only for its __version__ (gate.policy.wasm._import_opapywasm).
     "importlib.metadata",
 )
 
@@ -83,6 +84,33 @@ def test_offline_verify_with_a_key_loads_no_network_or_x509_stack(
     assert code == 0
     loaded = sorted(m for m in modules if m.split(".")[0] in {"httpx", "httpcore"} or m in NEVER_WITH_KEYS)
     assert loaded == []
+
+
+# `gate eval` checks no signature and reads no attestation: the code that does is not even imported.
+NEVER_IN_EVAL = (
+    "attestation.cosign",
+    "attestation.bundle",
+    "attestation.dsse",
+    "attestation.keys",
+    "gate.checklist",
+    "gate.trust",
+    "cryptography",
+)
+
+
+def test_eval_loads_no_signature_or_attestation_code(
+    tmp_path: Path, policy_dir: Path, data_file: Path
+) -> None:
+    doc = tmp_path / "input.json"
+    digest = IMAGE.split("@")[1]
+    doc.write_text(
+        json.dumps(
+            {"image": {"ref": IMAGE, "digest": digest}, "attestations": [{"statement": slsa02_statement()}]}
+        )
+    )
+    code, modules = _gate_process("eval", "--input", doc, "--policy", policy_dir, "--data", data_file)
+    assert code == 0
+    assert sorted(m for m in modules if m.split(".")[0] in NEVER_IN_EVAL or m in NEVER_IN_EVAL) == []
 
 
 def test_registry_verify_loads_httpx_without_its_cli(

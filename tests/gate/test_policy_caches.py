@@ -161,6 +161,32 @@ def test_editing_a_policy_file_after_a_cached_load_changes_rules_and_decision(
     assert msg.startswith(f"Builder {BUILDER} refused, the allowed are ")
 
 
+def test_a_rule_data_edit_reuses_the_compiled_module_and_a_rego_edit_compiles_anew(
+    cache_home: Path, policies: Path
+) -> None:
+    # Rule data is loaded into the compiled module at start, not compiled in: the policy author's loop
+    # of editing rule data pays no compile, and the edit still decides.
+    def stored(suffix: str) -> dict[Path, tuple[int, int]]:
+        return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in wasm_entries(cache_home, suffix)}
+
+    before = decide(load(policies))
+    assert ACCEPTED not in codes(before)
+    compiled, native = stored(".wasm"), stored(".cwasm")
+    assert len(compiled) == 1 and len(native) == 1
+
+    rule_data = policies / "rule_data.yml"
+    text = rule_data.read_text()
+    rule_data.write_text(text.replace(f"    - {BUILDER}\n", "    - https://builder.example/only\n"))
+    after = decide(load(policies))
+    assert codes(after) - codes(before) == {ACCEPTED}
+    assert stored(".wasm") == compiled and stored(".cwasm") == native, "rule data must not recompile"
+
+    builder = policies / "release" / "builder.rego"
+    builder.write_text(builder.read_text() + "\n# an edit of the Rego\n")
+    assert decide(load(policies)) == after
+    assert len(stored(".wasm")) == 2 and len(stored(".cwasm")) == 2
+
+
 # -- (b) damaged entries are ignored and rebuilt ----------------------------------------------------------
 
 

@@ -152,13 +152,6 @@ FIXTURES: dict[str, tuple[Doc, list[tuple[str, str | None]]]] = {
     "edp/codebase-operator-2.20.0.dsse.json": (EDP, TASKRUN_ONLY),
     "edp/keycloak-operator-1.18.2.dsse.json": (EDP, TASKRUN_ONLY),
 }
-# The class of issue 11: a denial that names a task that ran.
-TASK_DENIALS = {
-    "tasks.required_tasks_found",
-    "tasks.task_order",
-    "tasks.task_names_known",
-    "subject.build_task_image_matches",
-}
 
 
 def decide(engine: PolicyEngine, doc: Doc) -> tuple[list[tuple[str, str | None]], list[str]]:

@@ -10,8 +10,8 @@ from attestation.errors import InputError, LimitExceeded
 from signer.documents import load_documents, parse_documents
 from signer.run import (
     child_taskruns,
+    children_by_pipeline_task,
     require_completed,
-    taskruns_for_pipeline_task,
     to_run,
 )
 
@@ -170,10 +170,10 @@ def test_child_taskruns_in_child_reference_order_and_missing_named():
         child_taskruns(pr, [a])
 
 
-def test_taskruns_for_pipeline_task_by_label():
+def test_children_by_pipeline_task_by_label():
     x1, x2, y = taskrun("x1"), taskrun("x2"), taskrun("y")
     x1["metadata"]["labels"] = {"tekton.dev/pipelineTask": "x"}
     x2["metadata"]["labels"] = {"tekton.dev/pipelineTask": "x"}
     y["metadata"]["labels"] = {"tekton.dev/pipelineTask": "y"}
     runs = [to_run(o, source="s") for o in (x1, y, x2)]
-    assert [t.name for t in taskruns_for_pipeline_task(runs, "x")] == ["x1", "x2"]
+    assert [t.name for t in children_by_pipeline_task(runs)["x"]] == ["x1", "x2"]

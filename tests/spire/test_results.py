@@ -67,11 +67,6 @@ def signed_run(root, name="build-1", ns="ci", files=FILES, uri=None, api="tekton
     return taskrun(name, ns, results, api=api), svid
 
 
-def reasons_of(obj, bundle, **kw):
-    verdict = verify_run_results(obj, trust_domain=TD, bundle=bundle, **kw)
-    return verdict
-
-
 def set_result(obj, name, value):
     for r in obj["status"]["results"]:
         if r["name"] == name:
