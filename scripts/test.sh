@@ -2,7 +2,7 @@
 # README command 2: set up, lint, and run the whole test suite against the real components.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh test
 .venv/bin/ruff check .
 # pytest exits non-zero on any failure; xdist spreads tests over the machine's cores.
 exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-auto}" --dist loadgroup "$@"
