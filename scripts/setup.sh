@@ -24,15 +24,23 @@ installed=$(cat "$stamp" 2>/dev/null || true)
 if [[ ! -f $stamp || pyproject.toml -nt $stamp || $installed != editable_mode=* ]]; then
   printf '[setup] installing provgate and its Python dependencies into .venv — first run only ... ' >&2
   started=$SECONDS
-  pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
-  "${pip[@]}" --upgrade pip
-  if "${pip[@]}" -e '.[gate,signer,test]' --config-settings editable_mode=compat; then
-    mode=compat
-  else
-    echo "setup: editable_mode=compat not available, installing the default editable mode" >&2
-    "${pip[@]}" -e '.[gate,signer,test]'
-    mode=default
-  fi
+  log=.venv/setup.log
+  pip=(.venv/bin/python -m pip install --disable-pip-version-check)
+  mode=compat
+  {
+    "${pip[@]}" --upgrade pip && {
+      "${pip[@]}" -e '.[gate,signer,test]' --config-settings editable_mode=compat || {
+        echo "setup: editable_mode=compat not available, installing the default editable mode"
+        mode=default
+        "${pip[@]}" -e '.[gate,signer,test]'
+      }
+    }
+  } >"$log" 2>&1 || {
+    printf 'FAILED\n' >&2
+    tail -n 25 "$log" | sed 's/^/    /' >&2
+    echo "setup: installing the Python dependencies failed; the whole log: $log" >&2
+    exit 1
+  }
   echo "editable_mode=$mode" >"$stamp"
   printf '%ds\n' $((SECONDS - started)) >&2
 fi
