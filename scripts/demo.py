@@ -65,8 +65,11 @@ async def push_images(host: str) -> dict[str, str]:
         for sample, tag, _, _ in CASES:
             deadline = time.monotonic() + 30
             image = await push_image(
-                client, f"{host}/demo/app", [f"provgate demo layer for {sample}\n".encode()],
-                tag=tag, deadline=deadline,
+                client,
+                f"{host}/demo/app",
+                [f"provgate demo layer for {sample}\n".encode()],
+                tag=tag,
+                deadline=deadline,
             )
             images[tag] = image.reference.digest
     return images
@@ -107,8 +110,15 @@ def main() -> int:
             run_file.write_text(yaml.safe_dump_all([pipelinerun, *taskruns], sort_keys=False))
             print("  sign the PipelineRun's provenance and push it next to the image:")
             if run(
-                [str(VENV_BIN / "signer"), "sign", str(run_file), "--key", f"{prefix}.key",
-                 "--storage", "oci"],
+                [
+                    str(VENV_BIN / "signer"),
+                    "sign",
+                    str(run_file),
+                    "--key",
+                    f"{prefix}.key",
+                    "--storage",
+                    "oci",
+                ],
                 env=env,
             ):
                 return 2
