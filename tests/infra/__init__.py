@@ -60,6 +60,16 @@ def require_data(name: str) -> Path:
     raise AssertionError("unreachable")
 
 
+def build_components(*names: str) -> Path:
+    """Build the groups or components ``names`` with build-components.sh (a no-op for what is built) and
+    return the cache. For benchmarks, which build their peers on first use (``build_components("bench")``);
+    tests never build: a missing component skips them, or fails them in CI."""
+    done = subprocess.run(
+        ["bash", str(BUILD_SCRIPT), *names], stdout=subprocess.PIPE, text=True, check=True
+    )  # its progress lines go to our stderr
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -10,7 +10,9 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.infra import BUILD_SCRIPT
+import pytest
+
+from tests.infra import BUILD_SCRIPT, build_components
 
 VERSIONS = dict(re.findall(r"^\s+\[([a-z-]+)\]=(v[0-9.]+)", BUILD_SCRIPT.read_text(), re.MULTILINE))
 
@@ -78,3 +80,13 @@ def test_a_failed_build_names_it_shows_its_log_and_leaves_nothing(tmp_path: Path
     assert str(log) in done.stderr
     assert "go: downloading something" in log.read_text()
     assert sorted(p.name for p in cache.iterdir()) == [".lock", "logs"]
+
+
+def test_benchmarks_build_through_the_script_and_get_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "bin"
+    _prebuilt(cache, "opa", "registry")
+    monkeypatch.setenv("PROVGATE_BIN_CACHE", str(cache))
+    assert build_components("demo") == cache
+    assert (cache / "opa").is_symlink()
