@@ -34,6 +34,7 @@ BOLD, DIM, GREEN, RED, RESET = (
     ("\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m") if sys.stdout.isatty() else ("",) * 5
 )
 
+SOURCE_REPO = "https://github.com/example/demo-app"  # the git-clone source of the bundled samples
 CASES = [
     # (sample, tag, what it shows, expected gate exit code)
     ("tep0084-pipelinerun", "v1", "the TEP-0084 pipeline as designed: clone, scan, build", 0),
@@ -88,11 +89,16 @@ def main() -> int:
         for tag, digest in digests.items():
             print(f"  {host}/demo/app:{tag} -> {digest}")
 
-        step("3. Make a signing key (cosign-compatible)")
+        step("3. Make a signing key (cosign-compatible), and say where builds may take their source from")
         env = {"COSIGN_PASSWORD": "demo-password"}
         prefix = work / "demo"
         if run([str(VENV_BIN / "signer"), "generate-key-pair", "--output-key-prefix", str(prefix)], env=env):
             return 2
+        # The bundled rule data leaves allowed_source_repos empty (every gate then warns that sources
+        # are not checked); this file adds the sample pipeline's repository to the bundled defaults.
+        rule_data = work / "rule-data.yaml"
+        rule_data.write_text(yaml.safe_dump({"rule_data": {"allowed_source_repos": [SOURCE_REPO]}}))
+        print(f"  {rule_data.name}: allowed_source_repos: [{SOURCE_REPO}]")
 
         for n, (sample, tag, story, expected) in enumerate(CASES, start=4):
             image = f"{host}/demo/app:{tag}"
@@ -117,7 +123,9 @@ def main() -> int:
             ):
                 return 2
             print("  ask the gate whether the image may run:")
-            code = run([str(VENV_BIN / "gate"), "verify", image, "--key", f"{prefix}.pub"])
+            code = run(
+                [str(VENV_BIN / "gate"), "verify", image, "--key", f"{prefix}.pub", "--data", str(rule_data)]
+            )
             verdict = {0: f"{GREEN}ALLOWED{RESET}", 1: f"{RED}DENIED{RESET}"}.get(code, f"ERROR ({code})")
             ok = code == expected
             failures += not ok

@@ -3,5 +3,5 @@
 # bundled policies, the bundled TEP-0084 PipelineRun): sign, push, verify, allow and deny.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh demo
 exec .venv/bin/python scripts/demo.py "$@"

@@ -2,7 +2,7 @@
 # README command 2: set up, lint, and run the whole test suite against the real components.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh test
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy

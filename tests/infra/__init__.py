@@ -31,9 +31,9 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def missing(what: str) -> None:
+def missing(what: str, component: str = "") -> None:
     """Fail in CI, skip with the reason elsewhere."""
-    msg = f"{what} (run {BUILD_SCRIPT.relative_to(REPO)})"
+    msg = f"{what} (run {f'{BUILD_SCRIPT.relative_to(REPO)} {component}'.rstrip()})"
     if in_ci():
         pytest.fail(f"required component missing in CI: {msg}", pytrace=False)
     pytest.skip(msg)
@@ -47,8 +47,27 @@ def require_binary(name: str) -> Path:
     found = shutil.which(name)
     if found:
         return Path(found)
-    missing(f"{name} not found in {bin_cache()}")
+    missing(f"{name} not found in {bin_cache()}", name)
     raise AssertionError("unreachable")
+
+
+def require_data(name: str) -> Path:
+    """Directory of data fetched by build-components.sh (e.g. ``tekton-crds``)."""
+    candidate = bin_cache() / name
+    if candidate.is_dir():
+        return candidate.resolve()
+    missing(f"{name} not found in {bin_cache()}", name)
+    raise AssertionError("unreachable")
+
+
+def build_components(*names: str) -> Path:
+    """Build the groups or components ``names`` with build-components.sh (a no-op for what is built) and
+    return the cache. For benchmarks, which build their peers on first use (``build_components("bench")``);
+    tests never build: a missing component skips them, or fails them in CI."""
+    done = subprocess.run(
+        ["bash", str(BUILD_SCRIPT), *names], stdout=subprocess.PIPE, text=True, check=True
+    )  # its progress lines go to our stderr
+    return Path(done.stdout.strip().splitlines()[-1])
 
 
 def free_port() -> int:
