@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from cryptography import x509
@@ -21,6 +21,7 @@ from attestation import dsse
 from attestation.bundle import envelope_to_bundle, parse_bundle
 from attestation.errors import InputError, ProvgateError, VerificationError
 from attestation.keys import PublicKey
+from attestation.oci.auth import Credentials
 from attestation.oci.reader import ResolvedImage, fetch_legacy, fetch_referrers, resolve
 from attestation.oci.registry import RegistryClient
 from attestation.oci.writer import push_attestation_legacy, push_attestation_referrer
@@ -48,6 +49,7 @@ class OciStorageConfig:
     insecure_registries: Sequence[str] = ()
     ca_file: str | None = None
     docker_config: str | None = None
+    credentials: Mapping[str, Credentials] = field(default_factory=dict)  # registry host -> credentials
     timeout: float = 120.0
 
 
@@ -208,6 +210,7 @@ def store_oci_sync(
             insecure_registries=config.insecure_registries,
             ca_file=config.ca_file,
             docker_config=config.docker_config,
+            credentials=config.credentials,
         ) as client:
             return await store_oci(
                 client,
