@@ -260,7 +260,12 @@ def _attest(
     except ProvgateError as err:
         _record_failure(kind, _error_type(err), ctx)
         return _fail(kind, fresh, ctx, "AttestationFailed", str(err))
-    return _mark_signed(kind, fresh, outcome, ctx, children=len(children))
+    except Exception as err:  # a bug, or a library error nobody classified: retried as Chains retries
+        log.exception("unexpected error attesting %s", label, extra=_ref(fresh))
+        _record_failure(kind, "payload_creation", ctx)
+        return _retry(kind, fresh, ctx, "AttestationRetry", f"internal error: {type(err).__name__}: {err}")
+    oci_skipped = "oci" in attest_config.for_kind(kind).storage and not outcome.oci
+    return _mark_signed(kind, fresh, outcome, ctx, children=len(children), oci_skipped=oci_skipped)
 
 
 def _children_ready(pipelinerun: dict[str, Any], ctx: Context, *, final: bool) -> list[Run]:
@@ -328,7 +333,13 @@ def _record_failure(kind: str, error_type: str, ctx: Context) -> None:
 
 
 def _mark_signed(
-    kind: str, fresh: dict[str, Any], outcome: AttestOutcome, ctx: Context, *, children: int
+    kind: str,
+    fresh: dict[str, Any],
+    outcome: AttestOutcome,
+    ctx: Context,
+    *,
+    children: int,
+    oci_skipped: bool,
 ) -> str:
     metrics = ctx.metrics
     if metrics is not None:
@@ -346,7 +357,9 @@ def _mark_signed(
         return _fail(kind, fresh, ctx, "AttestationFailed", f"could not mark the run signed: {err}")
     if metrics is not None:
         metrics.signed(kind, chains.completion_time(fresh))
-    where = "; ".join(str(s) for s in outcome.stored) or "nothing to store (no image subject)"
+    where = "; ".join(str(s) for s in outcome.stored) or "nothing"
+    if oci_skipped:
+        where += "; oci: no image subject, nothing stored beside an image"
     extra = f", with {children} child TaskRuns" if kind == "PipelineRun" else ""
     subjects = len(outcome.statement.get("subject") or [])
     predicate = outcome.statement.get("predicateType", "")

@@ -19,6 +19,7 @@ import pytest
 from kubernetes import client
 
 from attestation.keys import generate_cosign_key_pair
+from tests.gate.conftest import data_file, policy_dir  # noqa: F401
 from tests.infra import free_port
 from tests.infra.kube import KubeCluster, kube, kube_namespace, unique_name, wait_until  # noqa: F401
 from tests.infra.registry import (  # noqa: F401
