@@ -29,7 +29,7 @@ from signer.operator.config import OperatorConfig, RegistrationConfig
 from signer.operator.kube import KubeApi, KubeApiError
 from signer.operator.metrics import Metrics
 from signer.operator.queue import BACKLOG, FRESH, RUNNING, WorkQueue
-from signer.operator.reconcile import Context, CredentialsCache, Failed, Retry, reconcile
+from signer.operator.reconcile import Context, CredentialsCache, Failed, Retry, WaitClock, reconcile
 from signer.operator.registration import Registrar
 from signer.operator.source import ConfigHolder
 
@@ -86,6 +86,7 @@ class Operator:
         self.metrics = metrics
         self.started = dt.datetime.now(dt.UTC)
         self.credentials = CredentialsCache()
+        self.waits = WaitClock()
         self._registrar: tuple[RegistrationConfig, Registrar] | None = None
         self._lock = threading.Lock()
         directory = Path(tempfile.mkdtemp(prefix="provgate-signer-"))
@@ -115,6 +116,7 @@ class Operator:
             registrar=self._registrar_for(config.registration),
             credentials=self.credentials,
             docker_config=self.docker_config,
+            waits=self.waits,
         )
 
     def wanted(self, kind: str, body: Mapping[str, Any]) -> bool:

@@ -17,7 +17,6 @@ and the fifth failure marks the run failed.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import threading
@@ -111,6 +110,27 @@ class CredentialsCache:
 
 
 @dataclass
+class WaitClock:
+    """When this process first found each PipelineRun waiting for its children (by uid): the wait is
+    bounded from then, not from the run's completion, so runs that completed while the operator was
+    away still wait for their children to be attested first."""
+
+    _first: dict[str, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def waited(self, uid: str) -> float:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._first) > 100_000:
+                self._first.clear()
+            return now - self._first.setdefault(uid, now)
+
+    def forget(self, uid: str) -> None:
+        with self._lock:
+            self._first.pop(uid, None)
+
+
+@dataclass
 class Context:
     """What one reconcile needs; ``config`` is the configuration in force when it started."""
 
@@ -120,7 +140,7 @@ class Context:
     registrar: Registrar | None = None
     credentials: CredentialsCache = field(default_factory=CredentialsCache)
     docker_config: str | None = None  # an empty docker config: the operator's own is never used
-    started: float = field(default_factory=time.time)
+    waits: WaitClock = field(default_factory=WaitClock)
 
 
 def _ref(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -271,8 +291,8 @@ def _attest(
 def _children_ready(pipelinerun: dict[str, Any], ctx: Context, *, final: bool) -> list[Run]:
     found = children_of(pipelinerun, ctx)
     label = _label("PipelineRun", *_ns_name(pipelinerun))
-    completed = chains.completion_time(pipelinerun)
-    waited = (dt.datetime.now(dt.UTC) - completed).total_seconds() if completed else 0.0
+    uid = str((pipelinerun.get("metadata") or {}).get("uid"))
+    waited = ctx.waits.waited(uid) if found.pending else 0.0
     if found.pending and not final and waited < ctx.config.child_timeout:
         raise Retry(
             f"waiting for child TaskRun(s) {', '.join(found.pending[:5])} to complete and be attested",
@@ -285,6 +305,7 @@ def _children_ready(pipelinerun: dict[str, Any], ctx: Context, *, final: bool) -
             "(enforce-nonfalsifiability: spire)",
             [f"child {g} cannot be verified: it does not exist or is not a TaskRun" for g in gone],
         )
+    ctx.waits.forget(uid)
     notes = []
     if found.missing:
         notes.append(f"child TaskRun(s) {', '.join(found.missing[:10])} do not exist")
