@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -268,7 +269,7 @@ def att_layers(server: RegistryServer, repository: str, digest: str) -> list[dic
     response = httpx.get(
         f"{scheme}://{host}/v2/{path}/manifests/{tag}",
         headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
-        verify=server.ca_file or True,
+        verify=ssl.create_default_context(cafile=server.ca_file) if server.ca_file else True,
         auth=auth,
         timeout=10,
     )
