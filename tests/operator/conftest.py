@@ -29,7 +29,9 @@ from tests.infra.registry import (  # noqa: F401
     registry_referrers,
     registry_tls_auth,
 )
+from tests.infra.spire import spire  # noqa: F401
 from tests.infra.tekton import PIPELINERUNS, TASKRUNS
+from tests.infra.tsa import tsa  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 KEY_PASSWORD = b"operator-test-password"
