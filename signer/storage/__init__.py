@@ -111,6 +111,7 @@ class StorageConfig:
     docker_config: str | None = None
     credentials: Mapping[str, Credentials] = field(default_factory=dict)
     oci_skip_without_subject: bool = False
+    oci_confirm_after: float | None = None  # see signer.storage.oci.OciStorageConfig.confirm_after
     timeout: float = 120.0
     annotations_out: str | None = None
     file_out: str | None = None
@@ -157,6 +158,7 @@ def store(
                 docker_config=config.docker_config,
                 credentials=config.credentials,
                 timeout=config.timeout,
+                confirm_after=config.oci_confirm_after,
             )
             stored = store_oci_sync(
                 signed.envelope,

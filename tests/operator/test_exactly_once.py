@@ -56,7 +56,9 @@ def check_exactly_once(setup: Setup, registry, images: dict[str, tuple[str, str]
 
 
 def test_a_kill_in_the_middle_of_a_batch_loses_and_duplicates_nothing(setup: Setup, registry_plain) -> None:
-    setup.configure(CONFIG)
+    # the writer's confirmation wait (a second between storing and marking) gives the test a window
+    # to kill the operator in; what is tested, recognising the stored attestation, does not depend on it
+    setup.configure({**CONFIG, "provgate.storage.oci.confirm-writes": "true"})
     first = setup.start("--workers", "8")
     images = create_batch(setup, registry_plain)
     wait_some_signed(setup, 5)

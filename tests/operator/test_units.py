@@ -284,3 +284,13 @@ def test_the_token_bucket_paces_calls_after_the_burst() -> None:
         bucket.acquire()
     elapsed = time.monotonic() - started
     assert elapsed >= 0.45  # 5 at once, then 10 at 20 per second: never faster
+
+
+def test_the_sample_configuration_parses_without_warnings(secrets) -> None:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "config" / "samples" / "signer.yaml"
+    data = parse_data_document(path.read_text(), source=str(path))
+    config = parse_config(data, secrets)
+    assert config.warnings == ()
+    assert config.taskrun is not None and config.taskrun.taskrun.storage == ("oci", "tekton")
