@@ -495,6 +495,8 @@ def run_system(
         slat = [smarks[n][0] - times[n] for n in smarks]
         result.steady_p50, result.steady_p99 = pct(slat, 50), pct(slat, 99)
         result.steady_max = max(slat) if slat else float("nan")
+        slowest = sorted(((smarks[n][0] - times[n], n) for n in smarks), reverse=True)[:5]
+        result.notes.append("steady, slowest: " + ", ".join(f"{n} {t:.2f}s" for t, n in slowest))
         result.failed += sum(1 for _, m in smarks.values() if m != "true")
     watcher.stopping.set()
     return result
@@ -557,7 +559,7 @@ def main() -> None:
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--workers", type=int, default=8, help="provgate's --workers")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for a phase's marks")
-    parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--keep-logs", metavar="DIR", help="copy the systems' logs here")
     args = parser.parse_args()
     systems = [s for s in args.systems.split(",") if s]
     cache = build_components("test", *(["peers"] if any(s.startswith("chains") for s in systems) else []))
@@ -598,6 +600,10 @@ def main() -> None:
                     log(f"{system}: {results[-1]}")
         finally:
             stop(proc)
+            if args.keep_logs:
+                Path(args.keep_logs).mkdir(parents=True, exist_ok=True)
+                for found in workdir.glob("*.log"):
+                    shutil.copy(found, Path(args.keep_logs) / found.name)
     after = os.getloadavg()
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"bench/operator.py, {when}")
