@@ -140,7 +140,13 @@ def run(options: Options) -> int:
     def ready() -> bool:
         return holder.config is not None and leading.is_set() and not stopping.is_set()
 
-    endpoint = HttpEndpoint(metrics, options.http_address, ready)
+    if options.config_file is not None:
+        holder.refresh()  # a file given on the command line: unusable -> one line and exit 2, first
+    try:
+        endpoint = HttpEndpoint(metrics, options.http_address, ready)
+    except (OSError, ValueError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise InputError(f"--http-address {options.http_address}: cannot listen: {reason}") from None
     log.info("serving /metrics, /healthz and /readyz on %s", endpoint.address)
     try:
         _first_config(holder, options, stopping)
@@ -220,7 +226,7 @@ def _first_config(holder: object, options: Options, stopping: threading.Event) -
     from signer.operator.source import ConfigHolder
 
     assert isinstance(holder, ConfigHolder)
-    while not stopping.is_set():
+    while not stopping.is_set() and holder.config is None:
         try:
             holder.refresh()
             return

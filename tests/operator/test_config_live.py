@@ -102,6 +102,7 @@ def test_a_bad_config_file_is_one_line_and_exit_2(setup: Setup) -> None:
     bad.write_text("artifacts.taskrun.format: slsa/v9\n")
     done = subprocess.run(
         [sys.executable, "-m", "signer.cli", "run", "--config", str(bad), "--no-leader-election"],
+        # (the default --http-address: the configuration is refused before anything listens)
         capture_output=True,
         text=True,
         timeout=60,
@@ -114,3 +115,36 @@ def test_a_bad_config_file_is_one_line_and_exit_2(setup: Setup) -> None:
         "(known: slsa/v1, slsa/v2alpha3, slsa/v2alpha4, in-toto)"
     ], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_address_in_use_is_one_line_and_exit_2(setup: Setup) -> None:
+    import socket
+
+    setup.configure(CONFIG)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "signer.cli",
+                "run",
+                "--configmap",
+                f"{setup.namespace}/chains-config",
+                "--namespace",
+                setup.namespace,
+                "--http-address",
+                f"127.0.0.1:{port}",
+                "--no-leader-election",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"KUBECONFIG": str(setup.kube.kubeconfig), "PATH": "/usr/bin:/bin"},
+        )
+    assert done.returncode == 2
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: --http-address 127.0.0.1:{port}: cannot listen: Address already in use"
+    ], done.stderr
