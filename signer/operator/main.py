@@ -75,6 +75,8 @@ def _configure_logging(options: Options) -> None:
     kopf.configure(
         verbose=options.verbose,
         log_format=kopf.LogFormat.JSON if options.log_format == "json" else kopf.LogFormat.FULL,
+        # text lines start with [namespace/name] of the run; JSON lines carry it as "object"
+        log_prefix=None,
     )
     # kopf reports every handled change at INFO; the operator's own lines say what matters.
     logging.getLogger("kopf.objects").setLevel(logging.DEBUG if options.verbose else logging.WARNING)

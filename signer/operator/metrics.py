@@ -54,7 +54,7 @@ class Metrics:
         )
         self.outcomes = Counter(
             "provgate_signer_runs",
-            "Runs the operator finished with, by outcome (signed, failed, retry, waiting)",
+            "Runs marked signed or failed, and retries, by outcome (signed, failed, retry)",
             ["kind", "outcome"],
             registry=self.registry,
         )

@@ -34,7 +34,7 @@ class Registrar:
     def __init__(self, config: RegistrationConfig) -> None:
         self.config = config
         self.cli = SpireServerCli(config.server_socket, binary=config.cli)
-        self._registered: dict[str, tuple[str, str]] = {}  # TaskRun uid -> (pod uid, entry id)
+        self._registered: dict[str, tuple[str, str, str]] = {}  # TaskRun uid -> (pod name, pod uid, entry)
         self._lock = threading.Lock()
 
     def ensure(self, taskrun: Mapping[str, Any], get_pod: GetPod) -> Registered | None:
@@ -43,6 +43,11 @@ class Registrar:
         pod_name = (taskrun.get("status") or {}).get("podName")
         if not pod_name:
             return None
+        uid = str(meta.get("uid"))
+        with self._lock:
+            known = self._registered.get(uid)
+        if known is not None and known[0] == pod_name:
+            return Registered(known[2], created=False)  # a status update of a run already registered
         pod = get_pod(str(meta.get("namespace")), str(pod_name))
         if pod is None:
             return None
@@ -50,11 +55,6 @@ class Registrar:
         pod_uid = str((pod.get("metadata") or {}).get("uid") or "")
         if not node or not pod_uid:
             return None
-        uid = str(meta.get("uid"))
-        with self._lock:
-            known = self._registered.get(uid)
-        if known is not None and known[0] == pod_uid:
-            return Registered(known[1], created=False)
         entry = taskrun_entry(
             taskrun,
             trust_domain=self.config.trust_domain,
@@ -68,7 +68,7 @@ class Registrar:
             return None
         registered = register_taskrun(self.cli, entry)
         with self._lock:
-            self._registered[uid] = (pod_uid, registered.entry_id)
+            self._registered[uid] = (str(pod_name), pod_uid, registered.entry_id)
         log.info(
             "registered %s for pod %s (entry %s%s)",
             entry.spiffe_id,

@@ -57,6 +57,7 @@ def test_a_completed_taskrun_is_attested_next_to_its_image_and_the_gate_admits_i
     assert "provgate-signer" in managers
     event = setup.wait_event("build-1", "Attested")
     assert event["type"] == "Normal" and repo in event["message"]
+    assert f"[{setup.runs}/build-1] attested: https://slsa.dev/provenance/v0.2" in operator.tail()
     assert operator.metric("watcher_taskrun_marked_signed_total") == 1
     assert operator.metric("watcher_taskrun_sign_created_total") == 1
     assert operator.metric("watcher_taskrun_payload_stored_total") == 2  # oci and tekton
@@ -210,3 +211,21 @@ def test_a_run_created_already_marked_is_never_attested(setup: Setup, registry_p
     assert TASKRUNS.get(setup.kube.api, setup.runs, "done-before")["metadata"]["annotations"] == {
         SIGNED: "true"
     }
+
+
+def test_json_logs_name_the_run(setup: Setup) -> None:
+    setup.configure(CONFIG)
+    operator = setup.start("--log-format", "json")
+    new_taskrun(setup.kube.api, setup.runs, "logged")
+    complete_taskrun(setup.kube.api, setup.runs, "logged", results={"X": "y"})
+    setup.wait_marked("logged")
+
+    def attested_line() -> dict | None:
+        for line in operator.tail(20000).splitlines():
+            if line.startswith("{") and '"attested: ' in line:
+                return json.loads(line)
+        return None
+
+    line = wait_until(attested_line, what="the JSON log line of the attestation", timeout=10)
+    assert line["object"] == {"kind": "TaskRun", "namespace": setup.runs, "name": "logged"}
+    assert line["severity"] == "info"

@@ -6,6 +6,9 @@ SPIRE entry appears when its pod does and goes when the run completes."""
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +16,15 @@ import pytest
 from signer.spire.results import taskrun_spiffe_id
 from tests.infra.kube import wait_until
 from tests.infra.spire import NODE_ALIAS_PREFIX, NODE_NAME, Spire
-from tests.infra.tekton import TASKRUNS, create_run, new_taskrun, set_status, succeeded_condition
-from tests.operator.conftest import SIGNED, Setup
+from tests.infra.tekton import (
+    TASKRUNS,
+    complete_taskrun,
+    create_run,
+    new_taskrun,
+    set_status,
+    succeeded_condition,
+)
+from tests.operator.conftest import SIGNED, Setup, image_results, push_image
 from tests.spire.tekton import taskrun, termination_results
 from tests.spire.test_results_real import svid_of
 
@@ -111,3 +121,52 @@ def test_a_taskruns_spire_entry_is_registered_when_its_pod_appears_and_deleted_w
     set_status(setup.kube.api, TASKRUNS, setup.runs, name, done)
     assert setup.wait_marked(name)["metadata"]["annotations"][SIGNED] == "true", setup.logs()
     wait_until(lambda: spire.server.show(spiffe_id) == [], what="the entry deleted", timeout=30)
+
+
+def test_the_operator_signs_with_its_own_svid_and_a_timestamp_the_gate_admits(
+    setup: Setup, spire: Spire, tsa, registry_plain, policy_dir, data_file, tmp_path: Path
+) -> None:
+    operator_id = f"spiffe://{TD}/ns/{setup.namespace}/sa/provgate-signer"
+    spire.issue(operator_id)  # the test process's uid: the operator process gets it from the agent too
+    repo, digest = push_image(registry_plain)
+    setup.configure(
+        {
+            "artifacts.taskrun.storage": "oci",
+            "artifacts.taskrun.signer": "spire",
+            "artifacts.pipelinerun.signer": "none",
+            "provgate.spire.socket": spire.workload_socket,
+            "provgate.signers.spire.spiffe-id": operator_id,
+            "provgate.signers.spire.tsa-url": tsa.url,
+        }
+    )
+    setup.start()
+    new_taskrun(setup.kube.api, setup.runs, "svid-signed")
+    complete_taskrun(setup.kube.api, setup.runs, "svid-signed", results=image_results(repo, digest))
+    assert setup.wait_marked("svid-signed")["metadata"]["annotations"][SIGNED] == "true", setup.logs()
+
+    bundle = spire.server.write_bundle(tmp_path / "bundle.pem")
+    gate = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "gate"),
+            "verify",
+            f"{repo}@{digest}",
+            "--trust-bundle",
+            str(bundle),
+            "--spiffe-id",
+            operator_id,
+            "--tsa-certs",
+            str(tsa.chain_file),
+            "--policy",
+            str(policy_dir),
+            "--data",
+            str(data_file),
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert gate.returncode == 0, gate.stdout + gate.stderr
+    decision = json.loads(gate.stdout)
+    assert decision["allowed"] and [a["verified"] for a in decision["attestations"]] == [True]
