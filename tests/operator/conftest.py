@@ -22,16 +22,14 @@ from kubernetes import client
 from attestation.keys import generate_cosign_key_pair
 from tests.gate.conftest import data_file, policy_dir  # noqa: F401
 from tests.infra import free_port
-from tests.infra.kube import KubeCluster, kube, kube_namespace, unique_name, wait_until  # noqa: F401
+from tests.infra.kube import KubeCluster, wait_until
 from tests.infra.registry import (  # noqa: F401
     RegistryServer,
     registry_plain,
     registry_referrers,
     registry_tls_auth,
 )
-from tests.infra.spire import spire  # noqa: F401
 from tests.infra.tekton import PIPELINERUNS, TASKRUNS
-from tests.infra.tsa import tsa  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 KEY_PASSWORD = b"operator-test-password"
@@ -228,7 +226,7 @@ class Setup:
 
 
 @pytest.fixture
-def setup(kube: KubeCluster, tmp_path: Path, signing_key: SigningKey) -> Iterator[Setup]:  # noqa: F811
+def setup(kube: KubeCluster, tmp_path: Path, signing_key: SigningKey) -> Iterator[Setup]:
     """A fresh operator namespace (ConfigMap ``chains-config``, Secret ``signing-secrets`` with a cosign
     key) and a fresh namespace for runs; every operator started is stopped afterwards."""
     namespace = kube.create_namespace("chains")
