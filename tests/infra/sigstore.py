@@ -61,7 +61,9 @@ def _spki(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def make_fulcio_ca(common_name: str = "provgate test fulcio") -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def make_fulcio_ca(
+    common_name: str = "provgate test fulcio",
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A P-256 root CA as Fulcio's file CA wants it (CA:true, keyCertSign, SKI/AKI)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
@@ -484,7 +486,9 @@ def run_sigstore(spire: Spire, other: SpireServer, tsa: Tsa) -> Iterator[Sigstor
         signing_config_file = base / "signing_config.json"
         signing_config_file.write_text(json.dumps(signing_config, indent=2))
         trust_config_file = base / "trust_config.json"
-        trust_config_file.write_text(json.dumps(client_trust_config_doc(trusted_root, signing_config), indent=2))
+        trust_config_file.write_text(
+            json.dumps(client_trust_config_doc(trusted_root, signing_config), indent=2)
+        )
         yield SigstoreStack(
             dir=base,
             spire=spire,
