@@ -41,12 +41,12 @@ if TYPE_CHECKING:
     from sigstore.models import ClientTrustConfig, TrustedRoot
 
     from attestation.dsse import Envelope
-    from attestation.timestamp import TsaTrust
 
 log = logging.getLogger(__name__)
 
 MAX_TRUST_FILE_BYTES = 4 * MiB
 MAX_PATTERN_CHARS = 1 * KiB
+MAX_TOKEN_BYTES = 64 * KiB
 # Fulcio's OIDC issuer extensions: v2 (DER UTF8String) and the deprecated v1 (raw bytes).
 OID_ISSUER_V1 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
 OID_ISSUER_V2 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
@@ -95,7 +95,7 @@ class KeylessRoot:
     digest: str  # sha256 of the file's bytes: the same root, the same digest
     trusted_root: Any  # sigstore.models.TrustedRoot
     verifier: Any  # sigstore.verify.Verifier
-    tsa: tuple[Any, ...]  # attestation.timestamp.TsaTrust per timestamp authority
+    tsa: tuple[tuple[x509.Certificate, ...], ...]  # each timestamp authority's chain, leaf first
 
 
 def load_keyless_root(path: str | os.PathLike[str] | None = None) -> KeylessRoot:
@@ -124,22 +124,36 @@ def load_keyless_root(path: str | os.PathLike[str] | None = None) -> KeylessRoot
     )
 
 
-def _tsa_trusts(root: TrustedRoot, source: str) -> list[TsaTrust]:
-    from attestation.timestamp import TsaTrust
-
+def _tsa_trusts(root: TrustedRoot, source: str) -> list[tuple[x509.Certificate, ...]]:
+    """Each timestamp authority's chain as the trusted root lists it: signing certificate first, root last."""
     out = []
     for authority in root.get_timestamp_authorities():
-        certs = authority.certificates(allow_expired=True)
-        if not certs:
-            continue
-        out.append(
-            TsaTrust(
-                roots=tuple(c for c in certs if c.issuer == c.subject),
-                intermediates=tuple(c for c in certs if c.issuer != c.subject),
-                source=f"{source} timestampAuthorities",
-            )
-        )
+        certs = tuple(authority.certificates(allow_expired=True))
+        if len(certs) >= 2:
+            out.append(certs)
     return out
+
+
+def verify_token_time(token: bytes, signature: bytes, chain: Sequence[x509.Certificate]) -> dt.datetime:
+    """The ``genTime`` of an RFC 3161 token over ``signature`` signed by the TSA whose chain (signing
+    certificate first, root last) the trusted root lists; :class:`VerificationError` otherwise.
+
+    The signing certificate is given, not taken from the token: cosign asks for tokens without it."""
+    from rfc3161_client import VerificationError as TsaError
+    from rfc3161_client import VerifierBuilder, decode_timestamp_response
+
+    if len(token) > MAX_TOKEN_BYTES:
+        raise LimitExceeded(f"RFC 3161 timestamp is larger than {MAX_TOKEN_BYTES} bytes")
+    try:
+        response = decode_timestamp_response(token)
+        builder = VerifierBuilder().tsa_certificate(chain[0]).add_root_certificate(chain[-1])
+        for cert in chain[1:-1]:
+            builder = builder.add_intermediate_certificate(cert)
+        builder.build().verify_message(response, signature)
+    except (TsaError, ValueError, TypeError) as err:
+        raise VerificationError(f"RFC 3161 timestamp does not verify: {_short(err)}") from None
+    when = response.tst_info.gen_time
+    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
 
 
 # --------------------------------------------------------------------------------------------- identities
@@ -437,20 +451,18 @@ def _same_envelope(envelope: Envelope, payload_type: str, payload: bytes, sig: b
 
 def _verified_times(raw: bytes, root: KeylessRoot, envelope: Envelope, source: str) -> list[dt.datetime]:
     from attestation.bundle import parse_bundle
-    from attestation.timestamp import verify_timestamp
 
     tokens = parse_bundle(raw, source=source).rfc3161_timestamps
-    return _times_from_tokens(tokens, envelope.signatures[0].sig, root, source, verify_timestamp)
+    return _times_from_tokens(tokens, envelope.signatures[0].sig, root)
 
 
-def _times_from_tokens(
-    tokens: Sequence[bytes], sig: bytes, root: KeylessRoot, source: str, verify: Any
-) -> list[dt.datetime]:
+def _times_from_tokens(tokens: Sequence[bytes], sig: bytes, root: KeylessRoot) -> list[dt.datetime]:
+    """The times of the tokens that verify with one of the trusted root's timestamp authorities."""
     times: list[dt.datetime] = []
     for token in tokens:
-        for tsa in root.tsa:
+        for chain in root.tsa:
             try:
-                times.append(verify(token, sig, tsa, what=f"{source}: RFC 3161 timestamp"))
+                times.append(verify_token_time(token, sig, chain))
                 break
             except VerificationError:
                 continue
@@ -550,7 +562,6 @@ def _verify_without_log(
     from attestation import bundle as bundle_format
     from attestation import dsse
     from attestation.keys import PublicKey
-    from attestation.timestamp import verify_timestamp
 
     parsed = bundle_format.parse_bundle(json.dumps(doc).encode(), source=source)
     if parsed.certificate is None:
@@ -559,7 +570,7 @@ def _verify_without_log(
     if len(envelope.signatures) != 1:
         raise VerificationError(f"{source}: a keyless envelope carries exactly one signature")
     sig = envelope.signatures[0].sig
-    times = _times_from_tokens(parsed.rfc3161_timestamps, sig, root, source, verify_timestamp)
+    times = _times_from_tokens(parsed.rfc3161_timestamps, sig, root)
     if not times:
         raise VerificationError(
             f"{source}: no verified signing time: a keyless signature without a log needs a trusted timestamp"

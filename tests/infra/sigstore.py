@@ -160,7 +160,9 @@ def trusted_root_doc(
     return doc
 
 
-def signing_config_doc(*, fulcio_url: str, rekor_url: str | None, tsa_url: str | None) -> dict[str, Any]:
+def signing_config_doc(
+    *, fulcio_url: str, rekor_url: str | None, tsa_url: str | None, oidc_url: str | None = None
+) -> dict[str, Any]:
     """A signing config (``signingconfig.v0.2``): where to get certificates, log entries and timestamps."""
 
     def service(url: str, version: int) -> dict[str, Any]:
@@ -174,7 +176,8 @@ def signing_config_doc(*, fulcio_url: str, rekor_url: str | None, tsa_url: str |
     doc: dict[str, Any] = {
         "mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
         "caUrls": [service(fulcio_url, 1)],
-        "oidcUrls": [],
+        # cosign picks an OIDC issuer from here even when its SPIFFE provider supplies the token.
+        "oidcUrls": [service(oidc_url, 1)] if oidc_url else [],
         "rekorTlogUrls": [service(rekor_url, 2)] if rekor_url else [],
         "rekorTlogConfig": {"selector": "ANY"},
         "tsaUrls": [service(tsa_url, 1)] if tsa_url else [],
@@ -235,6 +238,7 @@ class SigstoreStack:
             fulcio_url=fulcio_url or self.fulcio_url,
             rekor_url=rekor_url or self.rekor_url,
             tsa_url=tsa_url or self.tsa.url,
+            oidc_url=self.issuer,
         )
         path.write_text(json.dumps(client_trust_config_doc(self.trusted_root, signing), indent=2))
         return path
@@ -480,7 +484,9 @@ def run_sigstore(spire: Spire, other: SpireServer, tsa: Tsa) -> Iterator[Sigstor
             tsa_url=tsa.url,
             tsa_chain=tsa_chain,
         )
-        signing_config = signing_config_doc(fulcio_url=fulcio_url, rekor_url=rekor_url, tsa_url=tsa.url)
+        signing_config = signing_config_doc(
+            fulcio_url=fulcio_url, rekor_url=rekor_url, tsa_url=tsa.url, oidc_url=spire.server.jwt_issuer
+        )
         trusted_root_file = base / "trusted_root.json"
         trusted_root_file.write_text(json.dumps(trusted_root, indent=2))
         signing_config_file = base / "signing_config.json"
