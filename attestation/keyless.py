@@ -625,4 +625,6 @@ def _b64(data: bytes) -> str:
 
 def _short(err: BaseException) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
-    return text[:500]
+    # cryptography appends "(encountered processing <Certificate(...)>)"; the reason is before it.
+    cut = text.find(" (encountered processing")
+    return (text[:cut] if cut > 0 else text)[:500]
