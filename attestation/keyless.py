@@ -81,9 +81,10 @@ def load_client_trust_config_json(path: str | os.PathLike[str]) -> ClientTrustCo
 
 
 def public_good_trusted_root() -> str:
-    """The trusted root of Sigstore's public-good instance shipped with provgate (update it with
-    ``gate trusted-root``-less tooling: it is the TUF target ``trusted_root.json``; see docs/keyless.md)."""
-    return os.path.join(os.path.dirname(__file__), "trust", "public-good-trusted-root.json")
+    """The trusted root of Sigstore's public-good instance shipped with provgate: the TUF target
+    ``trusted_root.json`` of its repository as of this release; a newer one is given with
+    ``--trusted-root`` (docs/keyless.md says how to get it). Never fetched at decision time."""
+    return os.path.join(os.path.dirname(__file__), "public_good_trusted_root.json")
 
 
 @dataclass(frozen=True)
