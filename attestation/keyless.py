@@ -281,7 +281,7 @@ def normalize_bundle_json(doc: Mapping[str, Any]) -> dict[str, Any]:
     size 1): the first entry of a log. sigstore-models insists on both and would refuse a valid bundle, so
     they are restored with the values their absence means; nothing else changes.
     """
-    out = json.loads(json.dumps(doc))
+    out: dict[str, Any] = json.loads(json.dumps(doc))
     material = out.get("verificationMaterial")
     entries = material.get("tlogEntries") if isinstance(material, dict) else None
     for entry in entries if isinstance(entries, list) else []:
@@ -498,7 +498,7 @@ def _identify(
         if (match.identity is not None and s == match.identity)
         or (match.identity_regexp is not None and re.fullmatch(match.identity_regexp, s))
     )
-    key = PublicKey(cert.public_key(), source="Fulcio certificate")  # type: ignore[arg-type]
+    key = PublicKey(cert.public_key(), source="Fulcio certificate")
     return KeylessSignature(
         identity=identity,
         sans=tuple(sans),
@@ -606,7 +606,7 @@ def _verify_without_log(
     eku = cert.extensions.get_extension_for_class(ExtendedKeyUsage).value
     if not usage.digital_signature or ExtendedKeyUsageOID.CODE_SIGNING not in eku:
         raise VerificationError(f"{source}: certificate is not for code signing")
-    key = PublicKey(cert.public_key(), source="Fulcio certificate")  # type: ignore[arg-type]
+    key = PublicKey(cert.public_key(), source="Fulcio certificate")
     try:
         dsse.verify(envelope, [key])
     except VerificationError:

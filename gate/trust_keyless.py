@@ -90,14 +90,17 @@ def entries_from_flags(
         raise InputError(
             "keyless trust needs exactly one of --certificate-oidc-issuer or --certificate-oidc-issuer-regexp"
         )
-    common = {
-        "certificate_oidc_issuer": issuer,
-        "certificate_oidc_issuer_regexp": issuer_regexp,
-        "trusted_root": trusted_root,
-    }
-    return [KeylessEntry(certificate_identity=i, **common) for i in identities] + [
-        KeylessEntry(certificate_identity_regexp=r, **common) for r in identity_regexps
-    ]
+
+    def make(identity: str | None, identity_regexp: str | None) -> KeylessEntry:
+        return KeylessEntry(
+            certificate_identity=identity,
+            certificate_identity_regexp=identity_regexp,
+            certificate_oidc_issuer=issuer,
+            certificate_oidc_issuer_regexp=issuer_regexp,
+            trusted_root=trusted_root,
+        )
+
+    return [make(i, None) for i in identities] + [make(None, r) for r in identity_regexps]
 
 
 @dataclass(frozen=True)

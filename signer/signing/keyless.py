@@ -25,7 +25,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -190,7 +190,7 @@ def fetch_jwt_svid(
 ) -> str:
     """A JWT-SVID for ``audience`` from the SPIFFE Workload API; transient failures as
     :class:`WorkloadApiUnavailable` (the agent is down, or not issuing the identity yet)."""
-    from spiffe import WorkloadApiClient
+    from spiffe import SpiffeId, WorkloadApiClient
     from spiffe.errors import PySpiffeError
 
     from attestation.spiffe import parse_spiffe_id
@@ -206,7 +206,8 @@ def fetch_jwt_svid(
 
     def fetch() -> str:
         with WorkloadApiClient(socket_path=address) as client:
-            svid = client.fetch_jwt_svid(audience={audience}, subject=wanted)
+            subject = SpiffeId(wanted) if wanted else None
+            svid = client.fetch_jwt_svid(audience={audience}, subject=subject)
             return str(svid.token)
 
     try:
@@ -296,9 +297,12 @@ def signing_context(config: KeylessConfig) -> SigningContext:
             "it needs a timestamp authority (tsaUrls)"
         )
     try:
-        return SigningContext.from_trust_config(trust)
+        context = SigningContext.from_trust_config(trust)
     except Exception as err:
         raise InputError(f"unusable Sigstore signing config: {_one_line(err)}") from None
+    # See _StrictTsa. The context is this backend's alone.
+    context._tsa_clients = [cast(Any, _StrictTsa(c)) for c in context._tsa_clients]
+    return context
 
 
 # --------------------------------------------------------------------------------------------- signing
@@ -412,7 +416,7 @@ class KeylessSigning:
         if self._context is None:
             self.config.check()
             self._context = signing_context(self.config)
-        return self._context
+        return cast("SigningContext", self._context)
 
     def ready(self) -> Sign:
         context = self.context()
@@ -463,8 +467,6 @@ def sign_statement(
         raise _fulcio_error(err, fulcio) from None
     except Exception as err:
         raise _service_error(err, fulcio) from None
-    strict = [_StrictTsa(c) for c in context._tsa_clients]
-    context._tsa_clients = strict  # see _StrictTsa; the context is ours alone
     try:
         bundle = _within(
             lambda: signer.sign_dsse(sigstore_statement), left(), rekor, SigningServiceUnavailable
@@ -476,7 +478,7 @@ def sign_statement(
     return signed_provenance(
         statement,
         bundle,
-        expect_timestamp=bool(strict),
+        expect_timestamp=bool(context._tsa_clients),
         log_url=getattr(context._rekor, "url", None),
         ca_certificates=context._trusted_root.get_fulcio_certs(),
     )
@@ -539,7 +541,7 @@ def signed_provenance(
     return SignedProvenance(
         statement,
         envelope,
-        public_key=PublicKey(leaf.public_key(), source="Fulcio certificate"),  # type: ignore[arg-type]
+        public_key=PublicKey(leaf.public_key(), source="Fulcio certificate"),
         certificate_chain_der=(facts.certificate_chain_der[0], *chain),
         rfc3161_timestamps=facts.timestamps,
         sigstore_bundle=raw,

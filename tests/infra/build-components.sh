@@ -25,6 +25,11 @@ COSIGN_VERSION=v3.1.2
 GGCR_VERSION=v0.22.1
 SPIRE_VERSION=v1.15.3
 TSA_VERSION=v2.1.3
+# The private Sigstore of the keyless tests (../shared/reference/keyless-local-sigstore.md): the newest
+# versions the module proxy serves that build with each other (rekor-tiles v2.4 needs Go 1.27).
+FULCIO_VERSION=v1.8.8
+TESSERACT_VERSION=v0.1.1
+REKOR_TILES_VERSION=v2.3.0
 
 log() { printf '[build-components] %s\n' "$*" >&2; }
 
@@ -60,7 +65,7 @@ build_ggcr_registry() {
 # UpstreamAuthority plugin imports. So we download the pinned module, copy it to a scratch dir,
 # drop that one plugin from the server's catalog, and build from the module's own go.mod/go.sum.
 build_spire() {
-  local name=$1
+  local name=$1 pkg=${2:-./cmd/$1}
   local out="$CACHE/$name-$SPIRE_VERSION"
   if [[ -x "$out" ]]; then return 0; fi
   log "building $name $SPIRE_VERSION (without the EJBCA upstream authority plugin)"
@@ -70,7 +75,7 @@ build_spire() {
   local src; src=$(mktemp -d)
   cp -r "$dir/." "$src/" && chmod -R u+w "$src"
   sed -i -e '/upstreamauthority\/ejbca"/d' -e '/ejbca\.BuiltIn()/d' "$src/pkg/server/catalog/upstreamauthority.go"
-  (cd "$src" && CGO_ENABLED=1 go build -trimpath -o "$out.tmp" "./cmd/$name" && mv "$out.tmp" "$out")
+  (cd "$src" && CGO_ENABLED=1 go build -trimpath -o "$out.tmp" "$pkg" && mv "$out.tmp" "$out")
   rm -rf "$src"
 }
 
@@ -83,11 +88,17 @@ build() {
     spire-server) build_spire spire-server ;;
     spire-agent) build_spire spire-agent ;;
     timestamp-server) go_install timestamp-server "$TSA_VERSION" github.com/sigstore/timestamp-authority/v2/cmd/timestamp-server CGO_ENABLED=0 ;;
+    oidc-discovery-provider) build_spire oidc-discovery-provider ./support/oidc-discovery-provider ;;
+    fulcio) go_install fulcio "$FULCIO_VERSION" github.com/sigstore/fulcio CGO_ENABLED=0 ;;
+    # Both log servers' binaries are called posix: go_install gives each its own GOBIN and name.
+    tesseract) go_install tesseract "$TESSERACT_VERSION" github.com/transparency-dev/tesseract/cmd/tesseract/posix CGO_ENABLED=0 ;;
+    rekor-tiles) go_install rekor-tiles "$REKOR_TILES_VERSION" github.com/sigstore/rekor-tiles/v2/cmd/rekor-server/posix CGO_ENABLED=0 ;;
     *) log "unknown component: $1"; return 2 ;;
   esac
 }
 
-ALL=(opa registry ggcr-registry cosign timestamp-server spire-server spire-agent)
+ALL=(opa registry ggcr-registry cosign timestamp-server spire-server spire-agent oidc-discovery-provider
+     fulcio tesseract rekor-tiles)
 components=("$@")
 [[ ${#components[@]} -gt 0 ]] || components=("${ALL[@]}")
 for c in "${components[@]}"; do build "$c"; done
