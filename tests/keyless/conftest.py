@@ -1,5 +1,5 @@
 """Fixtures of the keyless suites: the private Sigstore on loopback (with the session's SPIRE servers and
-TSA), a referrers registry, an image in it, and a TaskRun that built it."""
+TSA, tests/conftest.py), a referrers registry, an image in it, and a TaskRun that built it."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ import pytest
 from tests.gate.conftest import data_file, policy_dir  # noqa: F401
 from tests.infra.registry import RegistryServer, registry_referrers  # noqa: F401
 from tests.infra.sigstore import SigstoreStack, sigstore_stack  # noqa: F401
-from tests.infra.spire import spire, spire_other_domain  # noqa: F401
-from tests.infra.tsa import tsa  # noqa: F401
 from tests.oci.helpers import push_small_image
 from tests.spire.tekton import taskrun
 
