@@ -37,6 +37,8 @@ class VerificationMaterial:
     chain: tuple[bytes, ...] = ()  # intermediates (and possibly root), PEM or DER each
     public_key_hint: str | None = None
     rfc3161_timestamps: tuple[bytes, ...] = ()  # DER TimeStampResp / TimeStampToken each
+    # The whole Sigstore bundle it came from, for a verifier that needs all of it (keyless: the log entry).
+    bundle: bytes | None = None
 
     @property
     def has_certificate(self) -> bool:
@@ -152,4 +154,5 @@ def _decode_bundle(data: bytes, source: str) -> tuple[dsse.Envelope, Verificatio
         chain=tuple(parsed.chain),
         public_key_hint=parsed.public_key_hint,
         rfc3161_timestamps=tuple(parsed.rfc3161_timestamps),
+        bundle=data,
     )

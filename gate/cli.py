@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from types import ModuleType
 
     from gate.decision import Decision
+    from gate.trust_keyless import KeylessEntry
 
 EXIT_UNDECIDED = 2
 ENGINE_HELP = "Policy engine: embedded (the default, in process), wasm (the same), or opa (needs --opa-url)."
@@ -96,7 +97,9 @@ VERIFY_HELP = """Verify IMAGE's signed provenance and evaluate the policy over i
 
 \b
 Every attestation of the image is checked in this order: signature over the
-stored bytes (DSSE PAE) by a --key, then the in-toto statement, then a subject
+stored bytes (DSSE PAE) by a --key, a SPIFFE signer or a keyless identity
+(certificate, log entry and timestamp checked offline against --trusted-root),
+then the in-toto statement, then a subject
 whose digest is the image's. Only attestations that pass reach the policy.
 An image with no such attestation, or a policy that evaluates no rule, is denied.
 A tag is resolved to its digest in the registry and only the digest is evaluated.
@@ -110,6 +113,12 @@ Examples:
   # JSON per line); IMAGE must then carry a digest
   gate verify registry.example/app@sha256:3f... --key cosign.pub \\
       --attestations app.att.jsonl --output json
+\b
+  # keyless: Fulcio certificate for a SPIFFE ID, verified offline against a
+  # private Sigstore's trusted root
+  gate verify registry.example/app:v1 \\
+      --certificate-identity spiffe://example.org/ns/tekton-chains/sa/signer \\
+      --certificate-oidc-issuer https://oidc.example.org --trusted-root trusted_root.json
 \b
   # your own policies and rule data; print what the policy sees
   gate verify localhost:5000/app:dev --key k.pub --policy ./policy \\
@@ -199,6 +208,36 @@ Examples:
     metavar="FILE",
     help="Trusted RFC 3161 timestamp authority certificates, PEM (repeatable).",
 )
+@click.option(
+    "--certificate-identity",
+    "certificate_identities",
+    multiple=True,
+    metavar="ID",
+    help="Keyless: a signer identity to trust, exact (the certificate's SAN, e.g. a SPIFFE ID; repeatable).",
+)
+@click.option(
+    "--certificate-identity-regexp",
+    "certificate_identity_regexps",
+    multiple=True,
+    metavar="RE",
+    help="Keyless: trusted identities as a regular expression matching the whole SAN (repeatable).",
+)
+@click.option(
+    "--certificate-oidc-issuer",
+    metavar="URL",
+    help="Keyless: the OIDC issuer the certificate must name, exact.",
+)
+@click.option(
+    "--certificate-oidc-issuer-regexp",
+    metavar="RE",
+    help="Keyless: the OIDC issuer as a regular expression matching the whole issuer.",
+)
+@click.option(
+    "--trusted-root",
+    metavar="FILE",
+    help="Keyless: the Sigstore trusted root (JSON) of the Fulcio CA, CT logs, transparency logs and "
+    "timestamp authorities (default: the public-good root shipped with provgate; never fetched).",
+)
 def verify_cmd(
     image: str,
     policy: tuple[str, ...],
@@ -214,6 +253,11 @@ def verify_cmd(
     trust_bundles: tuple[str, ...] = (),
     spiffe_ids: tuple[str, ...] = (),
     tsa_certs: tuple[str, ...] = (),
+    certificate_identities: tuple[str, ...] = (),
+    certificate_identity_regexps: tuple[str, ...] = (),
+    certificate_oidc_issuer: str | None = None,
+    certificate_oidc_issuer_regexp: str | None = None,
+    trusted_root: str | None = None,
 ) -> int:
     import time
 
@@ -222,10 +266,23 @@ def verify_cmd(
     from gate.verify import Gate, GateConfig
 
     deadline = time.monotonic() + timeout
-    if not keys and not trust_bundles:
+    keyless: tuple[KeylessEntry, ...] = ()
+    if certificate_identities or certificate_identity_regexps or certificate_oidc_issuer or trusted_root:
+        from gate.trust_keyless import entries_from_flags
+
+        keyless = tuple(
+            entries_from_flags(
+                certificate_identities,
+                certificate_identity_regexps,
+                certificate_oidc_issuer,
+                certificate_oidc_issuer_regexp,
+                trusted_root,
+            )
+        )
+    if not keys and not trust_bundles and not keyless:
         raise click.UsageError(
-            "no trust configured: give at least one --key (a PEM public key file) "
-            "or --trust-bundle with --spiffe-id"
+            "no trust configured: give at least one --key (a PEM public key file), "
+            "--trust-bundle with --spiffe-id, or --certificate-identity with --certificate-oidc-issuer"
         )
     # Check the cheap things first, so a typo does not cost a policy compile.
     parse(image, require_digest=attestations is not None)
@@ -237,6 +294,7 @@ def verify_cmd(
         trust_bundles=_paths(trust_bundles),
         spiffe_ids=tuple(spiffe_ids),
         tsa_cert_files=_paths(tsa_certs),
+        keyless=keyless,
         engine=engine,
         opa_url=opa_url,
         insecure_registries=tuple(insecure),

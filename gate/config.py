@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from gate.trust_keyless import KeylessEntry
+
 DEFAULT_TIMEOUT = 30.0
 # A policy input document, read from a file (gate eval) or handed to an engine; the wasm engine's bound on
 # its data and its result too.
@@ -47,6 +49,9 @@ class GateConfig:
     trust_bundles: tuple[Path, ...] = ()
     spiffe_ids: tuple[str, ...] = ()
     tsa_cert_files: tuple[Path, ...] = ()
+    # Keyless: trusted certificate identities and issuers under Sigstore trusted roots (gate serve's
+    # trust.keyless[], gate verify's --certificate-identity ...).
+    keyless: tuple[KeylessEntry, ...] = ()
     engine: str = "embedded"  # one of ENGINES
     opa_url: str | None = None
     engine_options: EngineOptions = EngineOptions()

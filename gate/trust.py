@@ -3,8 +3,10 @@ signed by them.
 
 Trust is configured once (:func:`load_trust_policy`) and reused for every verification: public keys
 (``--key``), and X.509/SPIFFE signers (CA certificates from ``--trust-bundle``, the exact SPIFFE IDs of
-``--spiffe-id``, the timestamp authorities of ``--tsa-certs``). :func:`verify_attestation` tries an
-envelope's certificate against the CAs when both are there, and the keys otherwise or after; each
+``--spiffe-id``, the timestamp authorities of ``--tsa-certs``), and keyless identities (Fulcio
+certificates, transparency log; ``--certificate-identity`` ..., :mod:`gate.trust_keyless`).
+:func:`verify_attestation` tries an envelope's certificate against the CAs and the keyless trust when
+they are there, and the keys otherwise or after; each
 signature that verifies becomes a :class:`SignerIdentity`, which flows into the decision (``signer``) and
 the policy input (``signatures[]``).
 """
@@ -31,20 +33,26 @@ if TYPE_CHECKING:
     from attestation.cosign import VerificationMaterial
     from attestation.dsse import Envelope
     from attestation.keys import PublicKey
+    from gate.trust_keyless import KeylessEntry, KeylessTrust
 
 
 @dataclass(frozen=True)
 class SignerIdentity:
     """A signature that verified and whom it proves signed the envelope."""
 
-    kind: Literal["key", "x509"]
+    kind: Literal["key", "x509", "keyless"]
     keyid: str  # the trusted key's fingerprint (key) or the leaf key's (x509); never the envelope's hint
     sig: bytes
     algorithm: str = ""
     spiffe_id: str | None = None
     certificate: str | None = None  # PEM
     chain: tuple[str, ...] = ()
-    signed_at: str | None = None  # RFC 3339, from a verified RFC 3161 timestamp only
+    signed_at: str | None = None  # RFC 3339, from a verified RFC 3161 timestamp (or Rekor promise) only
+    # keyless: the certificate's identity (the SAN that matched), its OIDC issuer, the log entry index
+    # (None: verified without a log, which a trust entry allowed explicitly)
+    san: str | None = None
+    issuer: str | None = None
+    log_index: int | None = None
 
     def to_signer_dict(self) -> dict[str, Any]:
         """The decision's ``attestations[].signer``."""
@@ -55,6 +63,8 @@ class SignerIdentity:
             out["spiffe_id"] = self.spiffe_id
         if self.signed_at:
             out["signed_at"] = self.signed_at
+        if self.kind == "keyless":
+            out.update(san=self.san, issuer=self.issuer, log_index=self.log_index)
         return out
 
     def to_policy_signature(self) -> dict[str, Any]:
@@ -67,6 +77,10 @@ class SignerIdentity:
             out["spiffe_id"] = self.spiffe_id
         if self.signed_at:
             out["signed_at"] = self.signed_at
+        if self.kind == "keyless":
+            out["san"] = self.san
+            out["issuer"] = self.issuer
+            out["log_index"] = self.log_index
         return out
 
 
@@ -79,10 +93,12 @@ class TrustPolicy:
     x509_roots: tuple[Any, ...] = ()
     spiffe_ids: tuple[str, ...] = ()
     tsa_certs: tuple[Any, ...] = ()
+    # Keyless: Fulcio identities under Sigstore trusted roots (gate.trust_keyless.KeylessTrust).
+    keyless: KeylessTrust | None = None
 
     @property
     def empty(self) -> bool:
-        return not self.keys and not self.x509_roots
+        return not self.keys and not self.x509_roots and (self.keyless is None or self.keyless.empty)
 
     @functools.cached_property
     def digest(self) -> str:
@@ -103,6 +119,9 @@ class TrustPolicy:
         part(b"x509-roots", (_der(c) for c in self.x509_roots))
         part(b"spiffe-ids", (i.encode() for i in self.spiffe_ids))
         part(b"tsa-certs", (_der(c) for c in self.tsa_certs))
+        if self.keyless is not None and not self.keyless.empty:
+            # Only when configured: key and SPIFFE trust keep the digests they had before keyless existed.
+            part(b"keyless", self.keyless.digest_parts())
         return "sha256:" + h.hexdigest()
 
 
@@ -112,11 +131,13 @@ def load_trust_policy(
     trust_bundles: Sequence[str | os.PathLike[str]] = (),
     spiffe_ids: Sequence[str] = (),
     tsa_cert_files: Sequence[str | os.PathLike[str]] = (),
+    keyless: Sequence[KeylessEntry] = (),
 ) -> TrustPolicy:
     """Load and check every trust file now, so a bad one is an error at start-up, never per request.
 
     Raises :class:`~attestation.errors.KeyLoadError` / :class:`~attestation.errors.InputError` naming the
     file. ``trust_bundles`` (PEM or SPIFFE JSON, old CAs kept) need at least one exact ``spiffe_ids``.
+    ``keyless`` entries (:class:`gate.trust_keyless.KeylessEntry`) have their trusted roots loaded once.
     """
     from attestation.keys import load_public_key_file
 
@@ -128,7 +149,14 @@ def load_trust_policy(
             seen.add(key.spki_der)
             keys.append(key)
     roots, ids, tsa = _load_x509_trust(trust_bundles, spiffe_ids, tsa_cert_files)
-    return TrustPolicy(keys=tuple(keys), x509_roots=roots, spiffe_ids=ids, tsa_certs=tsa)
+    keyless_trust = None
+    if keyless:
+        from gate.trust_keyless import load_keyless_trust
+
+        keyless_trust = load_keyless_trust(keyless)
+    return TrustPolicy(
+        keys=tuple(keys), x509_roots=roots, spiffe_ids=ids, tsa_certs=tsa, keyless=keyless_trust
+    )
 
 
 def _der(cert: x509.Certificate) -> bytes:
@@ -226,6 +254,39 @@ def _verify_x509(
     ]
 
 
+def _verify_keyless(
+    envelope: Envelope, trust: TrustPolicy, material: VerificationMaterial
+) -> list[SignerIdentity]:
+    from attestation.spiffe import parse_spiffe_id
+    from gate.trust_keyless import verify_keyless
+
+    assert trust.keyless is not None  # routed here only when configured
+    out = []
+    for v in verify_keyless(envelope, material, trust.keyless):
+        spiffe_id = None
+        if v.identity.startswith("spiffe://"):
+            try:
+                spiffe_id = parse_spiffe_id(v.identity, what="certificate identity")
+            except InputError:
+                spiffe_id = None
+        out.append(
+            SignerIdentity(
+                kind="keyless",
+                keyid=v.keyid,
+                sig=v.sig,
+                algorithm=v.algorithm,
+                spiffe_id=spiffe_id,
+                certificate=v.certificate_pem,
+                chain=v.chain_pems,
+                signed_at=v.signed_at.isoformat().replace("+00:00", "Z"),
+                san=v.identity,
+                issuer=v.issuer,
+                log_index=v.log_index,
+            )
+        )
+    return out
+
+
 def verify_attestation(
     envelope: Envelope, material: VerificationMaterial, trust: TrustPolicy
 ) -> list[SignerIdentity]:
@@ -240,8 +301,14 @@ def verify_attestation(
             f"{envelope.source}: payload type {envelope.payload_type[:100]!r} is not {PAYLOAD_TYPE_INTOTO}"
         )
     if trust.empty:
-        raise VerificationError("no trusted keys or certificate roots configured")
+        raise VerificationError("no trusted keys, certificate roots or keyless identities configured")
     errors: list[str] = []
+    if material.has_certificate and trust.keyless is not None and not trust.keyless.empty:
+        try:
+            return _verify_keyless(envelope, trust, material)
+        except VerificationError as err:
+            log.debug("%s: not a trusted keyless signature: %s", envelope.source, err)
+            errors.append(str(err))
     if material.has_certificate and trust.x509_roots:
         try:
             return _verify_x509(envelope, trust, material)

@@ -91,11 +91,12 @@ class Gate:
             trust_bundles=config.trust_bundles,
             spiffe_ids=config.spiffe_ids,
             tsa_cert_files=config.tsa_cert_files,
+            keyless=config.keyless,
         )
         if self.trust.empty:
             raise InputError(
-                "no trust configured: give at least one --key (a PEM public key file) "
-                "or --trust-bundle with --spiffe-id"
+                "no trust configured: give at least one --key (a PEM public key file), "
+                "--trust-bundle with --spiffe-id, or --certificate-identity with --certificate-oidc-issuer"
             )
         paths = list(config.policy_paths)
         if not paths:
@@ -262,16 +263,12 @@ class Gate:
 
     def _check_one(self, raw: StoredAttestationLike, ref: ImageReference) -> Checked:
         key = VerifiedMemo.key(raw, ref)
-        # Only key-based trust decides the same way for the same bytes at any time; an X.509 signer's
-        # certificate can expire between two calls, so with certificate roots configured nothing is kept.
-        if self.trust.x509_roots:
-            return replace(check_attestation(raw, ref, self.trust), key=key)
         found = self._verified.get(key, raw.source)
         if found is not None:
             log.debug("%s: verified before for %s (the same bytes): remembered", raw.source, ref.pinned)
             return found
         checked = replace(check_attestation(raw, ref, self.trust), key=key)
-        if checked.statement is not None:
+        if checked.statement is not None and all(_timeless(s) for s in checked.statement.signers):
             # The parsed statement takes a few times its JSON (docs/performance.md), and its encoding
             # once more: five times the encoding is the estimate.
             self._verified.put(key, checked, len(raw.data) + 5 * len(checked.statement.encoded or b""))
@@ -354,6 +351,14 @@ class Gate:
         import asyncio  # here: the offline path above runs no event loop and need not import it
 
         return asyncio.run(self.verify(image, deadline=deadline))
+
+
+def _timeless(signer: Any) -> bool:
+    """Whether a verified signature verifies the same way for the same bytes at any later time, so it
+    may be remembered: a key signature, a keyless one (checked at the time its log entry or timestamp
+    proves, never "now"), an X.509 one checked at a trusted timestamp. An X.509 signature checked at the
+    current time can expire between two calls."""
+    return signer.kind in ("key", "keyless") or (signer.kind == "x509" and signer.signed_at is not None)
 
 
 async def _settle(*tasks: asyncio.Future[Any]) -> None:

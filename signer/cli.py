@@ -259,7 +259,34 @@ def provenance_cmd(
     help="Sign with this workload's SPIRE X509-SVID from the Workload API at URI "
     "(unix:///path/api.sock); prints a Sigstore bundle with the certificate chain.",
 )
-@click.option("--spiffe-id", metavar="ID", help="With --spiffe-socket: which of the issued SVIDs to use.")
+@click.option(
+    "--spiffe-id", metavar="ID", help="With --spiffe-socket: which of the issued SVIDs (or JWT-SVIDs) to use."
+)
+@click.option(
+    "--keyless",
+    is_flag=True,
+    help="Sign with a short-lived Fulcio certificate for this workload's identity token (a JWT-SVID from "
+    "--spiffe-socket / SPIFFE_ENDPOINT_SOCKET, or --identity-token-file) and record the signature in "
+    "a transparency log; stores a Sigstore bundle.",
+)
+@click.option(
+    "--trust-config",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="With --keyless: the Sigstore instance to use, a ClientTrustConfig JSON file (trusted root + "
+    "signing config). Default: the public-good instance.",
+)
+@click.option(
+    "--identity-token-file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="With --keyless: read the identity token (a JWT) from FILE instead of the Workload API.",
+)
+@click.option("--fulcio-url", metavar="URL", help="With --keyless: use this Fulcio instead of the config's.")
+@click.option("--rekor-url", metavar="URL", help="With --keyless: use this transparency log instead.")
+@click.option(
+    "--oidc-issuer", metavar="URL", help="With --keyless: refuse an identity token from another issuer."
+)
 @click.option(
     "--tsa-url",
     metavar="URL",
@@ -368,13 +395,21 @@ def sign_cmd(
     enforce_nonfalsifiability: str = "none",
     spire_trust_bundle: str | None = None,
     spire_trust_domain: str | None = None,
+    keyless: bool = False,
+    trust_config: str | None = None,
+    identity_token_file: str | None = None,
+    fulcio_url: str | None = None,
+    rekor_url: str | None = None,
+    oidc_issuer: str | None = None,
 ) -> None:
     """Build the provenance of a completed run, sign it, and store it.
 
     With --key the result is a DSSE envelope (payloadType application/vnd.in-toto+json), what Tekton
     Chains stores and what 'cosign verify-attestation' and 'gate verify' check. With --spiffe-socket it
     is signed with the workload's SPIRE X509-SVID and carries the certificate chain (and an RFC 3161
-    timestamp with --tsa-url), printed as a Sigstore bundle.
+    timestamp with --tsa-url), printed as a Sigstore bundle. With --keyless it is signed with a Fulcio
+    certificate for the workload's identity token and recorded in a transparency log: a Sigstore bundle,
+    stored by the oci storage as an OCI 1.1 referrer.
 
     \b
     Examples:
@@ -386,13 +421,31 @@ def sign_cmd(
           --oci-encoding-format sigstore-bundle --annotations-out notes.json --file-out att.jsonl
       signer sign taskrun.yaml --key cosign.key --enforce-nonfalsifiability spire \\
           --spire-trust-bundle bundle.pem --spire-trust-domain example.org
+      signer sign taskrun.yaml --keyless --spiffe-socket unix:///run/spire/agent.sock \\
+          --trust-config private-sigstore.json --storage oci,tekton --annotations-out notes.json
     """
     from signer.attest import ArtifactConfig, AttestConfig, attest
 
-    if (key is None) == (spiffe_socket is None):
-        raise click.UsageError("give exactly one of --key FILE or --spiffe-socket URI")
-    if spiffe_socket is None and (tsa_url or spiffe_id):
-        raise click.UsageError("--tsa-url and --spiffe-id go with --spiffe-socket")
+    keyless_flags = trust_config or identity_token_file or fulcio_url or rekor_url or oidc_issuer
+    if keyless:
+        if key is not None:
+            raise click.UsageError("give exactly one of --key FILE or --spiffe-socket URI, or --keyless")
+        if tsa_url:
+            raise click.UsageError(
+                "--tsa-url goes with --spiffe-socket; --keyless takes its TSA from --trust-config"
+            )
+        if identity_token_file and (spiffe_socket or spiffe_id):
+            raise click.UsageError("give --identity-token-file or --spiffe-socket with --keyless, not both")
+    else:
+        if keyless_flags:
+            raise click.UsageError(
+                "--trust-config, --identity-token-file, --fulcio-url, --rekor-url and --oidc-issuer "
+                "go with --keyless"
+            )
+        if (key is None) == (spiffe_socket is None):
+            raise click.UsageError("give exactly one of --key FILE or --spiffe-socket URI, or --keyless")
+        if spiffe_socket is None and (tsa_url or spiffe_id):
+            raise click.UsageError("--tsa-url and --spiffe-id go with --spiffe-socket")
     backends, storage_config = _storage(
         storage,
         oci_encoding_format,
@@ -403,7 +456,22 @@ def sign_cmd(
         file_out=file_out,
     )
     spire_config = _spire_config(enforce_nonfalsifiability, spire_trust_bundle, spire_trust_domain)
-    name, signing = _signing(key, key_password_file, spiffe_socket, spiffe_id, tsa_url)
+    if keyless:
+        from signer.signing.keyless import KeylessConfig, KeylessSigning
+
+        keyless_config = KeylessConfig(
+            trust_config=trust_config,
+            fulcio_url=fulcio_url,
+            rekor_url=rekor_url,
+            issuer=oidc_issuer,
+            token_file=identity_token_file,
+            spiffe_socket=spiffe_socket,
+            spiffe_id=spiffe_id,
+        )
+        keyless_config.check()
+        name, signing = "keyless", KeylessSigning(keyless_config)
+    else:
+        name, signing = _signing(key, key_password_file, spiffe_socket, spiffe_id, tsa_url)
     artifact = ArtifactConfig(format=fmt, storage=backends, signer=name, deep_inspection=deep_inspection)
     config = AttestConfig(
         signers={name: signing},
@@ -428,6 +496,8 @@ def sign_cmd(
         _write_output(outcome.signed.portable(), out)
     for where in outcome.stored:
         click.echo(f"stored in {where}", err=True)
+    if outcome.signed.transparency:
+        click.echo(f"transparency log entry: {outcome.signed.transparency}", err=True)
 
 
 def _storage(

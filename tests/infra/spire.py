@@ -43,6 +43,8 @@ server {{
   bind_port = "{port}"
   socket_path = "{dir}/s/api.sock"
   trust_domain = "{td}"
+  jwt_issuer = "{jwt_issuer}"
+  jwt_key_type = "ec-p256"
   data_dir = "{dir}/sdata"
   log_level = "INFO"
   ca_key_type = "ec-p256"
@@ -103,6 +105,9 @@ class SpireServer:
     binary: Path
     trust_domain: str
     socket: str  # the server's admin API socket (the CLI's -socketPath)
+    # The ``iss`` of its JWT-SVIDs: where an OIDC discovery provider for this server is to listen
+    # (tests.infra.sigstore starts one there; nothing listens until then).
+    jwt_issuer: str = ""
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -133,6 +138,11 @@ class SpireServer:
         directory.mkdir(parents=True, exist_ok=True)
         self.cli("x509", "mint", "-spiffeID", spiffe_id, "-ttl", ttl, "-write", str(directory))
         return (directory / "svid.pem").read_bytes(), (directory / "key.pem").read_bytes()
+
+    def mint_jwt(self, spiffe_id: str, audience: str = "sigstore", ttl: str = "5m") -> str:
+        """A JWT-SVID minted by this server without any agent (``iss`` is :attr:`jwt_issuer`)."""
+        out = self.cli("jwt", "mint", "-spiffeID", spiffe_id, "-audience", audience, "-ttl", ttl).stdout
+        return out.strip()
 
 
 @dataclass
@@ -222,11 +232,15 @@ def run_spire_server(trust_domain: str = TRUST_DOMAIN) -> Iterator[tuple[SpireSe
     proc: subprocess.Popen | None = None
     try:
         port = free_port()
+        jwt_issuer = f"http://127.0.0.1:{free_port()}"
         (base / "sdata").mkdir()
-        (base / "server.conf").write_text(_SERVER_CONF.format(dir=base, port=port, td=trust_domain))
+        conf = _SERVER_CONF.format(dir=base, port=port, td=trust_domain, jwt_issuer=jwt_issuer)
+        (base / "server.conf").write_text(conf)
         proc = _start([str(binary), "run", "-config", str(base / "server.conf")], base / "server.log")
         socket = str(base / "s" / "api.sock")
-        server = SpireServer(dir=base, binary=binary, trust_domain=trust_domain, socket=socket)
+        server = SpireServer(
+            dir=base, binary=binary, trust_domain=trust_domain, socket=socket, jwt_issuer=jwt_issuer
+        )
         _wait_healthy(binary, server.socket, proc, base / "server.log")
         yield server, port
     finally:
