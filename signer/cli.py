@@ -456,6 +456,7 @@ def sign_cmd(
         file_out=file_out,
     )
     spire_config = _spire_config(enforce_nonfalsifiability, spire_trust_bundle, spire_trust_domain)
+    signing: SigningBackend
     if keyless:
         from signer.signing.keyless import KeylessConfig, KeylessSigning
 
