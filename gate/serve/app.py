@@ -177,7 +177,7 @@ class Server:
             if endpoint == "validate":
                 answer = await validate(review, config, self.decider, deadline, self.pull_secrets)
             else:
-                answer = await mutate(review, config, self.decider, deadline)
+                answer = await mutate(review, config, self.decider, deadline, self.pull_secrets)
         except BadReview as err:
             log.warning("%s: bad request: %s", endpoint, printable(str(err)))
             return _error(str(err), 400)

@@ -197,7 +197,9 @@ class Decider:
 
     # -- deciding -------------------------------------------------------------------------------------
 
-    async def pin(self, ref: ImageReference, deadline: float) -> ImageReference:
+    async def pin(
+        self, ref: ImageReference, deadline: float, *, credentials: CredentialLookup | None = None
+    ) -> ImageReference:
         """``ref`` with the digest its tag names (from memory for ``cache.tag_ttl`` seconds); a digest
         reference as it is. Raises :class:`RegistryError` / :class:`TimeoutError`."""
         if ref.digest is not None:
@@ -217,7 +219,12 @@ class Decider:
             self._tags.put(name, pinned.digest, cost=1, ttl=ttl)
             return pinned
 
-        task, _ = self._resolving.run(name, resolve)
+        token = scoped_credentials.set(credentials) if credentials is not None else None
+        try:
+            task, _ = self._resolving.run(name, resolve)
+        finally:
+            if token is not None:
+                scoped_credentials.reset(token)
         async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
             return await asyncio.shield(task)
 

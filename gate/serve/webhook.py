@@ -193,7 +193,9 @@ async def validate(
     )
 
 
-async def mutate(review: Review, config: ServeConfig, decider: Decider, deadline: float) -> Answer:
+async def mutate(
+    review: Review, config: ServeConfig, decider: Decider, deadline: float, pull_secrets: PullSecrets | None
+) -> Answer:
     """Pin each image the request adds to the digest its tag names now. Never denies: an image that
     cannot be pinned is left as it is, and ``/validate`` decides it (a tag that cannot be resolved is
     "could not decide" there)."""
@@ -207,6 +209,7 @@ async def mutate(review: Review, config: ServeConfig, decider: Decider, deadline
         return Answer(response(review.uid, allowed=True), "invalid")  # /validate denies it, with why
     pinned: dict[str, str] = {}
     warnings: list[str] = []
+    credentials = _credentials(review, pull_secrets)
 
     async def pin(image: str) -> None:
         try:
@@ -216,7 +219,7 @@ async def mutate(review: Review, config: ServeConfig, decider: Decider, deadline
         if ref.digest is not None or not in_scope(ref, config.images):
             return
         try:
-            resolved = await decider.pin(ref, deadline)
+            resolved = await decider.pin(ref, deadline, credentials=credentials)
         except Exception as err:  # any failure leaves the image as written; /validate decides it
             warnings.append(
                 f"provgate could not pin {printable(image)} to a digest: {err or type(err).__name__}"

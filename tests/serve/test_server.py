@@ -118,7 +118,7 @@ def test_mutate_pins_tags_to_the_digest_that_validate_decides(
 
 def test_require_digest_refuses_a_tag(start_gate, tmp_path: Path, registry_plain, signing) -> None:
     gate = start_gate(tmp_path, images={"requireDigest": True})
-    image, digest = push_signed(registry_plain, signing.trusted)
+    image, _ = push_signed(registry_plain, signing.trusted)
     answer = validate(gate, image)
     assert (
         answer["allowed"] is False
