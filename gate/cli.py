@@ -123,11 +123,23 @@ Examples:
   # your own policies and rule data; print what the policy sees
   gate verify localhost:5000/app:dev --key k.pub --policy ./policy \\
       --data ./data --output policy-input > input.json
+\b
+  # a release: many images at once, concurrently, one decision each;
+  # FILE is a JSON/YAML list of images or a Conforma ApplicationSnapshot
+  # (components[].containerImage). The exit code is the worst of them.
+  gate verify reg/a:v1 reg/b:v2 --key k.pub
+  gate verify --images snapshot.yaml --key k.pub --output json
 """
 
 
 @cli.command("verify", help=VERIFY_HELP)
-@click.argument("image")
+@click.argument("image", nargs=-1)
+@click.option(
+    "--images",
+    "images_file",
+    metavar="FILE",
+    help="More images: a JSON or YAML list, or an ApplicationSnapshot (components[].containerImage).",
+)
 @click.option(
     "--policy",
     "policy",
@@ -239,7 +251,8 @@ Examples:
     "timestamp authorities (default: the public-good root shipped with provgate; never fetched).",
 )
 def verify_cmd(
-    image: str,
+    image: tuple[str, ...],
+    images_file: str | None,
     policy: tuple[str, ...],
     data: tuple[str, ...],
     keys: tuple[str, ...],
@@ -284,8 +297,23 @@ def verify_cmd(
             "no trust configured: give at least one --key (a PEM public key file), "
             "--trust-bundle with --spiffe-id, or --certificate-identity with --certificate-oidc-issuer"
         )
-    # Check the cheap things first, so a typo does not cost a policy compile.
-    parse(image, require_digest=attestations is not None)
+    images = list(image)
+    if images_file is not None:
+        from gate.batch import read_images_file
+
+        images.extend(read_images_file(images_file))
+    if not images:
+        raise click.UsageError("give an IMAGE, or --images FILE")
+    batch = len(images) > 1 or images_file is not None
+    if batch and attestations is not None:
+        raise click.UsageError("--attestations reads the attestations of one IMAGE; give exactly one")
+    if batch and output == "policy-input":
+        raise click.UsageError(
+            "--output policy-input shows what the policy sees for one IMAGE; give exactly one"
+        )
+    if not batch:
+        # Check the cheap things first, so a typo does not cost a policy compile.
+        parse(images[0], require_digest=attestations is not None)
     raws = read_attestations_file(attestations) if attestations is not None else None
     config = GateConfig(
         policy_paths=_paths(policy),
@@ -301,13 +329,22 @@ def verify_cmd(
         ca_file=_paths([ca_file])[0] if ca_file else None,
         timeout=timeout,
     )
+    if batch:
+        import asyncio
+
+        from gate.batch import verify_many
+
+        with Gate(config) as gate:
+            decisions = asyncio.run(verify_many(gate, images, deadline=deadline))
+        return _emit_decisions(decisions, output)
+    [image_ref] = images
     with Gate(config) as gate:
         if raws is not None:
-            prepared = gate.prepare_offline(image, raws)
+            prepared = gate.prepare_offline(image_ref, raws)
         else:
             import asyncio
 
-            prepared = asyncio.run(gate.prepare(image, deadline=deadline))
+            prepared = asyncio.run(gate.prepare(image_ref, deadline=deadline))
         if output == "policy-input":
             from gate.decision import Decision
 
@@ -319,6 +356,65 @@ def verify_cmd(
             return 0
         decision = gate.decide(prepared, deadline=deadline)
     return _emit_decision(decision, output)
+
+
+SERVE_HELP = """Serve the admission webhooks and the verification API over HTTPS.
+
+\b
+  POST /validate    AdmissionReview v1: deny images without trusted provenance
+  POST /mutate      AdmissionReview v1: pin every image to the digest decided
+  POST /v1/verify   {"image": "..."} or {"images": [...]} -> decision JSON
+  GET  /healthz, /readyz, /metrics
+\b
+FILE uses the `gate verify` flag names (config/samples/gate.yaml documents
+every key). Policies, data, trust and FILE itself are reloaded when they
+change; the TLS certificate too. Stops on SIGTERM after the requests in flight.
+\b
+Example:
+  gate serve --config gate.yaml
+"""
+
+
+@cli.command("serve", help=SERVE_HELP)
+@click.option(
+    "--config", "config_file", required=True, metavar="FILE", help="The server configuration (YAML)."
+)
+@click.option("--listen", metavar="HOST:PORT", help="Listen here instead of the configuration's listen.")
+@click.pass_context
+def serve_cmd(ctx: click.Context, config_file: str, listen: str | None) -> int:
+    import logging
+
+    from gate.serve.config import load_config, with_overrides
+    from gate.serve.server import serve
+
+    config = load_config(config_file)
+    if listen is not None:
+        from gate.serve.config import parse_listen
+
+        config = with_overrides(config, listen=parse_listen(listen, "--listen"))
+    _log_to_stderr(
+        logging.DEBUG if ctx.parent is not None and ctx.parent.params.get("verbose") else logging.INFO
+    )
+    return serve(config)
+
+
+def _log_to_stderr(level: int) -> None:
+    """The server's log: one printable line per event on stderr."""
+    import logging
+
+    from gate.decision import printable
+
+    class Printable(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return printable(super().format(record))
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(Printable("%(asctime)s gate serve: %(levelname)s: %(name)s: %(message)s"))
+    for name in LOGGED_PACKAGES:
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            logger.addHandler(handler)
+        logger.setLevel(level)
 
 
 EVAL_HELP = """Evaluate a policy-input document (as printed by `gate verify --output
@@ -496,6 +592,27 @@ def run(argv: Sequence[str] | None = None) -> int:
     if rv is None:  # --help
         return 0
     return int(rv)
+
+
+def _emit_decisions(decisions: Sequence[Decision], output: str) -> int:
+    """Several decisions: one JSON document ``{"decisions": [...]}``, or each as text with a summary;
+    the exit code is the worst of them (could not decide, then denied, then allowed)."""
+    from gate.decision import render_text
+
+    for decision in decisions:
+        if not decision.decided:
+            for err in decision.errors:
+                _fail(f"{decision.image}: {err}")
+    if output == "json":
+        _emit_json({"decisions": [d.to_dict() for d in decisions]})
+    else:
+        for decision in decisions:
+            click.echo(render_text(decision))
+        counts = {
+            v: sum(1 for d in decisions if d.verdict == v) for v in ("allowed", "denied", "could not decide")
+        }
+        click.echo(", ".join(f"{n} {v}" for v, n in counts.items() if n) + f" ({len(decisions)} images)")
+    return max(d.exit_code for d in decisions)
 
 
 def _emit_decision(decision: Decision, output: str) -> int:

@@ -57,6 +57,9 @@ class GateConfig:
     engine_options: EngineOptions = EngineOptions()
     insecure_registries: tuple[str, ...] = ()
     ca_file: Path | None = None
+    # Registry credentials: this docker config.json (a file or its directory); None: $DOCKER_CONFIG or
+    # ~/.docker, as docker finds them.
+    docker_config: Path | None = None
     timeout: float = DEFAULT_TIMEOUT
     # Attestations that verified are remembered up to this many bytes of them (0: verify every time).
     verified_memo_bytes: int = 32 * 1024 * 1024

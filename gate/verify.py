@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,10 +82,14 @@ class Gate:
     :meth:`close`) closes the engine.
     """
 
-    def __init__(self, config: GateConfig) -> None:
+    def __init__(
+        self, config: GateConfig, *, registry_observer: Callable[[str, str], None] | None = None
+    ) -> None:
+        """``registry_observer(registry, outcome)`` is told of every registry request (metrics)."""
         from gate.policy import load_policy_set, make_engine
 
         self.config = config
+        self._registry_observer = registry_observer
         self.trust = load_trust_policy(
             config.key_files,
             trust_bundles=config.trust_bundles,
@@ -124,8 +128,10 @@ class Gate:
         return RegistryClient(
             insecure_registries=list(self.config.insecure_registries),
             ca_file=str(self.config.ca_file) if self.config.ca_file else None,
+            docker_config=str(self.config.docker_config) if self.config.docker_config else None,
             cache_bytes=self.config.registry_cache_bytes,
             cache_ttl=self.config.registry_cache_ttl,
+            observer=self._registry_observer,
         )
 
     async def __aenter__(self) -> Gate:
@@ -209,6 +215,16 @@ class Gate:
                 [f"fetching attestations of {ref} failed: {type(err).__name__}: {err}"],
                 elapsed_ms=ms_since(started),
             )
+
+    async def resolve(self, image: ImageReference, *, deadline: float) -> ImageReference:
+        """``image`` pinned to the digest its tag names in the registry now (a digest is checked).
+        Raises :class:`RegistryError`; needs ``async with`` (the gate's own registry client)."""
+        from attestation.oci import reader
+
+        if self._client is None:
+            raise RegistryError("the gate has no registry client open (use `async with Gate(...)`)")
+        resolved = await reader.resolve(self._client, image, deadline=deadline)
+        return resolved.reference
 
     async def _fetch_and_check(
         self, client: Any, ref: ImageReference, deadline: float, started: float, named: list[str]
