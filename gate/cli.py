@@ -7,7 +7,6 @@ imported inside the commands so ``--help`` and argument errors stay fast.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,7 @@ ENGINE_HELP = "Policy engine: embedded (the default, in process), wasm (the same
 
 
 def _fail(message: str) -> None:
-    from gate.decision import printable
+    from gate.render import printable
 
     click.echo(f"gate: error: {printable(' '.join(message.split()))}", err=True)
 
@@ -40,7 +39,9 @@ def _paths(values: Sequence[str]) -> tuple[Path, ...]:
 
 
 def _emit_json(doc: Any) -> None:
-    click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+    from gate.render import to_json
+
+    click.echo(to_json(doc, indent=2))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -70,7 +71,7 @@ def _show_debug_log() -> Any:
     """Send the packages' DEBUG messages to stderr, one printable line each; returns the undo."""
     import logging
 
-    from gate.decision import printable
+    from gate.render import printable
 
     class Printable(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
@@ -349,12 +350,14 @@ def policy_test_cmd(path: str, engine: str, opa_url: str | None) -> int:
     report = run_policy_tests(root, engine=engine, opa_url=opa_url)
     if not report.cases:
         raise InputError(f"policy path {path}: no test_* rules found")
+    from gate.render import printable
+
     for case in report.cases:
         if case.passed:
-            click.echo(f"PASS {case.name}")
+            click.echo(printable(f"PASS {case.name}"))
         else:
-            click.echo(f"FAIL {case.name}" + (f": {case.error}" if case.error else ""))
-    click.echo(report.summary)
+            click.echo(printable(f"FAIL {case.name}" + (f": {case.error}" if case.error else "")))
+    click.echo(printable(report.summary))
     return 0 if report.ok else 1
 
 
@@ -390,6 +393,19 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
+def _utf8_streams() -> None:
+    """Whatever the locale, the gate prints UTF-8 (JSON must be UTF-8), and a character that cannot be
+    encoded becomes an escape rather than an exception (gate.render escapes what is hostile first)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is None:
+            continue
+        try:
+            reconfigure(encoding="utf-8", errors="backslashreplace")
+        except (ValueError, OSError):  # a stream that cannot change now keeps its own encoding
+            continue
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script entry point; returns (and exits with) the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -402,6 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # over them take time (docs/performance.md) and reclaim nothing a process about to exit needs.
         gc.disable()
     _skip_httpx_cli()
+    _utf8_streams()
     code = run(args)
     if one_shot:
         _exit_now(code)
