@@ -102,6 +102,10 @@ An image with no such attestation, or a policy that evaluates no rule, is denied
 A tag is resolved to its digest in the registry and only the digest is evaluated.
 
 \b
+Exit 0 allowed, 1 denied, 2 could not decide (treat as denied), whatever the
+--output: policy-input prints the policy's input and still exits with the verdict.
+
+\b
 Examples:
   # from the registry, with the bundled policy library
   gate verify registry.example/app:v1 --key cosign.pub
@@ -161,6 +165,8 @@ Examples:
     type=click.Choice(["text", "json", "policy-input"]),
     default="text",
     show_default=True,
+    help="text: for people; json: the decision document; policy-input: the document the policy sees "
+    "(for gate eval), with the verdict on stderr. The exit code is the verdict's for every output.",
 )
 @click.option(
     "--insecure-registry",
@@ -250,16 +256,15 @@ def verify_cmd(
             import asyncio
 
             prepared = asyncio.run(gate.prepare(image, deadline=deadline))
+        decision = gate.decide(prepared, deadline=deadline)
         if output == "policy-input":
             from gate.decision import Decision
 
-            if isinstance(prepared, Decision):
-                for err in prepared.errors:
-                    _fail(err)
-                return EXIT_UNDECIDED
-            _emit_json(prepared.policy_input())
-            return 0
-        decision = gate.decide(prepared, deadline=deadline)
+            # The document the policy saw, whenever there is one; the exit code is the verdict's, as for
+            # every other output (DESIGN.md §3), and the verdict goes to stderr.
+            if not isinstance(prepared, Decision):
+                _emit_json(prepared.policy_input())
+            return _emit_verdict_line(decision)
     return _emit_decision(decision, output)
 
 
@@ -453,6 +458,23 @@ def run(argv: Sequence[str] | None = None) -> int:
     if rv is None:  # --help
         return 0
     return int(rv)
+
+
+def _emit_verdict_line(decision: Decision) -> int:
+    """For outputs that are not the decision: the verdict on stderr (the reasons when not allowed);
+    returns the decision's exit code."""
+    from gate.render import printable
+
+    if not decision.decided:
+        for err in decision.errors:
+            _fail(err)
+        return decision.exit_code
+    if decision.allowed:
+        return decision.exit_code
+    click.echo(printable(f"gate: denied: {decision.image}"), err=True)
+    for v in decision.violations:
+        click.echo(printable(f"gate:   [{v.code}] {' '.join(v.msg.split())}"), err=True)
+    return decision.exit_code
 
 
 def _emit_decision(decision: Decision, output: str) -> int:
