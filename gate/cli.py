@@ -115,6 +115,11 @@ Examples:
   gate verify registry.example/app@sha256:3f... --key cosign.pub \\
       --attestations app.att.jsonl --output json
 \b
+  # SVID signers of two trust domains, each checked against its own CAs
+  gate verify registry.example/app:v1 --tsa-certs tsa.pem \\
+      --trust-bundle example.org=example.pem --spiffe-id spiffe://example.org/ns/ci/sa/signer \\
+      --trust-bundle partner.org=partner.pem --spiffe-id spiffe://partner.org/ns/ci/sa/signer
+\b
   # your own policies and rule data; print what the policy sees
   gate verify localhost:5000/app:dev --key k.pub --policy ./policy \\
       --data ./data --output policy-input > input.json
@@ -188,8 +193,11 @@ Examples:
     "--trust-bundle",
     "trust_bundles",
     multiple=True,
-    metavar="FILE",
-    help="CA certificates of X.509/SPIFFE signers, PEM or SPIFFE bundle JSON (repeatable; keep old CAs).",
+    metavar="[TD=]FILE",
+    help="CA certificates of X.509/SPIFFE signers, for trust domain TD: PEM or SPIFFE bundle JSON "
+    "(TD= may be left out when the --spiffe-id values name one trust domain), or SPIRE's JSON or "
+    "bundle list output, which names its trust domains. A signer's certificate is checked only "
+    "against its own trust domain's CAs (repeatable; keep old CAs).",
 )
 @click.option(
     "--spiffe-id",
@@ -240,7 +248,7 @@ def verify_cmd(
         policy_paths=_paths(policy),
         data_paths=_paths(data),
         key_files=_paths(keys),
-        trust_bundles=_paths(trust_bundles),
+        trust_bundles=tuple(trust_bundles),
         spiffe_ids=tuple(spiffe_ids),
         tsa_cert_files=_paths(tsa_certs),
         engine=engine,

@@ -264,7 +264,7 @@ class Gate:
         key = VerifiedMemo.key(raw, ref)
         # Only key-based trust decides the same way for the same bytes at any time; an X.509 signer's
         # certificate can expire between two calls, so with certificate roots configured nothing is kept.
-        if self.trust.x509_roots:
+        if self.trust.x509_bundles:
             return replace(check_attestation(raw, ref, self.trust), key=key)
         found = self._verified.get(key, raw.source)
         if found is not None:
