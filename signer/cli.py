@@ -506,7 +506,7 @@ def _write_output(data: bytes, out: str | None) -> None:
         sys.stdout.buffer.write(data + b"\n")
         sys.stdout.flush()
         return
-    from signer.storage import write_atomic
+    from attestation.files import write_atomic
 
     write_atomic(out, data + b"\n")
 
