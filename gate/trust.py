@@ -112,10 +112,12 @@ class TrustPolicy:
         part(b"keys", (k.spki_der for k in self.keys))
         # Which trust domain a CA vouches for is part of the trust: the same CAs mapped to other trust
         # domains admit other signers.
-        domains = {b.trust_domain or "": b for b in self.x509_bundles}
+        domains: dict[str, list[Any]] = {}
+        for bundle in self.x509_bundles:
+            domains.setdefault(bundle.trust_domain or "", []).extend(bundle.authorities)
         part(b"trust-domains", (td.encode() for td in domains))
         for td in sorted(domains):
-            part(b"x509-roots:" + td.encode(), (_der(c) for c in domains[td].authorities))
+            part(b"x509-roots:" + td.encode(), (_der(c) for c in domains[td]))
         part(b"spiffe-ids", (i.encode() for i in self.spiffe_ids))
         part(b"tsa-certs", (_der(c) for c in self.tsa_certs))
         return "sha256:" + h.hexdigest()
