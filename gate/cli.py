@@ -7,7 +7,6 @@ imported inside the commands so ``--help`` and argument errors stay fast.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -28,7 +27,7 @@ ENGINE_HELP = "Policy engine: embedded (the default, in process), wasm (the same
 
 
 def _fail(message: str) -> None:
-    from gate.decision import printable
+    from gate.render import printable
 
     click.echo(f"gate: error: {printable(' '.join(message.split()))}", err=True)
 
@@ -42,7 +41,9 @@ def _paths(values: Sequence[str]) -> tuple[Path, ...]:
 
 
 def _emit_json(doc: Any) -> None:
-    click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+    from gate.render import to_json
+
+    click.echo(to_json(doc, indent=2))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -72,7 +73,7 @@ def _show_debug_log() -> Any:
     """Send the packages' DEBUG messages to stderr, one printable line each; returns the undo."""
     import logging
 
-    from gate.decision import printable
+    from gate.render import printable
 
     class Printable(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
@@ -105,6 +106,10 @@ An image with no such attestation, or a policy that evaluates no rule, is denied
 A tag is resolved to its digest in the registry and only the digest is evaluated.
 
 \b
+Exit 0 allowed, 1 denied, 2 could not decide (treat as denied), whatever the
+--output: policy-input prints the policy's input and still exits with the verdict.
+
+\b
 Examples:
   # from the registry, with the bundled policy library
   gate verify registry.example/app:v1 --key cosign.pub
@@ -119,6 +124,11 @@ Examples:
   gate verify registry.example/app:v1 \\
       --certificate-identity spiffe://example.org/ns/tekton-chains/sa/signer \\
       --certificate-oidc-issuer https://oidc.example.org --trusted-root trusted_root.json
+\b
+  # SVID signers of two trust domains, each checked against its own CAs
+  gate verify registry.example/app:v1 --tsa-certs tsa.pem \\
+      --trust-bundle example.org=example.pem --spiffe-id spiffe://example.org/ns/ci/sa/signer \\
+      --trust-bundle partner.org=partner.pem --spiffe-id spiffe://partner.org/ns/ci/sa/signer
 \b
   # your own policies and rule data; print what the policy sees
   gate verify localhost:5000/app:dev --key k.pub --policy ./policy \\
@@ -182,6 +192,8 @@ Examples:
     type=click.Choice(["text", "json", "policy-input"]),
     default="text",
     show_default=True,
+    help="text: for people; json: the decision document; policy-input: the document the policy sees "
+    "(for gate eval), with the verdict on stderr. The exit code is the verdict's for every output.",
 )
 @click.option(
     "--insecure-registry",
@@ -203,8 +215,11 @@ Examples:
     "--trust-bundle",
     "trust_bundles",
     multiple=True,
-    metavar="FILE",
-    help="CA certificates of X.509/SPIFFE signers, PEM or SPIFFE bundle JSON (repeatable; keep old CAs).",
+    metavar="[TD=]FILE",
+    help="CA certificates of X.509/SPIFFE signers, for trust domain TD: PEM or SPIFFE bundle JSON "
+    "(TD= may be left out when the --spiffe-id values name one trust domain), or SPIRE's JSON or "
+    "bundle list output, which names its trust domains. A signer's certificate is checked only "
+    "against its own trust domain's CAs (repeatable; keep old CAs).",
 )
 @click.option(
     "--spiffe-id",
@@ -319,7 +334,7 @@ def verify_cmd(
         policy_paths=_paths(policy),
         data_paths=_paths(data),
         key_files=_paths(keys),
-        trust_bundles=_paths(trust_bundles),
+        trust_bundles=tuple(trust_bundles),
         spiffe_ids=tuple(spiffe_ids),
         tsa_cert_files=_paths(tsa_certs),
         keyless=keyless,
@@ -345,16 +360,15 @@ def verify_cmd(
             import asyncio
 
             prepared = asyncio.run(gate.prepare(image_ref, deadline=deadline))
+        decision = gate.decide(prepared, deadline=deadline)
         if output == "policy-input":
             from gate.decision import Decision
 
-            if isinstance(prepared, Decision):
-                for err in prepared.errors:
-                    _fail(err)
-                return EXIT_UNDECIDED
-            _emit_json(prepared.policy_input())
-            return 0
-        decision = gate.decide(prepared, deadline=deadline)
+            # The document the policy saw, whenever there is one; the exit code is the verdict's, as for
+            # every other output (DESIGN.md §3), and the verdict goes to stderr.
+            if not isinstance(prepared, Decision):
+                _emit_json(prepared.policy_input())
+            return _emit_verdict_line(decision)
     return _emit_decision(decision, output)
 
 
@@ -504,12 +518,14 @@ def policy_test_cmd(path: str, engine: str, opa_url: str | None) -> int:
     report = run_policy_tests(root, engine=engine, opa_url=opa_url)
     if not report.cases:
         raise InputError(f"policy path {path}: no test_* rules found")
+    from gate.render import printable
+
     for case in report.cases:
         if case.passed:
-            click.echo(f"PASS {case.name}")
+            click.echo(printable(f"PASS {case.name}"))
         else:
-            click.echo(f"FAIL {case.name}" + (f": {case.error}" if case.error else ""))
-    click.echo(report.summary)
+            click.echo(printable(f"FAIL {case.name}" + (f": {case.error}" if case.error else "")))
+    click.echo(printable(report.summary))
     return 0 if report.ok else 1
 
 
@@ -546,6 +562,19 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
+def _utf8_streams() -> None:
+    """Whatever the locale, the gate prints UTF-8 (JSON must be UTF-8), and a character that cannot be
+    encoded becomes an escape rather than an exception (gate.render escapes what is hostile first)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is None:
+            continue
+        try:
+            reconfigure(encoding="utf-8", errors="backslashreplace")
+        except (ValueError, OSError):  # a stream that cannot change now keeps its own encoding
+            continue
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script entry point; returns (and exits with) the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -558,6 +587,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # over them take time (docs/performance.md) and reclaim nothing a process about to exit needs.
         gc.disable()
     _skip_httpx_cli()
+    _utf8_streams()
     code = run(args)
     if one_shot:
         _exit_now(code)
@@ -613,6 +643,23 @@ def _emit_decisions(decisions: Sequence[Decision], output: str) -> int:
         }
         click.echo(", ".join(f"{n} {v}" for v, n in counts.items() if n) + f" ({len(decisions)} images)")
     return max(d.exit_code for d in decisions)
+
+
+def _emit_verdict_line(decision: Decision) -> int:
+    """For outputs that are not the decision: the verdict on stderr (the reasons when not allowed);
+    returns the decision's exit code."""
+    from gate.render import printable
+
+    if not decision.decided:
+        for err in decision.errors:
+            _fail(err)
+        return decision.exit_code
+    if decision.allowed:
+        return decision.exit_code
+    click.echo(printable(f"gate: denied: {decision.image}"), err=True)
+    for v in decision.violations:
+        click.echo(printable(f"gate:   [{v.code}] {' '.join(v.msg.split())}"), err=True)
+    return decision.exit_code
 
 
 def _emit_decision(decision: Decision, output: str) -> int:

@@ -45,8 +45,9 @@ class GateConfig:
     policy_paths: tuple[Path, ...] = ()  # empty: the bundled library, policies.ROOT
     data_paths: tuple[Path, ...] = ()
     key_files: tuple[Path, ...] = ()
-    # X.509/SPIFFE trust: CA bundles (PEM or SPIFFE JSON), exact SPIFFE IDs allowed to sign, TSA certificates.
-    trust_bundles: tuple[Path, ...] = ()
+    # X.509/SPIFFE trust: CA bundles, each "[TD=]FILE" (attestation.spiffe.load_bundle_args), exact SPIFFE
+    # IDs allowed to sign, TSA certificates.
+    trust_bundles: tuple[str | Path, ...] = ()
     spiffe_ids: tuple[str, ...] = ()
     tsa_cert_files: tuple[Path, ...] = ()
     # Keyless: trusted certificate identities and issuers under Sigstore trusted roots (gate serve's

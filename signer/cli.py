@@ -363,9 +363,11 @@ def provenance_cmd(
 )
 @click.option(
     "--spire-trust-bundle",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="With --enforce-nonfalsifiability spire: the SPIRE trust bundle (PEM or SPIFFE JSON).",
+    "spire_trust_bundles",
+    multiple=True,
+    metavar="[TD=]FILE",
+    help="With --enforce-nonfalsifiability spire: a SPIRE trust bundle (PEM, SPIFFE or SPIRE JSON), "
+    "for --spire-trust-domain unless TD= or the file names another (repeatable).",
 )
 @click.option(
     "--spire-trust-domain",
@@ -393,7 +395,7 @@ def sign_cmd(
     annotations_out: str | None = None,
     file_out: str | None = None,
     enforce_nonfalsifiability: str = "none",
-    spire_trust_bundle: str | None = None,
+    spire_trust_bundles: tuple[str, ...] = (),
     spire_trust_domain: str | None = None,
     keyless: bool = False,
     trust_config: str | None = None,
@@ -455,7 +457,7 @@ def sign_cmd(
         annotations_out=annotations_out,
         file_out=file_out,
     )
-    spire_config = _spire_config(enforce_nonfalsifiability, spire_trust_bundle, spire_trust_domain)
+    spire_config = _spire_config(enforce_nonfalsifiability, spire_trust_bundles, spire_trust_domain)
     signing: SigningBackend
     if keyless:
         from signer.signing.keyless import KeylessConfig, KeylessSigning
@@ -550,22 +552,24 @@ def _signing(
     return "key", KeySigning.load(key or "", password_file=key_password_file)
 
 
-def _spire_config(mode: str, bundle_file: str | None, trust_domain: str | None) -> SpireConfig:
+def _spire_config(mode: str, bundle_files: Sequence[str], trust_domain: str | None) -> SpireConfig:
     from signer.spire.nonfalsifiability import SpireConfig
 
     if mode == "none":
-        if bundle_file or trust_domain:
+        if bundle_files or trust_domain:
             raise click.UsageError(
                 "--spire-trust-bundle/--spire-trust-domain go with --enforce-nonfalsifiability spire"
             )
         return SpireConfig()
-    if not bundle_file or not trust_domain:
+    if not bundle_files or not trust_domain:
         raise click.UsageError(
             "--enforce-nonfalsifiability spire needs --spire-trust-bundle and --spire-trust-domain"
         )
-    from attestation.spiffe import load_trust_bundle
+    from attestation.spiffe import load_bundle_args, validate_trust_domain
 
-    return SpireConfig("spire", trust_domain=trust_domain, bundle=load_trust_bundle(bundle_file))
+    validate_trust_domain(trust_domain, what="--spire-trust-domain")
+    bundles = load_bundle_args(bundle_files, default_trust_domain=trust_domain)
+    return SpireConfig("spire", trust_domain=trust_domain, bundle=bundles)
 
 
 def _write_output(data: bytes, out: str | None) -> None:
@@ -582,11 +586,18 @@ def _write_output(data: bytes, out: str | None) -> None:
 @click.argument("run", type=click.Path(dir_okay=False))
 @click.option(
     "--trust-bundle",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="SPIRE trust bundle, PEM or SPIFFE JSON (spire-server bundle show).",
+    "trust_bundles",
+    multiple=True,
+    metavar="[TD=]FILE",
+    help="SPIRE trust bundle: PEM or SPIFFE JSON (spire-server bundle show), for --trust-domain unless "
+    "given as TD=FILE; or SPIRE's JSON or bundle list output, which names its trust domains (repeatable). "
+    "An SVID is checked only against its own trust domain's bundle.",
 )
-@click.option("--spiffe-socket", metavar="URI", help="Take the trust bundle from the Workload API at URI.")
+@click.option(
+    "--spiffe-socket",
+    metavar="URI",
+    help="Take the trust bundles from the Workload API at URI (its own and the federated ones).",
+)
 @click.option("--trust-domain", required=True, metavar="TD", help="SPIRE trust domain, e.g. example.org.")
 @click.option(
     "--require-status-signature",
@@ -606,7 +617,7 @@ def _write_output(data: bytes, out: str | None) -> None:
 def verify_results_cmd(
     ctx: click.Context,
     run: str,
-    trust_bundle: str | None,
+    trust_bundles: tuple[str, ...],
     spiffe_socket: str | None,
     trust_domain: str,
     require_status_signature: bool = False,
@@ -622,21 +633,21 @@ def verify_results_cmd(
       signer verify-results taskrun.yaml --trust-bundle bundle.pem --trust-domain example.org \\
         --require-status-signature --controller-spiffe-id spiffe://example.org/tekton/controller
     """
+    from attestation.spiffe import load_bundle_args, validate_trust_domain
     from signer.documents import load_documents
     from signer.run import runs_from_documents
     from signer.spire.results import verify_run_results
-    from signer.spire.trust import bundle_from_workload_api
+    from signer.spire.trust import bundles_from_workload_api
 
-    if (trust_bundle is None) == (spiffe_socket is None):
-        raise click.UsageError("give exactly one of --trust-bundle FILE or --spiffe-socket URI")
+    if bool(trust_bundles) == (spiffe_socket is not None):
+        raise click.UsageError("give --trust-bundle FILE or --spiffe-socket URI, not both")
     if controller_spiffe_ids and not require_status_signature:
         raise click.UsageError("--controller-spiffe-id goes with --require-status-signature")
-    if trust_bundle is not None:
-        from attestation.spiffe import load_trust_bundle
-
-        bundle = load_trust_bundle(trust_bundle)
+    validate_trust_domain(trust_domain, what="--trust-domain")
+    if trust_bundles:
+        bundle = load_bundle_args(trust_bundles, default_trust_domain=trust_domain)
     else:
-        bundle = bundle_from_workload_api(spiffe_socket, trust_domain)
+        bundle = bundles_from_workload_api(spiffe_socket, trust_domain, federated=True)
     runs = runs_from_documents(load_documents(run), source=run)
     if len(runs) != 1:
         raise InputError(f"{run}: expected one TaskRun, found {len(runs)} runs")
