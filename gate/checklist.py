@@ -17,7 +17,6 @@ from gate.decision import AttestationReport, Finding
 from gate.policy_input import VerifiedStatement
 from gate.trust import SignerIdentity, TrustPolicy, verify_attestation
 
-
 log = logging.getLogger(__name__)
 
 # More attestations than this for one image is an attack or a broken pusher, not provenance.

@@ -416,7 +416,7 @@ def _log_to_stderr(level: int) -> None:
     """The server's log: one printable line per event on stderr."""
     import logging
 
-    from gate.decision import printable
+    from gate.render import printable
 
     class Printable(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from attestation.errors import InputError, LimitExceeded
 from attestation.limits import load_json
-from gate.decision import printable
+from gate.render import printable
 
 API_VERSION = "admission.k8s.io/v1"
 # Images in one object: far more than any pod has (Kubernetes itself caps nothing, but the API server's

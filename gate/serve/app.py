@@ -27,7 +27,8 @@ from starlette.routing import Route
 from attestation.errors import InputError
 from attestation.limits import load_json
 from attestation.reference import InvalidReference, parse
-from gate.decision import Decision, printable, undecided
+from gate.decision import Decision, undecided
+from gate.render import printable
 from gate.serve.admission import BadReview, Review, parse_review, response
 from gate.serve.config import MAX_WEBHOOK_TIMEOUT, ServeConfig
 from gate.serve.decider import Decider

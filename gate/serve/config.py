@@ -19,7 +19,9 @@ from typing import Any, Literal
 
 from attestation.errors import InputError
 from attestation.limits import MiB, check_json_depth
+from attestation.spiffe import parse_spiffe_id, split_bundle_arg, trust_domain_of
 from gate.config import DEFAULT_TIMEOUT, ENGINES, EngineOptions, GateConfig
+from gate.trust_keyless import keyless_entry_from_config
 
 MAX_CONFIG_BYTES = 1 * MiB
 Mode = Literal["enforce", "warn"]
@@ -91,8 +93,9 @@ class ServeConfig:
             *g.policy_paths,
             *g.data_paths,
             *g.key_files,
-            *g.trust_bundles,
+            *(Path(split_bundle_arg(b)[1]) for b in g.trust_bundles),
             *g.tsa_cert_files,
+            *(Path(k.trusted_root) for k in g.keyless if k.trusted_root),
         ]
         if g.ca_file is not None:
             paths.append(g.ca_file)
@@ -231,7 +234,7 @@ def _trust_keys(value: Any, trust: _Reader, where: str) -> dict[str, Any]:
 def _trust_spiffe(value: Any, trust: _Reader, where: str) -> dict[str, Any]:
     if not isinstance(value, list):
         raise InputError(f"{where}: must be a list of {{trustBundle, spiffeId, tsaCerts}} entries")
-    bundles: list[Path] = []
+    bundles: list[str] = []
     ids: list[str] = []
     tsa: list[Path] = []
     for i, entry in enumerate(value):
@@ -242,7 +245,15 @@ def _trust_spiffe(value: Any, trust: _Reader, where: str) -> dict[str, Any]:
         spiffe_ids = r.strings("spiffeId")
         if not bundle or not spiffe_ids:
             raise InputError(f"{where}[{i}]: needs trustBundle and spiffeId")
-        bundles.extend(bundle)
+        # An entry's bundle vouches only for the trust domain of its own SPIFFE IDs (issue 10 finding 1).
+        domains = {trust_domain_of(parse_spiffe_id(s, what=f"{where}[{i}].spiffeId")) for s in spiffe_ids}
+        if len(domains) != 1:
+            raise InputError(
+                f"{where}[{i}]: spiffeId names several trust domains ({', '.join(sorted(domains))}); "
+                "give one entry per trust domain, each with that domain's trustBundle"
+            )
+        [domain] = domains
+        bundles.extend(f"{domain}={b}" for b in bundle)
         ids.extend(spiffe_ids)
         tsa.extend(r.paths("tsaCerts"))
         r.check_unknown()
@@ -250,9 +261,17 @@ def _trust_spiffe(value: Any, trust: _Reader, where: str) -> dict[str, Any]:
 
 
 def _trust_keyless(value: Any, trust: _Reader, where: str) -> dict[str, Any]:
-    if value:
-        raise InputError(f"{where}: keyless trust is not supported by this gate yet; use trust.keys")
-    return {}
+    if not isinstance(value, list):
+        raise InputError(
+            f"{where}: must be a list of {{certificateIdentity, certificateOidcIssuer, ...}} entries"
+        )
+    entries = []
+    for i, doc in enumerate(value):
+        entry = keyless_entry_from_config(doc, where=f"{where}[{i}]")
+        if entry.trusted_root is not None:  # relative to this file, like every other path in it
+            entry = replace(entry, trusted_root=str(trust.resolve(entry.trusted_root)))
+        entries.append(entry)
+    return {"keyless": tuple(entries)}
 
 
 TRUST_KINDS: dict[str, TrustLoader] = {
@@ -269,8 +288,8 @@ def _read_trust(trust: _Reader) -> dict[str, Any]:
         if value is not None:
             fields.update(load(value, trust, f"trust.{kind}"))
     trust.check_unknown()
-    if not fields.get("key_files") and not fields.get("trust_bundles"):
-        raise InputError("trust: configure at least one entry (trust.keys or trust.spiffe)")
+    if not fields.get("key_files") and not fields.get("trust_bundles") and not fields.get("keyless"):
+        raise InputError("trust: configure at least one entry (trust.keys, trust.spiffe or trust.keyless)")
     return fields
 
 

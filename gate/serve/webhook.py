@@ -22,7 +22,8 @@ from typing import Any
 
 from attestation.oci.auth import CredentialLookup
 from attestation.reference import DEFAULT_REGISTRY, ImageReference, InvalidReference, parse
-from gate.decision import Decision, printable
+from gate.decision import Decision
+from gate.render import printable
 from gate.serve.admission import (
     BadObject,
     ImageUse,
