@@ -35,6 +35,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from attestation.errors import InputError, LimitExceeded, VerificationError
+from attestation.files import read_bounded
 from attestation.limits import KiB, MiB, load_json
 
 if TYPE_CHECKING:
@@ -57,15 +58,7 @@ OID_OTHERNAME_SAN = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.7")
 
 
 def _read(path: str | os.PathLike[str], what: str) -> bytes:
-    name = os.fspath(path)
-    try:
-        with open(name, "rb") as f:
-            data = f.read(MAX_TRUST_FILE_BYTES + 1)
-    except OSError as err:
-        raise InputError(f"cannot read {what} {name}: {err.strerror or err}") from None
-    if len(data) > MAX_TRUST_FILE_BYTES:
-        raise LimitExceeded(f"{what} {name} is larger than {MAX_TRUST_FILE_BYTES} bytes")
-    return data
+    return read_bounded(path, MAX_TRUST_FILE_BYTES, what)
 
 
 def load_client_trust_config_json(path: str | os.PathLike[str]) -> ClientTrustConfig:

@@ -35,11 +35,11 @@ from attestation import intoto
 from attestation.errors import (
     IdentityTokenRefused,
     InputError,
-    LimitExceeded,
     ProvgateError,
     SigningServiceUnavailable,
     WorkloadApiUnavailable,
 )
+from attestation.files import read_bounded
 from attestation.keyless import BundleFacts, bundle_facts, load_client_trust_config_json
 from signer.signing import Sign
 from signer.storage import SignedProvenance
@@ -172,13 +172,7 @@ def check_claims(
 
 
 def read_token_file(path: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_TOKEN_BYTES + 1)
-    except OSError as err:
-        raise InputError(f"cannot read identity token file {path}: {err.strerror or err}") from None
-    if len(data) > MAX_TOKEN_BYTES:
-        raise LimitExceeded(f"identity token file {path} is larger than {MAX_TOKEN_BYTES} bytes")
+    data = read_bounded(path, MAX_TOKEN_BYTES, "identity token file")
     try:
         return data.decode("ascii").strip()
     except UnicodeDecodeError:
