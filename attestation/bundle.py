@@ -161,6 +161,12 @@ def _certificate(obj: Any, where: str) -> bytes:
     return der
 
 
+def _names(fields: set[str]) -> str:
+    # Field names come from the document: quoted, a few, each cut short.
+    shown = ", ".join(repr(f[:40]) for f in sorted(fields)[:5])
+    return shown + (f" and {len(fields) - 5} more" if len(fields) > 5 else "")
+
+
 def parse_bundle(data: bytes, *, source: str) -> ParsedBundle:
     """Parse a Sigstore bundle carrying a DSSE envelope. :class:`InputError` (or
     :class:`LimitExceeded`) naming ``source`` for anything malformed, oversized or not an attestation."""
@@ -170,10 +176,10 @@ def parse_bundle(data: bytes, *, source: str) -> ParsedBundle:
     )
     unknown = set(doc) - _TOP_FIELDS
     if unknown:
-        raise InputError(f"{source}: unknown bundle field(s) {', '.join(sorted(unknown))}")
+        raise InputError(f"{source}: unknown bundle field(s) {_names(unknown)}")
     media_type = doc.get("mediaType")
     if media_type not in ACCEPTED_MEDIA_TYPES:
-        raise InputError(f"{source}: unsupported bundle mediaType {media_type!r}")
+        raise InputError(f"{source}: unsupported bundle mediaType {str(media_type)[:100]!r}")
     if "messageSignature" in doc:
         raise InputError(f"{source}: bundle holds a message signature, not an attestation (no dsseEnvelope)")
     if "dsseEnvelope" not in doc:
@@ -181,7 +187,7 @@ def parse_bundle(data: bytes, *, source: str) -> ParsedBundle:
     material = _object(doc.get("verificationMaterial"), f"{source}: verificationMaterial")
     unknown = set(material) - _MATERIAL_FIELDS
     if unknown:
-        raise InputError(f"{source}: unknown verificationMaterial field(s) {', '.join(sorted(unknown))}")
+        raise InputError(f"{source}: unknown verificationMaterial field(s) {_names(unknown)}")
     kinds = [k for k in ("publicKey", "x509CertificateChain", "certificate") if k in material]
     if len(kinds) != 1:
         raise InputError(

@@ -37,6 +37,8 @@ class VerificationMaterial:
     chain: tuple[bytes, ...] = ()  # intermediates (and possibly root), PEM or DER each
     public_key_hint: str | None = None
     rfc3161_timestamps: tuple[bytes, ...] = ()  # DER TimeStampResp / TimeStampToken each
+    # The whole Sigstore bundle it came from, for a verifier that needs all of it (keyless: the log entry).
+    bundle: bytes | None = None
 
     @property
     def has_certificate(self) -> bool:
@@ -58,6 +60,8 @@ class StoredAttestationLike(Protocol):
     def annotations(self) -> Mapping[str, str]: ...
     @property
     def source(self) -> str: ...
+    @property
+    def problem(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,8 @@ class RawAttestation:
     source: str
     media_type: str | None = None  # None: a DSSE envelope or a Sigstore bundle, told apart by content
     annotations: Mapping[str, str] = field(default_factory=dict)
+    # Set when what was found cannot be an attestation (the reason, naming it); data is then empty.
+    problem: str | None = None
 
 
 def layer_annotations(
@@ -114,9 +120,8 @@ def material_from_annotations(annotations: Mapping[str, str], source: str) -> Ve
     timestamps: tuple[bytes, ...] = ()
     if stamp:
         what = f"{source}: annotation {ANNOTATION_TIMESTAMP}"
-        doc = load_json(
-            stamp.encode("utf-8"), max_bytes=MAX_TIMESTAMP_ANNOTATION_BYTES, what=what, max_depth=2
-        )
+        # The text itself, not its UTF-8: an annotation may hold what UTF-8 cannot (a lone surrogate).
+        doc = load_json(stamp, max_bytes=MAX_TIMESTAMP_ANNOTATION_BYTES, what=what, max_depth=2)
         value = doc.get("SignedRFC3161Timestamp") if isinstance(doc, dict) else None
         if not isinstance(value, str):
             raise InputError(f"{what} has no SignedRFC3161Timestamp string")
@@ -152,4 +157,5 @@ def _decode_bundle(data: bytes, source: str) -> tuple[dsse.Envelope, Verificatio
         chain=tuple(parsed.chain),
         public_key_hint=parsed.public_key_hint,
         rfc3161_timestamps=tuple(parsed.rfc3161_timestamps),
+        bundle=data,
     )

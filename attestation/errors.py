@@ -10,11 +10,13 @@ transient one. Which is which, decided once here:
 * transient: a registry that cannot be reached, times out, or answers 429/5xx until the retries run out
   (:class:`RegistryUnavailable`); the SPIFFE Workload API down or not (yet) issuing the identity asked for
   (:class:`WorkloadApiUnavailable`); a timestamp authority that cannot be reached or answers 429/5xx
-  (:class:`TimestampUnavailable`);
+  (:class:`TimestampUnavailable`); Fulcio, the transparency log or a TSA of keyless signing that cannot be
+  reached, times out or answers 429/5xx (:class:`SigningServiceUnavailable`);
 * permanent: everything else, e.g. a bad or incomplete run, a run whose SPIRE-signed results do not verify
   (:class:`ResultsNotVerified`), an unusable key or wrong password, a registry that refuses the
   credentials (401/403: retrying with the same credentials cannot help), an image the registry does not
-  hold, content that does not match its digest, a TSA that answers something other than a good token.
+  hold, content that does not match its digest, a TSA that answers something other than a good token,
+  an identity token that Fulcio (or our own claim check) refuses (:class:`IdentityTokenRefused`).
 """
 
 from __future__ import annotations
@@ -56,6 +58,15 @@ class WorkloadApiUnavailable(KeyLoadError, TransientError):
 
 class TimestampUnavailable(InputError, TransientError):
     """A timestamp authority could not be reached or answered 429/5xx."""
+
+
+class SigningServiceUnavailable(TransientError):
+    """A service keyless signing needs (Fulcio, the transparency log, a TSA, the TUF repository of the
+    public-good instance) could not be reached, timed out or answered 429/5xx. Nothing was stored."""
+
+
+class IdentityTokenRefused(InputError):
+    """The identity token for keyless signing lacks a claim, has a wrong one, or Fulcio refused it."""
 
 
 class VerificationError(ProvgateError):

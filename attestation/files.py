@@ -1,4 +1,5 @@
-"""Files provgate writes: replaced atomically, and a cache directory private to the user.
+"""Files provgate reads and writes: read within a bound, replaced atomically, and a cache directory private
+to the user.
 
 Two kinds of callers, two semantics:
 
@@ -16,7 +17,25 @@ import os
 import secrets
 from pathlib import Path
 
-from attestation.errors import InputError
+from attestation.errors import InputError, LimitExceeded
+
+
+def read_bounded(
+    path: str | os.PathLike[str], max_bytes: int, what: str, *, error: type[InputError] | None = None
+) -> bytes:
+    """The bytes of ``path``, never more than ``max_bytes`` read: every file a user names (keys, trust
+    roots, tokens, attestations) is read through here, so none can exhaust memory. Raises ``error``
+    (default :class:`InputError`, :class:`LimitExceeded` for a file over the bound) naming ``what`` and
+    the file."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as err:
+        raise (error or InputError)(f"cannot read {what} {name}: {err.strerror or err}") from None
+    if len(data) > max_bytes:
+        raise (error or LimitExceeded)(f"{what} {name} is larger than {max_bytes} bytes")
+    return data
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes, *, private: bool = False) -> None:

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from attestation import cosign_key, pem
 from attestation.errors import KeyLoadError, PasswordRequired, WrongPasswordError
+from attestation.files import read_bounded
 from attestation.limits import MAX_KEY_FILE_BYTES
 
 # Imported where used, not here: cryptography.x509 (certificates), nacl and scrypt (cosign's encrypted
@@ -301,14 +302,7 @@ def write_key_pair(prefix: str, password: bytes, *, overwrite: bool = False) -> 
 
 def read_key_file(path: str | os.PathLike[str], *, what: str = "key file") -> bytes:
     """Read a key/certificate file, bounded by :data:`MAX_KEY_FILE_BYTES`."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_KEY_FILE_BYTES + 1)
-    except OSError as err:
-        raise KeyLoadError(f"cannot read {what} {os.fspath(path)}: {err.strerror}") from None
-    if len(data) > MAX_KEY_FILE_BYTES:
-        raise KeyLoadError(f"{what} {os.fspath(path)} is larger than {MAX_KEY_FILE_BYTES} bytes")
-    return data
+    return read_bounded(path, MAX_KEY_FILE_BYTES, what, error=KeyLoadError)
 
 
 def _strip_one_newline(data: bytes) -> bytes:

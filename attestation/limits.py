@@ -8,6 +8,7 @@ enough that a hostile registry or admission request cannot exhaust memory or CPU
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -100,15 +101,37 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise ValueError(f"duplicate key {key!r}")
+                raise ValueError(f"duplicate key {key[:100]!r}")
             seen.add(key)
     return result
+
+
+# A \u escape of a UTF-16 surrogate half, the only way valid UTF-8 JSON can give a lone surrogate; a cheap
+# test on the text, so only documents that may hold one are searched after parsing.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_no_lone_surrogate(text: str, obj: Any, what: str, *, decoded: bool) -> None:
+    # Text decoded from bytes holds no surrogate itself (the UTF-8 codec refuses them); a str handed in
+    # may hold one raw.
+    if _SURROGATE_ESCAPE.search(text) is None and (decoded or _SURROGATE.search(text) is None):
+        return
+    # Paired escapes decode to one character above U+FFFF; whatever half is left over is unpaired.
+    found = _SURROGATE.search(json.dumps(obj, ensure_ascii=False))
+    if found is not None:
+        raise InputError(
+            f"{what} is not valid JSON: a string holds the unpaired surrogate \\u{ord(found.group()):04x}"
+        )
 
 
 def load_json(data: bytes | str, *, max_bytes: int, what: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse UTF-8 JSON with bounds on size and depth.
 
-    Strict: no NaN/Infinity, no duplicate object keys, no byte-order mark, no invalid UTF-8.
+    Strict: no NaN/Infinity, no duplicate object keys, no byte-order mark, no invalid UTF-8, and no
+    string (key or value) holding an unpaired UTF-16 surrogate (I-JSON, RFC 7493 §2.1): Go's decoder,
+    and so OPA, cosign and Kubernetes, reads ``"\\ud800"`` as U+FFFD, Python keeps a character that
+    cannot even be encoded again, so a document with one reads differently to different verifiers.
     Raises :class:`LimitExceeded` for oversized or too deeply nested input and :class:`InputError`
     for anything that is not such JSON; never another exception.
     """
@@ -134,4 +157,5 @@ def load_json(data: bytes | str, *, max_bytes: int, what: str, max_depth: int = 
         # duplicate keys, NaN, integers with more digits than Python converts
         raise InputError(f"{what} is not valid JSON: {err}") from None
     check_json_depth(obj, max_depth=max_depth, what=what)
+    _check_no_lone_surrogate(text, obj, what, decoded=not isinstance(data, str))
     return obj

@@ -25,7 +25,13 @@ from cryptography.x509 import verification
 
 from attestation.errors import InputError, LimitExceeded, VerificationError
 from attestation.keys import PublicKey
-from attestation.spiffe import TrustBundle, load_pem_certificates, svid_spiffe_id, trust_domain_of
+from attestation.spiffe import (
+    TrustBundle,
+    TrustBundles,
+    load_pem_certificates,
+    svid_spiffe_id,
+    trust_domain_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,16 +120,18 @@ def verify_chain(
 def verify_svid(
     leaf: x509.Certificate,
     intermediates: Sequence[x509.Certificate],
-    bundle: TrustBundle,
+    bundles: TrustBundles | TrustBundle,
     *,
     at: dt.datetime,
     allowed_ids: Collection[str] | None = None,
     trust_domain: str | None = None,
 ) -> VerifiedSvid:
-    """Validate an X509-SVID: chain to ``bundle`` at ``at``, one URI SAN, and an allowed identity.
+    """Validate an X509-SVID: one URI SAN, an allowed identity, and a chain at ``at`` to the bundle of the
+    trust domain that identity names, never to another trust domain's CA (go-spiffe's
+    ``x509svid.Verify``). A lone :class:`TrustBundle` must be bound to its trust domain.
 
     ``allowed_ids`` (exact SPIFFE IDs) and ``trust_domain`` are checked when given; a caller that passes
-    neither accepts any workload of any trust domain in the bundle, which is rarely what it wants.
+    neither accepts any workload of any trust domain it has a bundle for, which is rarely what it wants.
     """
     spiffe_id = svid_spiffe_id(leaf)
     if trust_domain is not None and trust_domain_of(spiffe_id) != trust_domain:
@@ -131,6 +139,9 @@ def verify_svid(
     if allowed_ids is not None and spiffe_id not in allowed_ids:
         allowed = ", ".join(sorted(allowed_ids)) or "none"
         raise VerificationError(f"SPIFFE ID {spiffe_id} is not allowed (allowed: {allowed})")
+    if isinstance(bundles, TrustBundle) and bundles.trust_domain is None:
+        raise ValueError(f"{bundles.source}: a trust bundle must be bound to its trust domain to verify")
+    bundle = TrustBundles.of(bundles).for_spiffe_id(spiffe_id)
     chain = verify_chain(leaf, intermediates, bundle.authorities, at=at)
     try:
         key = PublicKey(leaf.public_key(), source=f"certificate of {spiffe_id}")
@@ -176,7 +187,7 @@ def verify_envelope_x509(
     certificate: bytes,
     chain: Sequence[bytes],
     timestamps: Sequence[bytes],
-    bundle: TrustBundle,
+    bundles: TrustBundles | TrustBundle,
     allowed_ids: Collection[str],
     tsa: Any | None = None,
     now: dt.datetime | None = None,
@@ -186,8 +197,9 @@ def verify_envelope_x509(
     Order of checks: the leaf names exactly one allowed SPIFFE ID; a signature verifies over the PAE of
     the stored payload with the leaf key; the signing time is the ``genTime`` of an RFC 3161 token over
     that signature, verified against ``tsa`` (without TSA trust or a token: ``now``); the chain reaches
-    ``bundle`` at that time. Any failure raises :class:`VerificationError` with the reason; a token that
-    is present but does not verify is a failure, not a fallback to "now".
+    the bundle of the leaf's own trust domain in ``bundles`` at that time. Any failure raises
+    :class:`VerificationError` with the reason; a token that is present but does not verify is a failure,
+    not a fallback to "now".
     """
     from attestation.dsse import pae
     from attestation.timestamp import verify_timestamp
@@ -236,7 +248,7 @@ def verify_envelope_x509(
             "trusted timestamp" if signed_at else "no trusted timestamp: now",
         )
         try:
-            verified = verify_svid(leaf, intermediates, bundle, at=at, allowed_ids=allowed_ids)
+            verified = verify_svid(leaf, intermediates, bundles, at=at, allowed_ids=allowed_ids)
         except VerificationError as err:
             hint = "" if signed_at else " (no trusted timestamp: checked at the current time)"
             raise VerificationError(f"{where}: {err}{hint}") from None

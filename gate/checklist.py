@@ -15,12 +15,14 @@ from attestation.limits import MAX_ENVELOPE_BYTES, MAX_STATEMENT_BYTES, load_jso
 from attestation.reference import ImageReference
 from gate.decision import AttestationReport, Finding
 from gate.policy_input import VerifiedStatement
-from gate.trust import TrustPolicy, verify_attestation
+from gate.trust import SignerIdentity, TrustPolicy, verify_attestation
 
 log = logging.getLogger(__name__)
 
 # More attestations than this for one image is an attack or a broken pusher, not provenance.
 MAX_ATTESTATIONS = 256
+# A reason quotes what it found; what it found may be megabytes an attacker chose.
+MAX_REASON_CHARS = 1000
 
 NO_VERIFIED_ATTESTATION = "builtin.attestation.signature_check"
 UNUSABLE_STATEMENT = "builtin.attestation.statement_usable"
@@ -57,7 +59,8 @@ def check_attestation(raw: StoredAttestationLike, image: ImageReference, trust: 
     """Check one attestation for ``image``, in this order (DESIGN.md §5); the first step that fails ends
     the check with a report naming why, never with an exception:
 
-    1. Bound the stored bytes before anything reads them.
+    1. Bound the stored bytes before anything reads them (and report what the registry reader could not
+       hand over as an attestation, its ``problem``: an unparsable referrer manifest, say).
     2. Decode the envelope and the material that came with it (cosign's layer annotations or a Sigstore
        bundle's ``verificationMaterial``): untrusted, and nothing of the payload is looked at.
     3. Verify a signature over the stored payload (DSSE PAE) under ``trust``: the payload type, then a
@@ -68,12 +71,16 @@ def check_attestation(raw: StoredAttestationLike, image: ImageReference, trust: 
     5. Require a subject whose sha256 is the image's digest: a statement about another image is skipped.
 
     Only an attestation that passes all five reaches the policy, as the statement exactly as signed.
+    Whatever the bytes hold, the outcome is a report: an error nobody foresaw in steps 1-3 makes this
+    attestation unverified (so no one who can push a layer next to an image can block it), one in
+    steps 4-5 makes it unusable (its signer is trusted, so the image is denied).
     """
-    from attestation import intoto
-
     source = raw.source
     try:
-        # 1. size
+        # 1. what was found, and its size
+        problem = getattr(raw, "problem", None)  # older StoredAttestationLike implementations lack it
+        if problem:
+            raise VerificationError(problem)
         if len(raw.data) > MAX_ENVELOPE_BYTES:
             raise LimitExceeded(
                 f"{source} is too large: {len(raw.data)} bytes, the limit is {MAX_ENVELOPE_BYTES}"
@@ -83,20 +90,40 @@ def check_attestation(raw: StoredAttestationLike, image: ImageReference, trust: 
         # 3. signature
         identities = verify_attestation(envelope, material, trust)
     except ProvgateError as err:
-        return _rejected(source, err)
+        return _rejected(source, str(err))
+    except Exception as err:
+        log.debug("%s: unexpected error before the signature verified", source, exc_info=True)
+        return _rejected(source, _unexpected(source, err))
     signer = identities[0].to_signer_dict()
     try:
+        return _read_statement(source, envelope.payload, image, identities, signer)
+    except Exception as err:
+        log.debug("%s: unexpected error reading a verified statement", source, exc_info=True)
+        return _rejected(source, _unexpected(source, err), signer=signer, unusable=True)
+
+
+def _read_statement(
+    source: str,
+    payload: bytes,
+    image: ImageReference,
+    identities: Sequence[SignerIdentity],
+    signer: Mapping[str, Any],
+) -> Checked:
+    """Steps 4 and 5 of :func:`check_attestation`, for a payload whose signature verified."""
+    from attestation import intoto
+
+    try:
         # 4. statement
-        doc = load_json(envelope.payload, max_bytes=MAX_STATEMENT_BYTES, what=f"{source}: statement")
+        doc = load_json(payload, max_bytes=MAX_STATEMENT_BYTES, what=f"{source}: statement")
         statement = intoto.from_dict(doc, source=f"{source}: statement")
     except ProvgateError as err:
-        return _rejected(source, err, signer=signer, unusable=True)
+        return _rejected(source, str(err), signer=signer, unusable=True)
     # 5. subject
     if not any(s.digest.get("sha256") == image.digest_hex for s in statement.subject):
         names = ", ".join(
             sorted({f"{s.name}@sha256:{s.digest.get('sha256', '?')}" for s in statement.subject})
         )
-        mismatch = VerificationError(
+        mismatch = (
             f"{source}: no subject of the statement has the image digest {image.digest} "
             f"(subjects: {names[:300] or 'none'})"
         )
@@ -112,17 +139,24 @@ def check_attestation(raw: StoredAttestationLike, image: ImageReference, trust: 
     return Checked(report=report, statement=verified)
 
 
+def _unexpected(source: str, err: Exception) -> str:
+    reason = " ".join(str(err).split()) or "no message"
+    return f"{source}: could not be checked ({type(err).__name__}: {reason})"
+
+
 def _rejected(
     source: str,
-    err: ProvgateError,
+    reason: str,
     *,
     signer: Mapping[str, Any] | None = None,
     predicate_type: str | None = None,
     unusable: bool = False,
 ) -> Checked:
-    log.debug("%s: not used%s: %s", source, " (unusable, denies)" if unusable else "", err)
+    if len(reason) > MAX_REASON_CHARS:
+        reason = f"{reason[:MAX_REASON_CHARS]}... ({len(reason) - MAX_REASON_CHARS} more characters)"
+    log.debug("%s: not used%s: %s", source, " (unusable, denies)" if unusable else "", reason)
     report = AttestationReport(
-        source=source, verified=False, predicate_type=predicate_type, signer=signer or {}, error=str(err)
+        source=source, verified=False, predicate_type=predicate_type, signer=signer or {}, error=reason
     )
     return Checked(report=report, unusable=unusable)
 

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from gate.trust_keyless import KeylessEntry
+
 DEFAULT_TIMEOUT = 30.0
 # A policy input document, read from a file (gate eval) or handed to an engine; the wasm engine's bound on
 # its data and its result too.
@@ -43,15 +45,22 @@ class GateConfig:
     policy_paths: tuple[Path, ...] = ()  # empty: the bundled library, policies.ROOT
     data_paths: tuple[Path, ...] = ()
     key_files: tuple[Path, ...] = ()
-    # X.509/SPIFFE trust: CA bundles (PEM or SPIFFE JSON), exact SPIFFE IDs allowed to sign, TSA certificates.
-    trust_bundles: tuple[Path, ...] = ()
+    # X.509/SPIFFE trust: CA bundles, each "[TD=]FILE" (attestation.spiffe.load_bundle_args), exact SPIFFE
+    # IDs allowed to sign, TSA certificates.
+    trust_bundles: tuple[str | Path, ...] = ()
     spiffe_ids: tuple[str, ...] = ()
     tsa_cert_files: tuple[Path, ...] = ()
+    # Keyless: trusted certificate identities and issuers under Sigstore trusted roots (gate serve's
+    # trust.keyless[], gate verify's --certificate-identity ...).
+    keyless: tuple[KeylessEntry, ...] = ()
     engine: str = "embedded"  # one of ENGINES
     opa_url: str | None = None
     engine_options: EngineOptions = EngineOptions()
     insecure_registries: tuple[str, ...] = ()
     ca_file: Path | None = None
+    # Registry credentials: this docker config.json (a file or its directory); None: $DOCKER_CONFIG or
+    # ~/.docker, as docker finds them.
+    docker_config: Path | None = None
     timeout: float = DEFAULT_TIMEOUT
     # Attestations that verified are remembered up to this many bytes of them (0: verify every time).
     verified_memo_bytes: int = 32 * 1024 * 1024

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gate.render import printable
+
 EXIT_ALLOWED = 0
 EXIT_DENIED = 1
 EXIT_UNDECIDED = 2
@@ -234,16 +236,6 @@ def policy_failed(image: str, err: BaseException, *, errors: Sequence[str] = (),
 def ms_since(started: float) -> float:
     """Milliseconds from ``started`` (a :func:`time.perf_counter` value) to now."""
     return (time.perf_counter() - started) * 1000
-
-
-# C0 and C1 control characters except none: registry error bodies, image references from admission
-# requests and signed statements all reach the text output, and none of them may drive the terminal.
-_CONTROL = dict.fromkeys([*range(0x00, 0x20), *range(0x7F, 0xA0)], "\N{REPLACEMENT CHARACTER}")
-
-
-def printable(text: str) -> str:
-    """``text`` with every control character (escape sequences, newlines, tabs) replaced by U+FFFD."""
-    return text.translate(_CONTROL)
 
 
 def _wrap(text: str, indent: str, width: int = 100) -> list[str]:

@@ -5,6 +5,7 @@ what the gate would compute again for the same key (why, in each class's docstri
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
@@ -76,11 +77,13 @@ class VerifiedMemo:
 
     @staticmethod
     def key(raw: StoredAttestationLike, image: ImageReference) -> tuple[str, ...]:
-        notes = "\0".join(f"{k}={v}" for k, v in sorted(raw.annotations.items()))
+        # JSON with ASCII escapes: no two annotation maps share an encoding, and any string encodes,
+        # lone surrogates included.
+        notes = json.dumps(sorted(raw.annotations.items())).encode("ascii")
         return (
             hashlib.sha256(raw.data).hexdigest(),
             raw.media_type or "",
-            hashlib.sha256(notes.encode()).hexdigest(),
+            hashlib.sha256(notes).hexdigest(),
             str(image.digest),
         )
 

@@ -65,16 +65,11 @@ def read_attestations_file(path: str | os.PathLike[str]) -> list[RawAttestation]
     """The ``--attestations`` file: one JSON document (DSSE envelope or Sigstore bundle) per line; blank
     lines are skipped. Each line is named ``FILE:LINE`` in the decision. Raises :class:`InputError`."""
     from attestation.cosign import RawAttestation
+    from attestation.files import read_bounded
     from gate.checklist import MAX_ATTESTATIONS
 
     name = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_ATTESTATIONS_FILE_BYTES + 1)
-    except OSError as err:
-        raise InputError(f"cannot read attestations file {name}: {err.strerror}") from None
-    if len(data) > MAX_ATTESTATIONS_FILE_BYTES:
-        raise LimitExceeded(f"attestations file {name} is larger than {MAX_ATTESTATIONS_FILE_BYTES} bytes")
+    data = read_bounded(path, MAX_ATTESTATIONS_FILE_BYTES, "attestations file")
     out: list[RawAttestation] = []
     for number, line in enumerate(data.split(b"\n"), 1):
         if not line.strip():

@@ -2,9 +2,12 @@
 signed by them.
 
 Trust is configured once (:func:`load_trust_policy`) and reused for every verification: public keys
-(``--key``), and X.509/SPIFFE signers (CA certificates from ``--trust-bundle``, the exact SPIFFE IDs of
-``--spiffe-id``, the timestamp authorities of ``--tsa-certs``). :func:`verify_attestation` tries an
-envelope's certificate against the CAs when both are there, and the keys otherwise or after; each
+(``--key``), X.509/SPIFFE signers (CA certificates from ``--trust-bundle``, kept per trust domain, the
+exact SPIFFE IDs of ``--spiffe-id``, the timestamp authorities of ``--tsa-certs``), and keyless identities
+(Fulcio certificates, transparency log; ``--certificate-identity`` ..., :mod:`gate.trust_keyless`).
+:func:`verify_attestation` tries an envelope's certificate against the keyless trust and the CAs when they
+are there (only the CAs of the trust domain the certificate's SPIFFE ID names), and the keys otherwise or
+after; each
 signature that verifies becomes a :class:`SignerIdentity`, which flows into the decision (``signer``) and
 the policy input (``signatures[]``).
 """
@@ -31,20 +34,27 @@ if TYPE_CHECKING:
     from attestation.cosign import VerificationMaterial
     from attestation.dsse import Envelope
     from attestation.keys import PublicKey
+    from attestation.spiffe import TrustBundle
+    from gate.trust_keyless import KeylessEntry, KeylessTrust
 
 
 @dataclass(frozen=True)
 class SignerIdentity:
     """A signature that verified and whom it proves signed the envelope."""
 
-    kind: Literal["key", "x509"]
+    kind: Literal["key", "x509", "keyless"]
     keyid: str  # the trusted key's fingerprint (key) or the leaf key's (x509); never the envelope's hint
     sig: bytes
     algorithm: str = ""
     spiffe_id: str | None = None
     certificate: str | None = None  # PEM
     chain: tuple[str, ...] = ()
-    signed_at: str | None = None  # RFC 3339, from a verified RFC 3161 timestamp only
+    signed_at: str | None = None  # RFC 3339, from a verified RFC 3161 timestamp (or Rekor promise) only
+    # keyless: the certificate's identity (the SAN that matched), its OIDC issuer, the log entry index
+    # (None: verified without a log, which a trust entry allowed explicitly)
+    san: str | None = None
+    issuer: str | None = None
+    log_index: int | None = None
 
     def to_signer_dict(self) -> dict[str, Any]:
         """The decision's ``attestations[].signer``."""
@@ -55,6 +65,8 @@ class SignerIdentity:
             out["spiffe_id"] = self.spiffe_id
         if self.signed_at:
             out["signed_at"] = self.signed_at
+        if self.kind == "keyless":
+            out.update(san=self.san, issuer=self.issuer, log_index=self.log_index)
         return out
 
     def to_policy_signature(self) -> dict[str, Any]:
@@ -67,6 +79,10 @@ class SignerIdentity:
             out["spiffe_id"] = self.spiffe_id
         if self.signed_at:
             out["signed_at"] = self.signed_at
+        if self.kind == "keyless":
+            out["san"] = self.san
+            out["issuer"] = self.issuer
+            out["log_index"] = self.log_index
         return out
 
 
@@ -75,21 +91,30 @@ class TrustPolicy:
     """Everything the gate trusts. Immutable; build it once with :func:`load_trust_policy`."""
 
     keys: tuple[PublicKey, ...] = ()
-    # X.509/SPIFFE trust: CA certificates, the SPIFFE IDs allowed to sign, TSA certificates.
-    x509_roots: tuple[Any, ...] = ()
+    # X.509/SPIFFE trust: the CA bundle of each trust domain (bound, one per domain), the SPIFFE IDs
+    # allowed to sign, TSA certificates.
+    x509_bundles: tuple[TrustBundle, ...] = ()
     spiffe_ids: tuple[str, ...] = ()
     tsa_certs: tuple[Any, ...] = ()
+    # Keyless: Fulcio identities under Sigstore trusted roots (gate.trust_keyless.KeylessTrust).
+    keyless: KeylessTrust | None = None
+
+    @property
+    def x509_roots(self) -> tuple[Any, ...]:
+        """Every trusted CA certificate, of every trust domain: only to tell whether there are any."""
+        return tuple(c for b in self.x509_bundles for c in b.authorities)
 
     @property
     def empty(self) -> bool:
-        return not self.keys and not self.x509_roots
+        return not self.keys and not self.x509_bundles and (self.keyless is None or self.keyless.empty)
 
     @functools.cached_property
     def digest(self) -> str:
         """``sha256:<hex>`` over everything trusted, for verdict-cache keys (DESIGN.md §6): the same for
         the same trust however it was given (file order, a file given twice), different as soon as any
-        key, CA certificate, allowed SPIFFE ID or TSA certificate is added, removed or replaced."""
-        h = hashlib.sha256(b"provgate trust policy v1\0")
+        key, CA certificate or the trust domain it is trusted for, allowed SPIFFE ID or TSA certificate is
+        added, removed or replaced."""
+        h = hashlib.sha256(b"provgate trust policy v2\0")
 
         def part(kind: bytes, items: Iterable[bytes]) -> None:
             # Every item length-prefixed and every part counted: no two trust policies hash alike by
@@ -100,9 +125,19 @@ class TrustPolicy:
                 h.update(b"%d\0%s" % (len(value), value))
 
         part(b"keys", (k.spki_der for k in self.keys))
-        part(b"x509-roots", (_der(c) for c in self.x509_roots))
+        # Which trust domain a CA vouches for is part of the trust: the same CAs mapped to other trust
+        # domains admit other signers.
+        domains: dict[str, list[Any]] = {}
+        for bundle in self.x509_bundles:
+            domains.setdefault(bundle.trust_domain or "", []).extend(bundle.authorities)
+        part(b"trust-domains", (td.encode() for td in domains))
+        for td in sorted(domains):
+            part(b"x509-roots:" + td.encode(), (_der(c) for c in domains[td]))
         part(b"spiffe-ids", (i.encode() for i in self.spiffe_ids))
         part(b"tsa-certs", (_der(c) for c in self.tsa_certs))
+        if self.keyless is not None and not self.keyless.empty:
+            # Only when configured: key and SPIFFE trust keep the digests they had before keyless existed.
+            part(b"keyless", self.keyless.digest_parts())
         return "sha256:" + h.hexdigest()
 
 
@@ -112,11 +147,16 @@ def load_trust_policy(
     trust_bundles: Sequence[str | os.PathLike[str]] = (),
     spiffe_ids: Sequence[str] = (),
     tsa_cert_files: Sequence[str | os.PathLike[str]] = (),
+    keyless: Sequence[KeylessEntry] = (),
 ) -> TrustPolicy:
     """Load and check every trust file now, so a bad one is an error at start-up, never per request.
 
     Raises :class:`~attestation.errors.KeyLoadError` / :class:`~attestation.errors.InputError` naming the
-    file. ``trust_bundles`` (PEM or SPIFFE JSON, old CAs kept) need at least one exact ``spiffe_ids``.
+    file. ``trust_bundles`` (``[TD=]FILE``: PEM, SPIFFE JSON or SPIRE's JSON, old CAs kept) need at least
+    one exact ``spiffe_ids``. A file that does not name its trust domain is for ``TD`` when given, else for
+    the one trust domain of the ``spiffe_ids`` (an error when they name several); every trust domain of
+    ``spiffe_ids`` needs a bundle. ``keyless`` entries (:class:`gate.trust_keyless.KeylessEntry`) have
+    their trusted roots loaded once.
     """
     from attestation.keys import load_public_key_file
 
@@ -127,8 +167,15 @@ def load_trust_policy(
         if key.spki_der not in seen:  # the same key given twice must not count twice anywhere
             seen.add(key.spki_der)
             keys.append(key)
-    roots, ids, tsa = _load_x509_trust(trust_bundles, spiffe_ids, tsa_cert_files)
-    return TrustPolicy(keys=tuple(keys), x509_roots=roots, spiffe_ids=ids, tsa_certs=tsa)
+    bundles, ids, tsa = _load_x509_trust(trust_bundles, spiffe_ids, tsa_cert_files)
+    keyless_trust = None
+    if keyless:
+        from gate.trust_keyless import load_keyless_trust
+
+        keyless_trust = load_keyless_trust(keyless)
+    return TrustPolicy(
+        keys=tuple(keys), x509_bundles=bundles, spiffe_ids=ids, tsa_certs=tsa, keyless=keyless_trust
+    )
 
 
 def _der(cert: x509.Certificate) -> bytes:
@@ -141,10 +188,10 @@ def _load_x509_trust(
     bundle_files: Sequence[str | os.PathLike[str]],
     spiffe_ids: Sequence[str],
     tsa_cert_files: Sequence[str | os.PathLike[str]],
-) -> tuple[tuple[Any, ...], tuple[str, ...], tuple[Any, ...]]:
+) -> tuple[tuple[TrustBundle, ...], tuple[str, ...], tuple[Any, ...]]:
     if not (bundle_files or spiffe_ids or tsa_cert_files):
         return (), (), ()  # key-only trust: spare every start-up the SPIFFE/TSA imports (grpc, httpx)
-    from attestation.spiffe import load_trust_bundle, merge_bundles, parse_spiffe_id
+    from attestation.spiffe import parse_spiffe_id
     from attestation.timestamp import load_tsa_certs
 
     ids = tuple(sorted({parse_spiffe_id(i, what="--spiffe-id") for i in spiffe_ids}))
@@ -152,14 +199,35 @@ def _load_x509_trust(
         raise InputError("--trust-bundle needs at least one --spiffe-id naming who may sign")
     if ids and not bundle_files:
         raise InputError("--spiffe-id needs a --trust-bundle to verify the certificates against")
-    roots: tuple[Any, ...] = ()
-    if bundle_files:
-        roots = merge_bundles([load_trust_bundle(f) for f in bundle_files]).authorities
+    bundles = _load_bundles(bundle_files, ids) if bundle_files else ()
     tsa: list[Any] = []
     for f in tsa_cert_files:
         loaded = load_tsa_certs(f)
         tsa.extend([*loaded.roots, *loaded.intermediates])
-    return roots, ids, tuple(tsa)
+    return bundles, ids, tuple(tsa)
+
+
+def _load_bundles(
+    bundle_files: Sequence[str | os.PathLike[str]], ids: Sequence[str]
+) -> tuple[TrustBundle, ...]:
+    """The ``--trust-bundle`` files bound to their trust domains (a file that names none is for the one
+    trust domain of the ``--spiffe-id`` values), one for every trust domain an allowed ID names."""
+    from attestation.spiffe import load_bundle_args, trust_domain_of
+
+    domains = sorted({trust_domain_of(i) for i in ids})
+    loaded = load_bundle_args(
+        bundle_files,
+        default_trust_domain=domains[0] if len(domains) == 1 else None,
+        why_no_default=f" (the --spiffe-id values name {len(domains)} trust domains: {', '.join(domains)})",
+    )
+    for spiffe_id in ids:
+        td = trust_domain_of(spiffe_id)
+        if loaded.for_trust_domain(td) is None:
+            given = ", ".join(loaded.trust_domains)
+            raise InputError(
+                f"--spiffe-id {spiffe_id}: no --trust-bundle for its trust domain {td} (given: {given})"
+            )
+    return loaded.bundles
 
 
 def _verify_keys(
@@ -191,7 +259,7 @@ def _hints(key: PublicKey) -> set[str]:
 def _verify_x509(
     envelope: Envelope, trust: TrustPolicy, material: VerificationMaterial
 ) -> list[SignerIdentity]:
-    from attestation.spiffe import TrustBundle
+    from attestation.spiffe import TrustBundles
     from attestation.timestamp import TsaTrust
     from attestation.x509 import verify_envelope_x509
 
@@ -207,7 +275,7 @@ def _verify_x509(
         certificate=material.certificate,
         chain=material.chain,
         timestamps=material.rfc3161_timestamps,
-        bundle=TrustBundle(authorities=tuple(trust.x509_roots), source="--trust-bundle"),
+        bundles=TrustBundles(trust.x509_bundles),
         allowed_ids=set(trust.spiffe_ids),
         tsa=tsa,
     )
@@ -226,6 +294,39 @@ def _verify_x509(
     ]
 
 
+def _verify_keyless(
+    envelope: Envelope, trust: TrustPolicy, material: VerificationMaterial
+) -> list[SignerIdentity]:
+    from attestation.spiffe import parse_spiffe_id
+    from gate.trust_keyless import verify_keyless
+
+    assert trust.keyless is not None  # routed here only when configured
+    out = []
+    for v in verify_keyless(envelope, material, trust.keyless):
+        spiffe_id = None
+        if v.identity.startswith("spiffe://"):
+            try:
+                spiffe_id = parse_spiffe_id(v.identity, what="certificate identity")
+            except InputError:
+                spiffe_id = None
+        out.append(
+            SignerIdentity(
+                kind="keyless",
+                keyid=v.keyid,
+                sig=v.sig,
+                algorithm=v.algorithm,
+                spiffe_id=spiffe_id,
+                certificate=v.certificate_pem,
+                chain=v.chain_pems,
+                signed_at=v.signed_at.isoformat().replace("+00:00", "Z"),
+                san=v.identity,
+                issuer=v.issuer,
+                log_index=v.log_index,
+            )
+        )
+    return out
+
+
 def verify_attestation(
     envelope: Envelope, material: VerificationMaterial, trust: TrustPolicy
 ) -> list[SignerIdentity]:
@@ -240,9 +341,15 @@ def verify_attestation(
             f"{envelope.source}: payload type {envelope.payload_type[:100]!r} is not {PAYLOAD_TYPE_INTOTO}"
         )
     if trust.empty:
-        raise VerificationError("no trusted keys or certificate roots configured")
+        raise VerificationError("no trusted keys, certificate roots or keyless identities configured")
     errors: list[str] = []
-    if material.has_certificate and trust.x509_roots:
+    if material.has_certificate and trust.keyless is not None and not trust.keyless.empty:
+        try:
+            return _verify_keyless(envelope, trust, material)
+        except VerificationError as err:
+            log.debug("%s: not a trusted keyless signature: %s", envelope.source, err)
+            errors.append(str(err))
+    if material.has_certificate and trust.x509_bundles:
         try:
             return _verify_x509(envelope, trust, material)
         except VerificationError as err:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,20 +82,25 @@ class Gate:
     :meth:`close`) closes the engine.
     """
 
-    def __init__(self, config: GateConfig) -> None:
+    def __init__(
+        self, config: GateConfig, *, registry_observer: Callable[[str, str], None] | None = None
+    ) -> None:
+        """``registry_observer(registry, outcome)`` is told of every registry request (metrics)."""
         from gate.policy import load_policy_set, make_engine
 
         self.config = config
+        self._registry_observer = registry_observer
         self.trust = load_trust_policy(
             config.key_files,
             trust_bundles=config.trust_bundles,
             spiffe_ids=config.spiffe_ids,
             tsa_cert_files=config.tsa_cert_files,
+            keyless=config.keyless,
         )
         if self.trust.empty:
             raise InputError(
-                "no trust configured: give at least one --key (a PEM public key file) "
-                "or --trust-bundle with --spiffe-id"
+                "no trust configured: give at least one --key (a PEM public key file), "
+                "--trust-bundle with --spiffe-id, or --certificate-identity with --certificate-oidc-issuer"
             )
         paths = list(config.policy_paths)
         if not paths:
@@ -123,8 +128,10 @@ class Gate:
         return RegistryClient(
             insecure_registries=list(self.config.insecure_registries),
             ca_file=str(self.config.ca_file) if self.config.ca_file else None,
+            docker_config=str(self.config.docker_config) if self.config.docker_config else None,
             cache_bytes=self.config.registry_cache_bytes,
             cache_ttl=self.config.registry_cache_ttl,
+            observer=self._registry_observer,
         )
 
     async def __aenter__(self) -> Gate:
@@ -209,6 +216,16 @@ class Gate:
                 elapsed_ms=ms_since(started),
             )
 
+    async def resolve(self, image: ImageReference, *, deadline: float) -> ImageReference:
+        """``image`` pinned to the digest its tag names in the registry now (a digest is checked).
+        Raises :class:`RegistryError`; needs ``async with`` (the gate's own registry client)."""
+        from attestation.oci import reader
+
+        if self._client is None:
+            raise RegistryError("the gate has no registry client open (use `async with Gate(...)`)")
+        resolved = await reader.resolve(self._client, image, deadline=deadline)
+        return resolved.reference
+
     async def _fetch_and_check(
         self, client: Any, ref: ImageReference, deadline: float, started: float, named: list[str]
     ) -> Prepared:
@@ -262,16 +279,12 @@ class Gate:
 
     def _check_one(self, raw: StoredAttestationLike, ref: ImageReference) -> Checked:
         key = VerifiedMemo.key(raw, ref)
-        # Only key-based trust decides the same way for the same bytes at any time; an X.509 signer's
-        # certificate can expire between two calls, so with certificate roots configured nothing is kept.
-        if self.trust.x509_roots:
-            return replace(check_attestation(raw, ref, self.trust), key=key)
         found = self._verified.get(key, raw.source)
         if found is not None:
             log.debug("%s: verified before for %s (the same bytes): remembered", raw.source, ref.pinned)
             return found
         checked = replace(check_attestation(raw, ref, self.trust), key=key)
-        if checked.statement is not None:
+        if checked.statement is not None and all(_timeless(s) for s in checked.statement.signers):
             # The parsed statement takes a few times its JSON (docs/performance.md), and its encoding
             # once more: five times the encoding is the estimate.
             self._verified.put(key, checked, len(raw.data) + 5 * len(checked.statement.encoded or b""))
@@ -354,6 +367,14 @@ class Gate:
         import asyncio  # here: the offline path above runs no event loop and need not import it
 
         return asyncio.run(self.verify(image, deadline=deadline))
+
+
+def _timeless(signer: Any) -> bool:
+    """Whether a verified signature verifies the same way for the same bytes at any later time, so it
+    may be remembered: a key signature, a keyless one (checked at the time its log entry or timestamp
+    proves, never "now"), an X.509 one checked at a trusted timestamp. An X.509 signature checked at the
+    current time can expire between two calls."""
+    return signer.kind in ("key", "keyless") or (signer.kind == "x509" and signer.signed_at is not None)
 
 
 async def _settle(*tasks: asyncio.Future[Any]) -> None:

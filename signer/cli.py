@@ -259,7 +259,34 @@ def provenance_cmd(
     help="Sign with this workload's SPIRE X509-SVID from the Workload API at URI "
     "(unix:///path/api.sock); prints a Sigstore bundle with the certificate chain.",
 )
-@click.option("--spiffe-id", metavar="ID", help="With --spiffe-socket: which of the issued SVIDs to use.")
+@click.option(
+    "--spiffe-id", metavar="ID", help="With --spiffe-socket: which of the issued SVIDs (or JWT-SVIDs) to use."
+)
+@click.option(
+    "--keyless",
+    is_flag=True,
+    help="Sign with a short-lived Fulcio certificate for this workload's identity token (a JWT-SVID from "
+    "--spiffe-socket / SPIFFE_ENDPOINT_SOCKET, or --identity-token-file) and record the signature in "
+    "a transparency log; stores a Sigstore bundle.",
+)
+@click.option(
+    "--trust-config",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="With --keyless: the Sigstore instance to use, a ClientTrustConfig JSON file (trusted root + "
+    "signing config). Default: the public-good instance.",
+)
+@click.option(
+    "--identity-token-file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="With --keyless: read the identity token (a JWT) from FILE instead of the Workload API.",
+)
+@click.option("--fulcio-url", metavar="URL", help="With --keyless: use this Fulcio instead of the config's.")
+@click.option("--rekor-url", metavar="URL", help="With --keyless: use this transparency log instead.")
+@click.option(
+    "--oidc-issuer", metavar="URL", help="With --keyless: refuse an identity token from another issuer."
+)
 @click.option(
     "--tsa-url",
     metavar="URL",
@@ -336,9 +363,11 @@ def provenance_cmd(
 )
 @click.option(
     "--spire-trust-bundle",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="With --enforce-nonfalsifiability spire: the SPIRE trust bundle (PEM or SPIFFE JSON).",
+    "spire_trust_bundles",
+    multiple=True,
+    metavar="[TD=]FILE",
+    help="With --enforce-nonfalsifiability spire: a SPIRE trust bundle (PEM, SPIFFE or SPIRE JSON), "
+    "for --spire-trust-domain unless TD= or the file names another (repeatable).",
 )
 @click.option(
     "--spire-trust-domain",
@@ -366,15 +395,23 @@ def sign_cmd(
     annotations_out: str | None = None,
     file_out: str | None = None,
     enforce_nonfalsifiability: str = "none",
-    spire_trust_bundle: str | None = None,
+    spire_trust_bundles: tuple[str, ...] = (),
     spire_trust_domain: str | None = None,
+    keyless: bool = False,
+    trust_config: str | None = None,
+    identity_token_file: str | None = None,
+    fulcio_url: str | None = None,
+    rekor_url: str | None = None,
+    oidc_issuer: str | None = None,
 ) -> None:
     """Build the provenance of a completed run, sign it, and store it.
 
     With --key the result is a DSSE envelope (payloadType application/vnd.in-toto+json), what Tekton
     Chains stores and what 'cosign verify-attestation' and 'gate verify' check. With --spiffe-socket it
     is signed with the workload's SPIRE X509-SVID and carries the certificate chain (and an RFC 3161
-    timestamp with --tsa-url), printed as a Sigstore bundle.
+    timestamp with --tsa-url), printed as a Sigstore bundle. With --keyless it is signed with a Fulcio
+    certificate for the workload's identity token and recorded in a transparency log: a Sigstore bundle,
+    stored by the oci storage as an OCI 1.1 referrer.
 
     \b
     Examples:
@@ -386,13 +423,31 @@ def sign_cmd(
           --oci-encoding-format sigstore-bundle --annotations-out notes.json --file-out att.jsonl
       signer sign taskrun.yaml --key cosign.key --enforce-nonfalsifiability spire \\
           --spire-trust-bundle bundle.pem --spire-trust-domain example.org
+      signer sign taskrun.yaml --keyless --spiffe-socket unix:///run/spire/agent.sock \\
+          --trust-config private-sigstore.json --storage oci,tekton --annotations-out notes.json
     """
     from signer.attest import ArtifactConfig, AttestConfig, attest
 
-    if (key is None) == (spiffe_socket is None):
-        raise click.UsageError("give exactly one of --key FILE or --spiffe-socket URI")
-    if spiffe_socket is None and (tsa_url or spiffe_id):
-        raise click.UsageError("--tsa-url and --spiffe-id go with --spiffe-socket")
+    keyless_flags = trust_config or identity_token_file or fulcio_url or rekor_url or oidc_issuer
+    if keyless:
+        if key is not None:
+            raise click.UsageError("give exactly one of --key FILE or --spiffe-socket URI, or --keyless")
+        if tsa_url:
+            raise click.UsageError(
+                "--tsa-url goes with --spiffe-socket; --keyless takes its TSA from --trust-config"
+            )
+        if identity_token_file and (spiffe_socket or spiffe_id):
+            raise click.UsageError("give --identity-token-file or --spiffe-socket with --keyless, not both")
+    else:
+        if keyless_flags:
+            raise click.UsageError(
+                "--trust-config, --identity-token-file, --fulcio-url, --rekor-url and --oidc-issuer "
+                "go with --keyless"
+            )
+        if (key is None) == (spiffe_socket is None):
+            raise click.UsageError("give exactly one of --key FILE or --spiffe-socket URI, or --keyless")
+        if spiffe_socket is None and (tsa_url or spiffe_id):
+            raise click.UsageError("--tsa-url and --spiffe-id go with --spiffe-socket")
     backends, storage_config = _storage(
         storage,
         oci_encoding_format,
@@ -402,8 +457,24 @@ def sign_cmd(
         annotations_out=annotations_out,
         file_out=file_out,
     )
-    spire_config = _spire_config(enforce_nonfalsifiability, spire_trust_bundle, spire_trust_domain)
-    name, signing = _signing(key, key_password_file, spiffe_socket, spiffe_id, tsa_url)
+    spire_config = _spire_config(enforce_nonfalsifiability, spire_trust_bundles, spire_trust_domain)
+    signing: SigningBackend
+    if keyless:
+        from signer.signing.keyless import KeylessConfig, KeylessSigning
+
+        keyless_config = KeylessConfig(
+            trust_config=trust_config,
+            fulcio_url=fulcio_url,
+            rekor_url=rekor_url,
+            issuer=oidc_issuer,
+            token_file=identity_token_file,
+            spiffe_socket=spiffe_socket,
+            spiffe_id=spiffe_id,
+        )
+        keyless_config.check()
+        name, signing = "keyless", KeylessSigning(keyless_config)
+    else:
+        name, signing = _signing(key, key_password_file, spiffe_socket, spiffe_id, tsa_url)
     artifact = ArtifactConfig(format=fmt, storage=backends, signer=name, deep_inspection=deep_inspection)
     config = AttestConfig(
         signers={name: signing},
@@ -428,6 +499,8 @@ def sign_cmd(
         _write_output(outcome.signed.portable(), out)
     for where in outcome.stored:
         click.echo(f"stored in {where}", err=True)
+    if outcome.signed.transparency:
+        click.echo(f"transparency log entry: {outcome.signed.transparency}", err=True)
 
 
 def _storage(
@@ -479,22 +552,24 @@ def _signing(
     return "key", KeySigning.load(key or "", password_file=key_password_file)
 
 
-def _spire_config(mode: str, bundle_file: str | None, trust_domain: str | None) -> SpireConfig:
+def _spire_config(mode: str, bundle_files: Sequence[str], trust_domain: str | None) -> SpireConfig:
     from signer.spire.nonfalsifiability import SpireConfig
 
     if mode == "none":
-        if bundle_file or trust_domain:
+        if bundle_files or trust_domain:
             raise click.UsageError(
                 "--spire-trust-bundle/--spire-trust-domain go with --enforce-nonfalsifiability spire"
             )
         return SpireConfig()
-    if not bundle_file or not trust_domain:
+    if not bundle_files or not trust_domain:
         raise click.UsageError(
             "--enforce-nonfalsifiability spire needs --spire-trust-bundle and --spire-trust-domain"
         )
-    from attestation.spiffe import load_trust_bundle
+    from attestation.spiffe import load_bundle_args, validate_trust_domain
 
-    return SpireConfig("spire", trust_domain=trust_domain, bundle=load_trust_bundle(bundle_file))
+    validate_trust_domain(trust_domain, what="--spire-trust-domain")
+    bundles = load_bundle_args(bundle_files, default_trust_domain=trust_domain)
+    return SpireConfig("spire", trust_domain=trust_domain, bundle=bundles)
 
 
 def _write_output(data: bytes, out: str | None) -> None:
@@ -511,11 +586,18 @@ def _write_output(data: bytes, out: str | None) -> None:
 @click.argument("run", type=click.Path(dir_okay=False))
 @click.option(
     "--trust-bundle",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="SPIRE trust bundle, PEM or SPIFFE JSON (spire-server bundle show).",
+    "trust_bundles",
+    multiple=True,
+    metavar="[TD=]FILE",
+    help="SPIRE trust bundle: PEM or SPIFFE JSON (spire-server bundle show), for --trust-domain unless "
+    "given as TD=FILE; or SPIRE's JSON or bundle list output, which names its trust domains (repeatable). "
+    "An SVID is checked only against its own trust domain's bundle.",
 )
-@click.option("--spiffe-socket", metavar="URI", help="Take the trust bundle from the Workload API at URI.")
+@click.option(
+    "--spiffe-socket",
+    metavar="URI",
+    help="Take the trust bundles from the Workload API at URI (its own and the federated ones).",
+)
 @click.option("--trust-domain", required=True, metavar="TD", help="SPIRE trust domain, e.g. example.org.")
 @click.option(
     "--require-status-signature",
@@ -535,7 +617,7 @@ def _write_output(data: bytes, out: str | None) -> None:
 def verify_results_cmd(
     ctx: click.Context,
     run: str,
-    trust_bundle: str | None,
+    trust_bundles: tuple[str, ...],
     spiffe_socket: str | None,
     trust_domain: str,
     require_status_signature: bool = False,
@@ -551,21 +633,21 @@ def verify_results_cmd(
       signer verify-results taskrun.yaml --trust-bundle bundle.pem --trust-domain example.org \\
         --require-status-signature --controller-spiffe-id spiffe://example.org/tekton/controller
     """
+    from attestation.spiffe import load_bundle_args, validate_trust_domain
     from signer.documents import load_documents
     from signer.run import runs_from_documents
     from signer.spire.results import verify_run_results
-    from signer.spire.trust import bundle_from_workload_api
+    from signer.spire.trust import bundles_from_workload_api
 
-    if (trust_bundle is None) == (spiffe_socket is None):
-        raise click.UsageError("give exactly one of --trust-bundle FILE or --spiffe-socket URI")
+    if bool(trust_bundles) == (spiffe_socket is not None):
+        raise click.UsageError("give --trust-bundle FILE or --spiffe-socket URI, not both")
     if controller_spiffe_ids and not require_status_signature:
         raise click.UsageError("--controller-spiffe-id goes with --require-status-signature")
-    if trust_bundle is not None:
-        from attestation.spiffe import load_trust_bundle
-
-        bundle = load_trust_bundle(trust_bundle)
+    validate_trust_domain(trust_domain, what="--trust-domain")
+    if trust_bundles:
+        bundle = load_bundle_args(trust_bundles, default_trust_domain=trust_domain)
     else:
-        bundle = bundle_from_workload_api(spiffe_socket, trust_domain)
+        bundle = bundles_from_workload_api(spiffe_socket, trust_domain, federated=True)
     runs = runs_from_documents(load_documents(run), source=run)
     if len(runs) != 1:
         raise InputError(f"{run}: expected one TaskRun, found {len(runs)} runs")

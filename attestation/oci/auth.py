@@ -11,7 +11,8 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,12 @@ class Credentials:
 
     def __repr__(self) -> str:  # never print secrets
         return f"Credentials(username={self.username!r}, source={self.source!r})"
+
+
+def registry_host(key: str) -> str:
+    """``https://host:port/v1/`` -> ``host:port``; Docker Hub aliases -> ``index.docker.io``: how docker
+    config files and pull secrets name registries, made comparable with an image's registry."""
+    return _host_of(key)
 
 
 def _host_of(key: str) -> str:
@@ -109,6 +116,29 @@ class DockerConfig:
         if entry is None:
             return None
         return _from_auth_entry(entry, f"docker config {self.path} entry {host!r}")
+
+
+def credentials_from_config_json(doc: object, where: str) -> dict[str, Credentials]:
+    """Credentials by registry host from a docker ``config.json`` document (``{"auths": {...}}``) or the
+    older ``.dockercfg`` one (the ``auths`` map itself), as Kubernetes keeps them in pull secrets."""
+    if isinstance(doc, dict) and isinstance(doc.get("auths"), dict):
+        doc = doc["auths"]
+    if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
+        raise InputError(f"{where}: not a docker config (a map of registries to credentials)")
+    out: dict[str, Credentials] = {}
+    for key, entry in doc.items():
+        found = _from_auth_entry(entry, f"{where} entry {_host_of(str(key))!r}")
+        if found is not None:
+            out.setdefault(_host_of(str(key)), found)
+    return out
+
+
+# Credentials that only the current task (and the tasks it starts) may use, looked up by registry host
+# before the docker config: a server sets them per request, e.g. from the Pod's imagePullSecrets.
+CredentialLookup = Callable[[str], Awaitable["Credentials | None"]]
+scoped_credentials: ContextVar[CredentialLookup | None] = ContextVar(
+    "provgate_scoped_credentials", default=None
+)
 
 
 def _from_auth_entry(entry: Mapping[str, Any], where: str) -> Credentials | None:

@@ -123,6 +123,12 @@ def _bad(what: str, msg: str) -> RegistryError:
     return RegistryError(f"{what}: {msg}")
 
 
+def _short(value: Any) -> str:
+    """A value from the manifest, quoted for a message and cut short (it may be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= 100 else text[:100] + "..."
+
+
 def _annotations(obj: Any, what: str) -> dict[str, str]:
     if obj is None:
         return {}
@@ -133,7 +139,7 @@ def _annotations(obj: Any, what: str) -> dict[str, str]:
     total = 0
     for key, value in obj.items():
         if not isinstance(value, str):
-            raise _bad(what, f"annotation {key!r} is not a string")
+            raise _bad(what, f"annotation {key[:100]!r} is not a string")
         total += len(key) + len(value)
     if total > MAX_ANNOTATION_BYTES:
         raise _bad(what, f"annotations larger than {MAX_ANNOTATION_BYTES} bytes")
@@ -147,9 +153,9 @@ def _descriptor(obj: Any, what: str) -> Descriptor:
     if not isinstance(media_type, str) or not media_type:
         raise _bad(what, "descriptor has no mediaType")
     if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
-        raise _bad(what, f"descriptor digest {digest!r} is malformed")
+        raise _bad(what, f"descriptor digest {_short(digest)} is malformed")
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        raise _bad(what, f"descriptor size {size!r} is not a non-negative integer")
+        raise _bad(what, f"descriptor size {_short(size)} is not a non-negative integer")
     artifact_type = obj.get("artifactType")
     if artifact_type is not None and not isinstance(artifact_type, str):
         raise _bad(what, "descriptor artifactType is not a string")
@@ -165,7 +171,7 @@ def parse_manifest(body: bytes, *, what: str, content_type: str | None = None) -
     if not isinstance(doc, dict):
         raise _bad(what, "manifest is not a JSON object")
     if doc.get("schemaVersion") != 2:
-        raise _bad(what, f"unsupported schemaVersion {doc.get('schemaVersion')!r}")
+        raise _bad(what, f"unsupported schemaVersion {_short(doc.get('schemaVersion'))}")
     media_type = doc.get("mediaType") or content_type
     if media_type not in IMAGE_MEDIA_TYPES:
         # OCI allows mediaType to be absent; tell an index from a manifest by its fields then.

@@ -45,6 +45,13 @@ class StoredAttestation:
     data: bytes
     annotations: dict[str, str] = field(default_factory=dict)
     source: str = ""
+    # Why what was pushed there cannot be an attestation (data is then empty): reported as one
+    # unverified attestation, never an error of the whole lookup (see fetch_attestations).
+    problem: str | None = None
+
+
+def _unusable(source: str, problem: str) -> StoredAttestation:
+    return StoredAttestation(media_type="", data=b"", source=source, problem=problem)
 
 
 async def resolve(client: RegistryClient, ref: str | ImageReference, *, deadline: float) -> ResolvedImage:
@@ -87,21 +94,37 @@ async def fetch_legacy(
     got = await client.get_manifest(repo, tag, deadline=deadline, missing_ok=True)
     if got is None:
         return []
-    manifest = layout.parse_manifest(got[0], what=f"{repo.name}:{tag}", content_type=got[1])
+    where = f"{repo.name}:{tag}"
+    try:
+        manifest = layout.parse_manifest(got[0], what=where, content_type=got[1])
+    except RegistryError as err:  # what was pushed under the tag, not a registry failure
+        return [_unusable(where, str(err))]
     if manifest.is_index:
-        raise RegistryError(f"{repo.name}:{tag} is an index, not a cosign attestation image")
+        return [_unusable(where, f"{where} is an index, not a cosign attestation image")]
     wanted = [(i, d) for i, d in enumerate(manifest.layers) if d.media_type == dsse.MEDIA_TYPE]
 
     def job(i: int, d: layout.Descriptor) -> Callable[[], Awaitable[StoredAttestation]]:
         async def fetch() -> StoredAttestation:
+            source = f"{where} layer {i}"
+            too_large = _too_large(d, source)
+            if too_large is not None:
+                return too_large
             data = await client.get_blob(
                 repo, d.digest, size=d.size, deadline=deadline, max_bytes=layout.MAX_ATTESTATION_BYTES
             )
-            return StoredAttestation(d.media_type, data, dict(d.annotations), f"{repo.name}:{tag} layer {i}")
+            return StoredAttestation(d.media_type, data, dict(d.annotations), source)
 
         return fetch
 
     return await _gather_bounded([job(i, d) for i, d in wanted])
+
+
+def _too_large(layer: layout.Descriptor, source: str) -> StoredAttestation | None:
+    # The size is the pusher's claim: too large is this attestation's problem, never a reason to fetch.
+    if layer.size > layout.MAX_ATTESTATION_BYTES:
+        limit = layout.MAX_ATTESTATION_BYTES
+        return _unusable(source, f"{source}: declared size {layer.size} exceeds the limit of {limit}")
+    return None
 
 
 async def list_referrers(
@@ -139,18 +162,28 @@ async def fetch_referrers(
             got = await client.get_manifest(repo, d.digest, deadline=deadline)
             assert got is not None
             what = f"referrer {repo.name}@{d.digest}"
-            manifest = layout.parse_manifest(got[0], what=what, content_type=got[1])
+            source = f"referrer {d.digest}"
+            # Anyone who may push to the repository may push a referrer: what it holds is judged as one
+            # attestation, and only the registry's own failures fail the lookup.
+            try:
+                manifest = layout.parse_manifest(got[0], what=what, content_type=got[1])
+            except RegistryError as err:
+                return _unusable(source, str(err))
             if manifest.subject is not None and manifest.subject.digest != image.digest:
-                raise RegistryError(f"{what}: its subject is {manifest.subject.digest}, not {image.digest}")
+                subject = manifest.subject.digest
+                return _unusable(source, f"{what}: its subject is {subject}, not {image.digest}")
             bundles = [x for x in manifest.layers if bundle.is_bundle_media_type(x.media_type)]
             if manifest.is_index or len(bundles) != 1:
                 return None  # not a bundle artifact (e.g. an SBOM referrer): not ours to judge
             layer = bundles[0]
+            too_large = _too_large(layer, source)
+            if too_large is not None:
+                return too_large
             data = await client.get_blob(
                 repo, layer.digest, size=layer.size, deadline=deadline, max_bytes=layout.MAX_ATTESTATION_BYTES
             )
             annotations = {**manifest.annotations, **layer.annotations}
-            return StoredAttestation(layer.media_type, data, annotations, f"referrer {d.digest}")
+            return StoredAttestation(layer.media_type, data, annotations, source)
 
         return fetch
 
@@ -165,7 +198,10 @@ async def fetch_attestations(
 
     ``repository`` overrides where the ``.att`` tag is looked up (referrers always live beside the
     image). Any registry failure raises :class:`RegistryError`: a partial answer could hide a
-    deny-worthy attestation set, so the caller must treat it as "cannot decide".
+    deny-worthy attestation set, so the caller must treat it as "cannot decide". What someone pushed
+    that cannot be an attestation (an unparsable ``.att`` or referrer manifest, a referrer about another
+    image, a layer declared larger than the bound) is not a registry failure: it comes back as one
+    :class:`StoredAttestation` with its ``problem``, so it cannot block the image's other attestations.
     """
     if image.reference.digest is None:
         raise RegistryError(f"image {image.reference}: attestations are only looked up by digest")

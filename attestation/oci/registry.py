@@ -21,14 +21,21 @@ import ssl
 import sys
 import time
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
 
 from attestation.errors import InputError, RegistryAuthError, RegistryError, RegistryUnavailable
 from attestation.oci import layout
-from attestation.oci.auth import Challenge, Credentials, DockerConfig, basic_header, parse_challenge
+from attestation.oci.auth import (
+    Challenge,
+    Credentials,
+    DockerConfig,
+    basic_header,
+    parse_challenge,
+    scoped_credentials,
+)
 from attestation.oci.cache import ContentCache
 from attestation.reference import ImageReference
 
@@ -121,9 +128,12 @@ class RegistryClient:
         plain_http_loopback: bool = True,
         cache_bytes: int = 0,
         cache_ttl: float = 60.0,
+        observer: Callable[[str, str], None] | None = None,
     ) -> None:
         """``cache_bytes`` > 0 lets a long-lived client (the gate's) remember content fetched by digest and
-        which registries lack the referrers API (:mod:`attestation.oci.cache`); tags are always asked."""
+        which registries lack the referrers API (:mod:`attestation.oci.cache`); tags are always asked.
+        ``observer(registry, outcome)`` is told of every request sent: the HTTP status, or ``error``."""
+        self._observer = observer
         self._insecure = {r.strip() for r in insecure_registries if r.strip()}
         self._plain_http_loopback = plain_http_loopback
         self._max_retries = max_retries
@@ -233,6 +243,11 @@ class RegistryClient:
         return scheme
 
     async def _credentials(self, registry: str) -> Credentials | None:
+        scoped = scoped_credentials.get()
+        if scoped is not None:
+            found = await scoped(registry)
+            if found is not None:
+                return found
         if registry in self._explicit_creds:
             return self._explicit_creds[registry]
         if self._docker_config is None:
@@ -360,10 +375,12 @@ class RegistryClient:
                         method, url, req_headers, content, max_bytes, where, follow_redirects
                     )
             except (TimeoutError, httpx.TimeoutException):
+                self._observe(registry, "error")
                 if time.monotonic() >= deadline:
                     raise RegistryUnavailable(f"{where}: deadline exceeded waiting for {registry}") from None
                 reason = "timed out"
             except httpx.TransportError as err:
+                self._observe(registry, "error")
                 cause = _ssl_cause(err)
                 if isinstance(cause, ssl.SSLCertVerificationError):
                     raise RegistryError(
@@ -371,6 +388,7 @@ class RegistryClient:
                     ) from None
                 reason = f"connection failed: {err or type(err).__name__}"
             else:
+                self._observe(registry, str(reply.status))
                 if reply.status == 401 and not authed_once:
                     authed_once = True
                     challenge = parse_challenge(reply.headers.get("www-authenticate"))
@@ -402,6 +420,10 @@ class RegistryClient:
             attempt += 1
             log.debug("%s: %s; retrying in %.2f s (attempt %d)", where, reason, delay, attempt + 1)
             await asyncio.sleep(delay)
+
+    def _observe(self, registry: str, outcome: str) -> None:
+        if self._observer is not None:
+            self._observer(registry, outcome)
 
     async def _send(
         self,

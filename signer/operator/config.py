@@ -135,15 +135,14 @@ class SignerSpec:
 
 
 def x509_signer(data: Mapping[str, str], secrets: SigningSecrets) -> SigningBackend:
-    """Chains' ``x509`` signer: ``cosign.key`` (+ ``cosign.password``) from the signing secrets, else
-    ``x509.pem`` (PKCS#8, unencrypted), as Chains looks for them."""
+    """Chains' ``x509`` signer: keyless (a Fulcio certificate, the signature in a transparency log) when
+    ``signers.x509.fulcio.enabled``; else ``cosign.key`` (+ ``cosign.password``) from the signing
+    secrets, else ``x509.pem`` (PKCS#8, unencrypted), as Chains looks for them."""
     from attestation.keys import load_private_key
     from signer.signing.key import KeySigning
 
     if _bool(data, "signers.x509.fulcio.enabled"):
-        raise ConfigError(
-            "signers.x509.fulcio.enabled: keyless signing is not available in this build of the operator"
-        )
+        return keyless_signer(data)
     cosign_key = secrets.get("cosign.key")
     if cosign_key is not None:
         password = secrets.files.get("cosign.password", b"")
@@ -157,6 +156,22 @@ def x509_signer(data: Mapping[str, str], secrets: SigningSecrets) -> SigningBack
         f"the x509 signer needs cosign.key (and cosign.password) or x509.pem in {secrets.source}, "
         "which holds neither"
     )
+
+
+def keyless_signer(data: Mapping[str, str]) -> SigningBackend:
+    """Keyless signing (:mod:`signer.signing.keyless`) from Chains' ``signers.x509.fulcio.*``,
+    ``signers.x509.identity.token.file`` and ``transparency.*`` keys; the identity token is a JWT-SVID from
+    ``provgate.spire.socket`` (else ``SPIFFE_ENDPOINT_SOCKET``) unless a token file is named. Nothing is
+    fetched here: the Sigstore configuration is read at the first signature."""
+    from signer.signing.keyless import KeylessConfig, KeylessSigning
+
+    socket = _text(data, "provgate.spire.socket") or None
+    config = KeylessConfig.from_chains(data, spiffe_socket=socket)
+    try:
+        config.check()
+    except InputError as err:
+        raise ConfigError(f"signers.x509.fulcio.enabled: {err}") from None
+    return KeylessSigning(config)
 
 
 def spire_signer(data: Mapping[str, str], secrets: SigningSecrets) -> SigningBackend:
@@ -187,6 +202,7 @@ SIGNERS: dict[str, SignerSpec] = {
             "signers.x509.fulcio.provider",
             "signers.x509.identity.token.file",
             "signers.x509.tuf.mirror.url",
+            "provgate.keyless.trust-config",
         ),
         factory=x509_signer,
     ),
@@ -463,10 +479,12 @@ def parse_config(
     if build_type is not None and build_type not in BUILD_TYPES:
         raise ConfigError(f"builddefinition.buildtype: {build_type!r} is not one of {', '.join(BUILD_TYPES)}")
     transparency = _text(data, "transparency.enabled", "false")
-    if transparency not in ("false", "False", "0", "f", "F", "FALSE"):
+    if transparency not in ("false", "False", "0", "f", "F", "FALSE") and not _bool(
+        data, "signers.x509.fulcio.enabled"
+    ):
         raise ConfigError(
-            f"transparency.enabled: {transparency!r}: uploading to a transparency log is not available "
-            "in this build of the operator"
+            f"transparency.enabled: {transparency!r}: provgate records keyless signatures in a transparency "
+            "log (signers.x509.fulcio.enabled), not signatures made with a key"
         )
     uses_file = any(a is not None and "file" in a.storage for a in (taskrun, pipelinerun))
     storage = _storage(data, uses_file)

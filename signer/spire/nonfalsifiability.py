@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from attestation.errors import InputError
-from attestation.spiffe import TrustBundle, validate_trust_domain
+from attestation.spiffe import TrustBundle, TrustBundles, validate_trust_domain
 from signer.spire.results import verify_run_results
 
 MODES = ("none", "spire")
@@ -22,7 +22,9 @@ MODES = ("none", "spire")
 class SpireConfig:
     enforce_nonfalsifiability: str = "none"
     trust_domain: str = "example.org"
-    bundle: TrustBundle | None = None
+    # The TaskRuns' trust domain's bundle (one that names no trust domain is taken as trust_domain's), or
+    # the bundles of several trust domains (the controller's may be another).
+    bundle: TrustBundle | TrustBundles | None = None
     # Also require the controller's status signature (status.annotations tekton.dev/status-hash...),
     # optionally pinned to the controller's SPIFFE IDs; off by default as Tekton never wrote it.
     require_status_signature: bool = False

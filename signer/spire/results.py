@@ -9,7 +9,9 @@ The canonical value is not the bytes the step wrote: the entrypoint decodes them
 That is lossy (``["a,b"]`` and ``["a","b"]`` sign the same text), so a verified result proves its
 canonical text, not its JSON shape; ``docs/spire.md`` explains what we do about it.
 
-Everything here is pure: the caller supplies the trust bundle and the validation time.
+Everything here is pure: the caller supplies the trust bundles and the validation time. An SVID is
+checked only against the bundle of its own trust domain; a bundle that does not name its trust domain is
+taken as the TaskRun's (``trust_domain``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 from cryptography import x509
 
 from attestation.errors import InputError, VerificationError
-from attestation.spiffe import TrustBundle, load_pem_certificates, validate_trust_domain
+from attestation.spiffe import TrustBundle, TrustBundles, load_pem_certificates, validate_trust_domain
 from attestation.x509 import VerifiedSvid, verify_svid
 from signer.run import ParamValue
 
@@ -123,7 +125,7 @@ def verify_results(
     namespace: str,
     name: str,
     trust_domain: str,
-    bundle: TrustBundle,
+    bundle: TrustBundle | TrustBundles,
     at: dt.datetime | None = None,
 ) -> ResultsVerdict:
     """Check the SPIRE signatures on a TaskRun's results (``Result`` objects or ``{name, value}`` dicts).
@@ -134,6 +136,7 @@ def verify_results(
     now) come from the caller.
     """
     validate_trust_domain(trust_domain)
+    bundles = TrustBundles.of(bundle, default_trust_domain=trust_domain)
     when = at or dt.datetime.now(dt.UTC)
     reasons: list[str] = []
 
@@ -153,15 +156,15 @@ def verify_results(
         else:
             values[key] = value
 
-    # 3. The SVID result is a certificate that chains to the trust bundle at that time and whose only URI
-    #    SAN is exactly this TaskRun's SPIFFE ID (Tekton ships the leaf alone; any further certificates are
-    #    untrusted path-building hints).
+    # 3. The SVID result is a certificate whose only URI SAN is exactly this TaskRun's SPIFFE ID and that
+    #    chains at that time to the bundle of that ID's trust domain (Tekton ships the leaf alone; any
+    #    further certificates are untrusted path-building hints).
     if KEY_SVID not in values:
         return ResultsVerdict(False, (*reasons, "no SVID result: the results are not SPIRE-signed"))
     try:
         leaf, intermediates = _svid_certificates(values[KEY_SVID])
         expected_id = taskrun_spiffe_id(trust_domain, namespace, name)
-        svid: VerifiedSvid = verify_svid(leaf, intermediates, bundle, at=when, allowed_ids={expected_id})
+        svid: VerifiedSvid = verify_svid(leaf, intermediates, bundles, at=when, allowed_ids={expected_id})
     except (InputError, VerificationError) as err:
         return ResultsVerdict(False, (*reasons, f"SVID: {err}"))
 
@@ -249,7 +252,7 @@ def verify_run_results(
     run: Any,
     *,
     trust_domain: str,
-    bundle: TrustBundle,
+    bundle: TrustBundle | TrustBundles,
     at: dt.datetime | None = None,
     require_status_signature: bool = False,
     controller_spiffe_ids: Collection[str] | None = None,
@@ -283,7 +286,7 @@ def verify_run_results(
     from signer.spire.status import verify_status_signature
 
     status_reasons = verify_status_signature(
-        run, bundle=bundle, at=at, controller_spiffe_ids=controller_spiffe_ids
+        run, bundle=bundle, at=at, controller_spiffe_ids=controller_spiffe_ids, trust_domain=trust_domain
     )
     if not status_reasons:
         return verdict

@@ -27,7 +27,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from attestation.errors import InputError, LimitExceeded, VerificationError
-from attestation.spiffe import TrustBundle, load_pem_certificates
+from attestation.spiffe import TrustBundle, TrustBundles, load_pem_certificates
 from attestation.x509 import verify_svid
 
 ANN_CONTROLLER_SVID = "tekton.dev/controller-svid"
@@ -95,18 +95,22 @@ def _annotations(status: Mapping[str, Any]) -> dict[str, str] | None:
 def verify_status_signature(
     run: Any,
     *,
-    bundle: TrustBundle,
+    bundle: TrustBundle | TrustBundles,
     at: dt.datetime | None = None,
     controller_spiffe_ids: Collection[str] | None = None,
+    trust_domain: str | None = None,
 ) -> list[str]:
     """Reasons the controller's status signature does not hold (empty: verified).
 
     Verified only when: ``tekton.dev/spire-verified`` is absent; ``tekton.dev/controller-svid`` is a
-    certificate that chains to ``bundle`` at ``at`` (default now) and, when ``controller_spiffe_ids`` is
-    given, has one of those SPIFFE IDs (Tekton itself checks no identity); ``tekton.dev/status-hash-sig``
+    certificate that chains at ``at`` (default now) to the bundle of its own SPIFFE ID's trust domain
+    (a lone bundle that names none is ``trust_domain``'s) and, when ``controller_spiffe_ids`` is given,
+    has one of those SPIFFE IDs (Tekton itself checks no identity); ``tekton.dev/status-hash-sig``
     verifies over the stored hash text with that certificate's key; and the stored hash equals the hash
-    recomputed from the status as it is now. :class:`InputError` when ``run`` is not a TaskRun.
+    recomputed from the status as it is now. :class:`InputError` when ``run`` is not a TaskRun or the
+    bundle names no trust domain and none is given.
     """
+    bundles = TrustBundles.of(bundle, default_trust_domain=trust_domain)
     obj = _taskrun_object(run)
     when = at or dt.datetime.now(dt.UTC)
     ann = _annotations(obj["status"])
@@ -136,7 +140,7 @@ def verify_status_signature(
             raise InputError(f"{ANN_CONTROLLER_SVID} holds no PEM certificate")
         # Tekton stores only the leaf; anything after it is an untrusted path-building hint.
         allowed = set(controller_spiffe_ids) if controller_spiffe_ids is not None else None
-        svid = verify_svid(certs[0], certs[1:], bundle, at=when, allowed_ids=allowed)
+        svid = verify_svid(certs[0], certs[1:], bundles, at=when, allowed_ids=allowed)
     except (InputError, VerificationError) as err:
         return [*reasons, f"controller SVID: {err}"]
 

@@ -52,8 +52,12 @@ class SignedProvenance:
     statement: Mapping[str, Any]
     envelope: dsse.Envelope
     public_key: PublicKey | None = None
-    certificate_chain_der: tuple[bytes, ...] = ()  # leaf first; never the trust anchor
+    certificate_chain_der: tuple[bytes, ...] = ()  # leaf first; never the trust anchor (keyless: may be)
     rfc3161_timestamps: tuple[bytes, ...] = field(default=())  # DER TimeStampResp over the signature
+    # Keyless: the Sigstore bundle exactly as the sigstore library made it (the log entry is only there),
+    # and the log entry as Chains names it in chains.tekton.dev/transparency.
+    sigstore_bundle: bytes | None = None
+    transparency: str | None = None
 
     @property
     def certificate_pem(self) -> bytes | None:
@@ -66,6 +70,8 @@ class SignedProvenance:
         return b"".join(_pem(der) for der in self.certificate_chain_der[1:])
 
     def bundle(self) -> bytes:
+        if self.sigstore_bundle is not None:
+            return self.sigstore_bundle
         from attestation.bundle import envelope_to_bundle
 
         return envelope_to_bundle(
@@ -84,7 +90,9 @@ class SignedProvenance:
     def portable(self) -> bytes:
         """One line for a file or stdout: the bare envelope when a key alone verifies it, else a bundle
         that carries the certificate chain and timestamp with it."""
-        return self.bundle() if self.certificate_chain_der else self.envelope.to_json()
+        if self.sigstore_bundle is not None or self.certificate_chain_der:
+            return self.bundle()
+        return self.envelope.to_json()
 
 
 @dataclass(frozen=True)
@@ -170,6 +178,7 @@ def store(
                 chain_pem=signed.chain_pem,
                 annotations=signed.layer_annotations(),
                 rfc3161_timestamps=signed.rfc3161_timestamps,
+                sigstore_bundle=signed.sigstore_bundle,
             )
             if not stored and config.oci_skip_without_subject:
                 log.debug("oci: the statement has no image subject; nothing to store beside an image")
@@ -189,6 +198,7 @@ def store(
                 signed.envelope,
                 certificate_pem=signed.certificate_pem,
                 chain_pem=signed.chain_pem,
+                transparency=signed.transparency,
             )
             if config.annotations_out:
                 write_annotations(config.annotations_out, notes)

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from cryptography import x509
@@ -109,13 +109,26 @@ async def store_oci(
     chain_pem: bytes | None = None,
     annotations: Mapping[str, str] | None = None,
     rfc3161_timestamps: Sequence[bytes] = (),
+    sigstore_bundle: bytes | None = None,
 ) -> list[OciStored]:
     """Store under every image subject; returns where, in subject order. Each subject must exist in its
-    registry (resolved by digest): attaching to a digest the registry does not hold would be lost."""
+    registry (resolved by digest): attaching to a digest the registry does not hold would be lost.
+
+    A keyless signature (``sigstore_bundle``) is stored as that bundle, an OCI 1.1 referrer, whatever
+    the encoding format: its transparency log entry exists only in the bundle. cosign's ``.att`` layout
+    can carry a Rekor v1 entry (its ``dev.sigstore.cosign/bundle`` annotation) but has no place for a
+    Rekor v2 one, and a ``.att`` layer without its log entry is a keyless signature in no log, which
+    neither cosign nor the gate accepts by default (docs/keyless.md).
+    """
     subjects = oci_subjects(statement)
     predicate_type = str(statement.get("predicateType") or "")
     bundle = None
-    if config.encoding_format == "sigstore-bundle":
+    encoding: EncodingFormat = config.encoding_format
+    if sigstore_bundle is not None:
+        bundle = sigstore_bundle
+        encoding = "sigstore-bundle"
+        config = replace(config, encoding_format=encoding)
+    elif config.encoding_format == "sigstore-bundle":
         bundle = envelope_to_bundle(
             envelope,
             public_key=public_key,
@@ -136,7 +149,7 @@ async def store_oci(
         try:
             if await _already_stored(client, image, envelope, key, config=config, deadline=deadline):
                 log.debug("%s already carries this statement signed by this signer", image.pinned)
-                stored.append(OciStored(image.pinned, config.encoding_format, already=True))
+                stored.append(OciStored(image.pinned, encoding, already=True))
                 continue
             if bundle is not None:
                 await push_attestation_referrer(
@@ -162,8 +175,8 @@ async def store_oci(
                 )
         finally:
             lock.release()
-        log.debug("attached to %s as %s", image.pinned, config.encoding_format)
-        stored.append(OciStored(image.pinned, config.encoding_format))
+        log.debug("attached to %s as %s", image.pinned, encoding)
+        stored.append(OciStored(image.pinned, encoding))
     return stored
 
 

@@ -48,6 +48,7 @@ def tekton_annotations(
     *,
     certificate_pem: bytes | None = None,
     chain_pem: bytes | None = None,
+    transparency: str | None = None,
     existing_size: int = 0,
 ) -> dict[str, str]:
     """The four annotations for one signed in-toto statement.
@@ -56,7 +57,8 @@ def tekton_annotations(
     envelope JSON (for in-toto formats Chains' "signature" is the envelope); ``cert``/``chain`` are
     base64 of PEM and present, possibly empty, even for key signers. ``existing_size`` is what the
     run's annotations already take, so an oversized result is refused here rather than by the API
-    server after the signature was made.
+    server after the signature was made. ``transparency`` (keyless: the log entry) becomes Chains'
+    ``chains.tekton.dev/transparency``.
     """
     key = short_key(kind, uid)
     out = {
@@ -65,6 +67,8 @@ def tekton_annotations(
         f"{PREFIX}cert-{key}": _b64(certificate_pem or b""),
         f"{PREFIX}chain-{key}": _b64(chain_pem or b""),
     }
+    if transparency:
+        out[ANNOTATION_TRANSPARENCY] = transparency
     total = existing_size + sum(len(k) + len(v) for k, v in out.items())
     if total > MAX_ANNOTATIONS_BYTES:
         raise LimitExceeded(
@@ -75,6 +79,7 @@ def tekton_annotations(
 
 
 ANNOTATION_SIGNED = f"{PREFIX}signed"
+ANNOTATION_TRANSPARENCY = f"{PREFIX}transparency"
 ANNOTATION_NOT_VERIFIED = "provgate.dev/not-verified"
 MAX_REASON_BYTES = 4096
 

@@ -145,7 +145,7 @@ def test_message_signature_bundle_is_not_an_attestation(gate: Gate, trusted_sign
             lambda d: d.update(mediaType="application/vnd.dev.sigstore.bundle.v9+json"),
             "unsupported bundle mediaType",
         ),
-        (lambda d: d.update(extra=1), "attestation 1: unknown bundle field(s) extra"),
+        (lambda d: d.update(extra=1), "attestation 1: unknown bundle field(s) 'extra'"),
         (
             lambda d: d["verificationMaterial"].update(certificate={"rawBytes": "AAAA"}),
             "needs exactly one of publicKey, x509CertificateChain, certificate (found 2)",

@@ -5,6 +5,7 @@ the same."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,9 @@ import policies
 from gate.policy import load_policy_set
 from gate.policy.model import encode_json
 from gate.policy.wasm import WasmEngine
-from gate.policy_input import build_policy_input, build_policy_input_json
+from gate.policy_input import VerifiedStatement, build_policy_input, build_policy_input_json
 from gate.verify import Gate, GateConfig
-from tests.gate.conftest import DIGEST_HEX, IMAGE, REPO, envelope_json, slsa02_statement
+from tests.gate.conftest import DIGEST_HEX, IMAGE, REPO, envelope_json, slsa02_statement, to_bytes
 
 INPUTS = Path(__file__).parent / "policy_inputs"
 
@@ -87,19 +88,33 @@ def _codes(prepared, gate: Gate) -> set[str]:
     return {v.code for v in gate.decide(prepared).violations}
 
 
+def test_a_signed_statement_with_a_lone_surrogate_is_unusable(gate: Gate, trusted_signer) -> None:
+    # "\ud800" is JSON for a lone surrogate, which Python keeps and Go (OPA) reads as U+FFFD: a statement
+    # holding one would read differently to the policy than it was signed, so it never reaches it; its
+    # signer is trusted, so the image is denied (not skipped, not undecided).
+    payload = json.dumps(slsa02_statement()).replace('"buildConfig"', '"note": "\\ud800", "buildConfig"', 1)
+    prepared = gate.prepare_offline(IMAGE, [envelope_json(payload.encode(), trusted_signer)])
+    assert prepared.verified == []
+    decision = gate.decide(prepared)
+    assert decision.decided and not decision.allowed and decision.exit_code == 1
+    assert "unpaired surrogate \\ud800" in decision.attestations[0].error
+
+
 def test_a_statement_that_cannot_be_encoded_is_still_refused_with_the_reason(
     gate: Gate, trusted_signer
 ) -> None:
-    # "\ud800" is valid JSON for a lone surrogate, which Python parses and UTF-8 cannot hold: no encoding
-    # is remembered, the document path is taken, and the engine refuses it as before (undecided, never
-    # allowed).
-    payload = json.dumps(slsa02_statement()).replace('"buildConfig"', '"note": "\\ud800", "buildConfig"', 1)
-    prepared = gate.prepare_offline(IMAGE, [envelope_json(payload.encode(), trusted_signer)])
+    # A statement no JSON reader of the gate would return (the lone surrogate above), handed over as
+    # verified: no encoding is remembered, the document path is taken, and the engine refuses it
+    # (undecided, never allowed).
+    prepared = gate.prepare_offline(IMAGE, [envelope_json(to_bytes(slsa02_statement()), trusted_signer)])
     [verified] = prepared.verified
-    assert verified.encoded is None
+    statement = {**verified.statement, "note": "\ud800"}
+    spoilt = VerifiedStatement(statement, verified.signers, verified.source).with_encoding()
+    assert spoilt.encoded is None
+    prepared.checked[0] = replace(prepared.checked[0], statement=spoilt, key=None)
     assert build_policy_input_json(prepared.image, prepared.verified) is None
     decision = gate.decide(prepared)
     assert not decision.allowed and decision.exit_code == 2
     assert any("not plain JSON" in e for e in decision.errors), decision.errors
     with pytest.raises(ValueError):
-        encode_json(verified.statement)
+        encode_json(statement)

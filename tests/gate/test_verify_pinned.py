@@ -85,9 +85,12 @@ def test_tag_and_digest_evaluates_the_digest(gate: Gate, server: RegistryServer,
     assert decision.image == image.pinned
 
 
-def test_registry_failure_after_the_tag_resolved_names_the_digest(gate: Gate, server: RegistryServer) -> None:
-    # The .att tag holds an index instead of a cosign attestation image: the attestations cannot be read,
-    # so no decision, and the decision names the digest the tag pointed to.
+def test_an_att_tag_holding_an_index_is_one_unverified_attestation(
+    gate: Gate, server: RegistryServer
+) -> None:
+    # Whoever can push the .att tag chose what it holds: an index instead of a cosign attestation image is
+    # reported as one attestation that could not be read, the decision is reached (denied: nothing
+    # verified) and names the digest the tag pointed to.
     from attestation.oci import layout
     from attestation.oci.writer import push_index
 
@@ -101,6 +104,39 @@ def test_registry_failure_after_the_tag_resolved_names_the_digest(gate: Gate, se
 
     image = asyncio.run(setup())
     decision = gate.verify_sync(f"{image.reference.name}:v1")
+    assert decision.decided and not decision.allowed and decision.exit_code == 1
+    assert decision.image == image.pinned
+    [att] = decision.attestations
+    assert not att.verified and "is an index" in att.error
+
+
+def test_registry_failure_after_the_tag_resolved_names_the_digest(
+    gate: Gate,
+    registry_plain: RegistryServer,  # noqa: F811
+) -> None:
+    # The referrers index (the tag-schema fallback on a registry without the API) lists a manifest the
+    # registry no longer holds: the lookup is incomplete, so no decision, and it names the digest.
+    import httpx
+
+    from attestation.oci import layout
+    from attestation.oci.writer import push_index
+
+    async def setup() -> tuple[ResolvedImage, ResolvedImage]:
+        deadline = time.monotonic() + 30
+        async with registry_plain.client() as client:
+            image = await push_image(
+                client, registry_plain.repo(), [b"dangling"], tag="v1", deadline=deadline
+            )
+            gone = await push_image(client, image.reference.name, [b"deleted later"], deadline=deadline)
+            tag = layout.referrers_fallback_tag(image.digest)
+            await push_index(client, image.reference.name, [gone], tag=tag, deadline=deadline)
+            return image, gone
+
+    image, gone = asyncio.run(setup())
+    repository = gone.reference.repository
+    deleted = httpx.delete(f"http://{registry_plain.host}/v2/{repository}/manifests/{gone.digest}")
+    assert deleted.status_code == 202
+    decision = gate.verify_sync(f"{image.reference.name}:v1")
     assert not decision.allowed and not decision.decided and decision.exit_code == 2
     assert decision.image == image.pinned
-    assert "is an index" in decision.errors[0]
+    assert gone.digest in decision.errors[0]

@@ -128,7 +128,7 @@ def test_text_output_cannot_drive_the_terminal(
     assert code == 1
     assert ESC not in out and "\a" not in out
     assert not any(line.startswith("FAKE") for line in out.splitlines())
-    assert "evil\ufffd]0;owned" in out
+    assert "evil\\x1b]0;owned\\x07\\x1b[2J\\x0aFAKE" in out  # shown, escaped, on one line
     # JSON keeps the exact text, escaped by the encoder.
     run(["verify", IMAGE, *args, "--attestations", str(lines), "--output", "json"])
     doc = json.loads(capsys.readouterr().out)
@@ -147,7 +147,7 @@ def test_printable_keeps_ordinary_text() -> None:
     assert printable("Required task 'buildah' is missing — ünïcode ✓") == (
         "Required task 'buildah' is missing — ünïcode ✓"
     )
-    assert printable("a\tb\nc\x7fd\x9be") == "a\ufffdb\ufffdc\ufffdd\ufffde"
+    assert printable("a\tb\nc\x7fd\x9be") == "a\\x09b\\x0ac\\x7fd\\x9be"
 
 
 def _contract(doc: dict[str, Any]) -> None:

@@ -5,7 +5,9 @@
   alias ``spiffe://example.org/tekton-node/test-node``, the parent of workload entries), ``unix``
   workload attestor. Workload entries use the ``unix:uid`` selector of the test process, so every entry
   is issued to it; tests pick their SVID by SPIFFE ID.
-* ``spire_other_domain``: a second server for trust domain ``other.org`` (no agent: ``x509 mint``).
+* ``spire_other_domain``: a second server for trust domain ``other.org`` (no agent: ``x509 mint``); its
+  key manager keeps the CA key on disk, so a test can play the partner who holds that key
+  (:meth:`SpireServer.x509_ca_key`).
 * ``spire_rogue``: a second server that also calls itself ``example.org``, with its own CA.
 
 Sockets live under a short ``/tmp/spt*`` directory (the unix socket path limit is 108 bytes); ports are
@@ -17,6 +19,7 @@ so ``--dist loadgroup`` starts one set per test session.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -25,10 +28,12 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography import x509
 
 from attestation.spiffe import TrustBundle, parse_trust_bundle
 from tests.infra import free_port, require_binary, stop
@@ -43,6 +48,8 @@ server {{
   bind_port = "{port}"
   socket_path = "{dir}/s/api.sock"
   trust_domain = "{td}"
+  jwt_issuer = "{jwt_issuer}"
+  jwt_key_type = "ec-p256"
   data_dir = "{dir}/sdata"
   log_level = "INFO"
   ca_key_type = "ec-p256"
@@ -62,11 +69,13 @@ plugins {{
   NodeAttestor "join_token" {{
     plugin_data {{}}
   }}
-  KeyManager "memory" {{
-    plugin_data {{}}
-  }}
+  {key_manager}
 }}
 """
+_MEMORY_KEYS = 'KeyManager "memory" {\n    plugin_data {}\n  }'
+_DISK_KEYS = (
+    'KeyManager "disk" {{\n    plugin_data {{\n      keys_path = "{dir}/sdata/keys.json"\n    }}\n  }}'
+)
 
 _AGENT_CONF = """
 agent {{
@@ -103,6 +112,9 @@ class SpireServer:
     binary: Path
     trust_domain: str
     socket: str  # the server's admin API socket (the CLI's -socketPath)
+    # The ``iss`` of its JWT-SVIDs: where an OIDC discovery provider for this server is to listen
+    # (tests.infra.sigstore starts one there; nothing listens until then).
+    jwt_issuer: str = ""
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -117,7 +129,9 @@ class SpireServer:
         return self.cli("bundle", "show", "-format", "pem").stdout.encode()
 
     def bundle(self) -> TrustBundle:
-        return parse_trust_bundle(self.bundle_pem(), source=f"{self.trust_domain} bundle")
+        """This server's CAs, bound to its trust domain."""
+        found = parse_trust_bundle(self.bundle_pem(), source=f"{self.trust_domain} bundle")
+        return replace(found, trust_domain=self.trust_domain)
 
     def write_bundle(self, path: Path) -> Path:
         path.write_bytes(self.bundle_pem())
@@ -128,11 +142,30 @@ class SpireServer:
         out = self.cli("entry", "show", "-spiffeID", spiffe_id, "-output", "json").stdout
         return json.loads(out).get("entries") or []
 
+    def x509_ca_key(self) -> Any:
+        """The private key of the server's current X.509 CA (only with the disk key manager): what a
+        partner trust domain's operator holds, and so could sign any certificate with."""
+        from cryptography.hazmat.primitives.serialization import load_der_private_key
+
+        keys = json.loads((self.dir / "sdata" / "keys.json").read_text())["keys"]
+        ca = x509.load_pem_x509_certificates(self.bundle_pem())[-1]
+        for key_id, der in sorted(keys.items()):
+            if key_id.startswith("x509-CA"):
+                key = load_der_private_key(base64.b64decode(der), password=None)
+                if key.public_key() == ca.public_key():
+                    return key
+        raise RuntimeError(f"{self.trust_domain}: no CA key on disk matches the bundle's CA")
+
     def mint(self, spiffe_id: str, directory: Path, ttl: str = "1h") -> tuple[bytes, bytes]:
         """(leaf PEM, private key PEM) of an X509-SVID minted by this server without any agent."""
         directory.mkdir(parents=True, exist_ok=True)
         self.cli("x509", "mint", "-spiffeID", spiffe_id, "-ttl", ttl, "-write", str(directory))
         return (directory / "svid.pem").read_bytes(), (directory / "key.pem").read_bytes()
+
+    def mint_jwt(self, spiffe_id: str, audience: str = "sigstore", ttl: str = "5m") -> str:
+        """A JWT-SVID minted by this server without any agent (``iss`` is :attr:`jwt_issuer`)."""
+        out = self.cli("jwt", "mint", "-spiffeID", spiffe_id, "-audience", audience, "-ttl", ttl).stdout
+        return out.strip()
 
 
 @dataclass
@@ -215,18 +248,28 @@ def _start(args: list[str], log: Path) -> subprocess.Popen:
 
 
 @contextlib.contextmanager
-def run_spire_server(trust_domain: str = TRUST_DOMAIN) -> Iterator[tuple[SpireServer, int]]:
-    """A SPIRE server in a fresh short directory; yields it and its (loopback) agent port."""
+def run_spire_server(
+    trust_domain: str = TRUST_DOMAIN, *, disk_keys: bool = False
+) -> Iterator[tuple[SpireServer, int]]:
+    """A SPIRE server in a fresh short directory; yields it and its (loopback) agent port. With
+    ``disk_keys`` its key manager writes the keys to ``sdata/keys.json``."""
     binary = require_binary("spire-server")
     base = Path(tempfile.mkdtemp(prefix="spt", dir="/tmp"))
     proc: subprocess.Popen | None = None
     try:
         port = free_port()
+        jwt_issuer = f"http://127.0.0.1:{free_port()}"
         (base / "sdata").mkdir()
-        (base / "server.conf").write_text(_SERVER_CONF.format(dir=base, port=port, td=trust_domain))
+        keys = _DISK_KEYS.format(dir=base) if disk_keys else _MEMORY_KEYS
+        conf = _SERVER_CONF.format(
+            dir=base, port=port, td=trust_domain, jwt_issuer=jwt_issuer, key_manager=keys
+        )
+        (base / "server.conf").write_text(conf)
         proc = _start([str(binary), "run", "-config", str(base / "server.conf")], base / "server.log")
         socket = str(base / "s" / "api.sock")
-        server = SpireServer(dir=base, binary=binary, trust_domain=trust_domain, socket=socket)
+        server = SpireServer(
+            dir=base, binary=binary, trust_domain=trust_domain, socket=socket, jwt_issuer=jwt_issuer
+        )
         _wait_healthy(binary, server.socket, proc, base / "server.log")
         yield server, port
     finally:
@@ -271,7 +314,7 @@ def spire() -> Iterator[Spire]:
 
 @pytest.fixture(scope="session")
 def spire_other_domain() -> Iterator[SpireServer]:
-    with run_spire_server("other.org") as (server, _):
+    with run_spire_server("other.org", disk_keys=True) as (server, _):
         yield server
 
 

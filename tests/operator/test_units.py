@@ -82,8 +82,11 @@ def test_signer_none_or_no_storage_disables_a_kind(secrets) -> None:
         ({"artifacts.pipelinerun.enable-deep-inspection": "yes"}, "is not a boolean"),
         ({"builddefinition.buildtype": "https://example/other"}, "builddefinition.buildtype"),
         ({"storage.oci.encoding-format": "protobuf"}, "storage.oci.encoding-format"),
-        ({"transparency.enabled": "true"}, "transparency.enabled"),
-        ({"signers.x509.fulcio.enabled": "true"}, "keyless signing is not available"),
+        ({"transparency.enabled": "true"}, "not signatures made with a key"),
+        (
+            {"signers.x509.fulcio.enabled": "true", "transparency.enabled": "false"},
+            "transparency.enabled 'false' cannot go with keyless signing",
+        ),
         ({"artifacts.taskrun.storage": "file"}, "provgate.storage.file.path"),
         ({"provgate.spire.enforce-nonfalsifiability": "spire"}, "no trust bundle is configured"),
         ({"provgate.spire.enforce-nonfalsifiability": "tpm"}, "is not one of none, spire"),
@@ -294,3 +297,25 @@ def test_the_sample_configuration_parses_without_warnings(secrets) -> None:
     config = parse_config(data, secrets)
     assert config.warnings == ()
     assert config.taskrun is not None and config.taskrun.taskrun.storage == ("oci", "tekton")
+
+
+def test_fulcio_enabled_makes_the_x509_signer_keyless(secrets) -> None:
+    from signer.signing.keyless import KeylessSigning
+
+    config = parse_config(
+        {
+            "signers.x509.fulcio.enabled": "true",
+            "signers.x509.fulcio.address": "https://fulcio.example",
+            "transparency.enabled": "true",
+            "transparency.url": "https://rekor.example",
+            "provgate.spire.socket": "unix:///run/spire/agent.sock",
+            "provgate.keyless.trust-config": "/etc/provgate/trust-config.json",
+        },
+        SigningSecrets(),  # no key needed
+    )
+    assert config.taskrun is not None and config.warnings == ()
+    backend = config.taskrun.signers["x509"]
+    assert isinstance(backend, KeylessSigning)
+    assert backend.config.fulcio_url == "https://fulcio.example"
+    assert backend.config.rekor_url == "https://rekor.example"
+    assert backend.config.spiffe_socket == "unix:///run/spire/agent.sock"

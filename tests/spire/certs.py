@@ -37,8 +37,10 @@ def make_ca(
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
     org: str = "SPIFFE",
+    spiffe_san: bool = True,
 ) -> Issued:
-    """A SPIRE-style CA: self-signed root when ``issuer`` is None, else an intermediate."""
+    """A SPIRE-style CA: self-signed root when ``issuer`` is None, else an intermediate. Like SPIRE's, it
+    names its trust domain in a URI SAN, unless ``spiffe_san`` is false (a corporate root, say)."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = _name(org)
     builder = (
@@ -54,11 +56,12 @@ def make_ca(
             x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
+    )
+    if spiffe_san:
+        builder = builder.add_extension(
             x509.SubjectAlternativeName([x509.UniformResourceIdentifier(f"spiffe://{trust_domain}")]),
             critical=False,
         )
-    )
     signer = issuer.key if issuer else key
     if issuer:
         builder = builder.add_extension(

@@ -68,8 +68,11 @@ def test_tampered_run_exits_1_with_one_line_per_reason(files: Path):
     ("args", "message"),
     [
         (["--trust-bundle", "missing.pem", "--trust-domain", TD], "cannot read trust bundle missing.pem"),
-        (["--trust-domain", TD], "exactly one of --trust-bundle FILE or --spiffe-socket URI"),
-        (["--trust-bundle", "BUNDLE", "--trust-domain", "Example.ORG"], "trust domain"),
+        (["--trust-domain", TD], "give --trust-bundle FILE or --spiffe-socket URI, not both"),
+        (
+            ["--trust-bundle", "BUNDLE", "--trust-domain", "Example.ORG"],
+            "--trust-domain 'Example.ORG' must be",
+        ),
     ],
 )
 def test_unusable_input_exits_2_with_one_line(files: Path, args, message):

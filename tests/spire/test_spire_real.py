@@ -176,7 +176,7 @@ def test_real_svid_signature_with_real_timestamp_verifies(short_lived, issued, t
         certificate=signed.certificate_pem,
         chain=[],
         timestamps=list(signed.rfc3161_timestamps),
-        bundle=spire.server.bundle(),
+        bundles=spire.server.bundle(),
         allowed_ids={SIGNER_ID},
         tsa=tsa.trust,
     )
@@ -293,15 +293,24 @@ def test_other_trust_domain_is_denied(
 ):
     foreign_id = "spiffe://other.org/ns/provgate/sa/signer"
     line = minted_line(spire_other_domain, foreign_id, tmp_path / "mint")
-    # Only example.org is trusted: the other domain's CA does not anchor anything.
-    code, out, _ = offline(capsys, policy_dir, data_file, IMAGE, [line], trust, ids=(SIGNER_ID, foreign_id))
-    assert code == 1 and "certificate chain does not verify" in reasons(out)
-    # Both bundles trusted (federation-style), but only example.org's signer allowed: still denied.
     other_bundle = spire_other_domain.write_bundle(tmp_path / "other.pem")
-    code, out, _ = offline(
+    # Only example.org is trusted, but other.org's signer is allowed: that ID can never verify, which is
+    # a configuration error, said at once.
+    only_ours = [f"example.org={trust.bundle}"]
+    code, _, err = offline(
+        capsys, policy_dir, data_file, IMAGE, [line], trust, ids=(SIGNER_ID, foreign_id), bundles=only_ours
+    )
+    assert code == 2 and "no --trust-bundle for its trust domain other.org" in err
+    # Both bundles trusted (federation-style), each for its own trust domain, but only example.org's
+    # signer allowed: still denied.
+    bundles = [f"example.org={trust.bundle}", f"other.org={other_bundle}"]
+    code, out, _ = offline(capsys, policy_dir, data_file, IMAGE, [line], trust, bundles=bundles)
+    assert code == 1 and f"signed by {foreign_id}, which is not an allowed SPIFFE ID" in reasons(out)
+    # other.org's real CA given as example.org's: refused when the gate starts (its URI SAN says other.org).
+    code, _, err = offline(
         capsys, policy_dir, data_file, IMAGE, [line], trust, bundles=[trust.bundle, other_bundle]
     )
-    assert code == 1 and f"signed by {foreign_id}, which is not an allowed SPIFFE ID" in reasons(out)
+    assert code == 2 and "belongs to trust domain other.org (URI SAN), not example.org" in err
     # Control: the same line is accepted once that domain and ID are trusted, so the denials above are
     # about trust, not a broken line.
     code, out, _ = offline(

@@ -115,7 +115,7 @@ def sign_status(obj: dict, key, leaf_pem: str, *, sign_bytes: bytes | None = Non
 def test_ca():
     ca = make_ca(TD)
     controller = make_svid(ca, [CONTROLLER_ID])
-    return ca, controller, TrustBundle((ca.cert,))
+    return ca, controller, TrustBundle((ca.cert,), trust_domain=TD)
 
 
 def signed_with_test_ca(test_ca) -> dict:

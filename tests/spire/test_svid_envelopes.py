@@ -12,7 +12,7 @@ import pytest
 
 from attestation.dsse import Envelope
 from attestation.errors import InputError, KeyLoadError, VerificationError
-from attestation.spiffe import parse_trust_bundle
+from attestation.spiffe import TrustBundles, parse_trust_bundle
 from attestation.x509 import verify_envelope_x509
 from signer.signing.spire import SvidSigner, fetch_svid_signer, sign_payload, sign_statement
 from tests.spire.certs import NOW, make_ca, make_svid
@@ -25,7 +25,8 @@ PAYLOAD = json.dumps({"_type": "https://in-toto.io/Statement/v1", "subject": []}
 def pki():
     root = make_ca(not_before=NOW - dt.timedelta(days=1))
     inter = make_ca(issuer=root, not_before=NOW - dt.timedelta(days=1))
-    return root, inter, parse_trust_bundle(root.pem, source="bundle.pem")
+    bundle = parse_trust_bundle(root.pem, source="bundle.pem")
+    return root, inter, TrustBundles.bind([bundle], default_trust_domain="example.org")
 
 
 def signed(inter, uris=(ID,), **kw):
@@ -40,7 +41,7 @@ def verify(sig, bundle, allowed=(ID,), envelope=None, **kw):
         certificate=sig.certificate_pem.encode(),
         chain=[c.encode() for c in _split(sig.chain_pem)],
         timestamps=[],
-        bundle=bundle,
+        bundles=bundle,
         allowed_ids=set(allowed),
         **kw,
     )
@@ -141,7 +142,7 @@ def test_garbage_certificate_is_denied_not_crashing(pki):
     sig = signed(pki[1])
     with pytest.raises(VerificationError, match="certificate"):
         verify_envelope_x509(
-            sig.envelope, certificate=b"junk", chain=[], timestamps=[], bundle=bundle, allowed_ids={ID}
+            sig.envelope, certificate=b"junk", chain=[], timestamps=[], bundles=bundle, allowed_ids={ID}
         )
 
 

@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives import serialization
 
 from attestation.errors import InputError, LimitExceeded, VerificationError
 from attestation.spiffe import (
+    TrustBundles,
     load_trust_bundle,
-    merge_bundles,
     parse_spiffe_id,
     parse_trust_bundle,
     svid_spiffe_id,
@@ -31,8 +31,9 @@ def pki():
     return root, inter
 
 
-def bundle_of(*cas):
-    return parse_trust_bundle(b"".join(c.pem for c in cas), source="bundle.pem")
+def bundle_of(*cas, trust_domain="example.org"):
+    bundle = parse_trust_bundle(b"".join(c.pem for c in cas), source="bundle.pem")
+    return TrustBundles.bind([bundle], default_trust_domain=trust_domain)
 
 
 def test_svid_through_intermediate_verifies_with_exact_id(pki):
@@ -166,16 +167,17 @@ def test_spiffe_json_bundle_is_read_and_jwt_keys_ignored(pki, tmp_path):
     path = tmp_path / "bundle.json"
     path.write_bytes(spiffe_json(root, extra_keys=[{"use": "jwt-svid", "kty": "EC", "kid": "k"}]))
     bundle = load_trust_bundle(path)
-    assert bundle.authorities == (root.cert,)
+    assert bundle.authorities == (root.cert,) and bundle.trust_domain is None  # the format has no field
     leaf = make_svid(root, [ID])
-    assert verify_svid(leaf.cert, [], bundle, at=NOW).spiffe_id == ID
+    bound = TrustBundles.bind([bundle], default_trust_domain="example.org")
+    assert verify_svid(leaf.cert, [], bound, at=NOW).spiffe_id == ID
 
 
 def test_pem_bundle_with_several_cas_and_duplicates(pki):
     root, _inter = pki
     other = make_ca()
-    bundle = merge_bundles([bundle_of(root, other), bundle_of(root)])
-    assert bundle.authorities == (root.cert, other.cert)
+    [bundle] = TrustBundles.bind([*bundle_of(root, other).bundles, *bundle_of(root).bundles]).bundles
+    assert bundle.authorities == (root.cert, other.cert) and bundle.trust_domain == "example.org"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,199 @@
+"""Running ``gate serve``: uvicorn (httptools) on uvloop when installed, one process, one event loop.
+
+* HTTPS only. The certificate and key are loaded into the one ``SSLContext`` the listener uses, and
+  loaded again when their files change (cert-manager rotates the Secret): new connections get the new
+  certificate, open ones finish with the old.
+* The listening socket is made here with ``TCP_NODELAY`` (inherited by every accepted connection): a
+  response written in two parts otherwise waits for the peer's delayed ACK, ~40 ms per admission.
+* Keep-alive outlasts the API server's idle timeout (90 s), so the client closes idle connections, never
+  the server under a request the client is about to send.
+* SIGTERM/SIGINT: stop accepting, finish the requests in flight (each is bounded by its deadline), then
+  close the gate; a second signal exits at once.
+* Every ``reload_interval`` seconds the TLS files and the policy, data, trust and configuration files are
+  looked at; a change reloads them (:class:`~gate.serve.decider.Decider`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+from attestation.errors import InputError
+from gate.serve.app import Server
+from gate.serve.config import ServeConfig, TlsConfig
+from gate.serve.decider import Decider
+from gate.serve.metrics import Metrics
+from gate.serve.pullsecrets import PullSecrets
+
+log = logging.getLogger(__name__)
+
+KEEP_ALIVE = 120  # seconds; longer than Go's default IdleConnTimeout (90 s), which the API server uses
+GRACEFUL_SHUTDOWN = 30  # seconds to finish requests in flight; each is bounded by its own deadline
+
+
+class ReloadingTls:
+    """One server ``SSLContext`` whose certificate follows the files on disk."""
+
+    def __init__(self, tls: TlsConfig, *, client_ca: Path | None = None) -> None:
+        self.tls = tls
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.context.set_alpn_protocols(["http/1.1"])
+        if client_ca is not None:
+            try:
+                self.context.load_verify_locations(cafile=str(client_ca))
+            except (OSError, ssl.SSLError) as err:
+                raise InputError(f"verifyApi.clientCaFile {client_ca}: cannot load: {err}") from None
+            self.context.verify_mode = ssl.CERT_REQUIRED
+        self._stamp = self._stat()
+        self._load()
+
+    def _stat(self) -> tuple[tuple[int, int, int], ...]:
+        out = []
+        for path in (self.tls.cert_file, self.tls.key_file):
+            try:
+                st = os.stat(path)
+                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+            except OSError:
+                out.append((-1, -1, -1))
+        return tuple(out)
+
+    def _load(self) -> None:
+        try:
+            self.context.load_cert_chain(str(self.tls.cert_file), str(self.tls.key_file))
+        except (OSError, ssl.SSLError) as err:
+            raise InputError(
+                f"tls: cannot load certFile {self.tls.cert_file} with keyFile {self.tls.key_file}: {err}"
+            ) from None
+
+    def reload_if_changed(self) -> bool:
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return False
+        try:
+            self._load()
+        except InputError as err:
+            # A half-written pair (the key before the certificate): keep the old one, try again later.
+            log.warning("%s; still serving the previous certificate", err)
+            return False
+        self._stamp = stamp
+        log.info("tls: serving the new certificate from %s", self.tls.cert_file)
+        return True
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as err:
+        sock.close()
+        raise InputError(f"listen {host}:{port}: {err.strerror or err}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def _uvicorn_server(app: object, context: ssl.SSLContext) -> object:
+    import uvicorn
+
+    class Quiet(uvicorn.Server):
+        # Signals are ours (both listeners stop together, nothing re-raised after shutdown).
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        ssl_context_factory=lambda _config, _default: context,
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        date_header=False,
+        timeout_keep_alive=KEEP_ALIVE,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+    )
+    return Quiet(config)
+
+
+async def run(config: ServeConfig) -> None:
+    """Serve until SIGTERM/SIGINT. Raises :class:`InputError` for what keeps it from starting."""
+    metrics = Metrics()
+    decider = Decider(config, metrics)
+    tls = ReloadingTls(config.tls)
+    sockets = [listening_socket(*config.listen)]
+    mtls: ReloadingTls | None = None
+    if config.verify_api.listen is not None:
+        mtls = ReloadingTls(config.tls, client_ca=config.verify_api.client_ca_file)
+        sockets.append(listening_socket(*config.verify_api.listen))
+    try:
+        await decider.start()
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    pull = PullSecrets(config.kubeconfig) if config.image_pull_secrets else None
+    mtls_port = sockets[1].getsockname()[1] if mtls is not None else None
+    app = Server(config, decider, metrics, pull_secrets=pull, mtls_port=mtls_port).app
+    servers = [_uvicorn_server(app, tls.context)]
+    if mtls is not None:
+        servers.append(_uvicorn_server(app, mtls.context))
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for s in servers:
+            if getattr(s, "should_exit", False):
+                s.force_exit = True  # type: ignore[attr-defined]
+            s.should_exit = True  # type: ignore[attr-defined]
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(config.reload_interval)
+            try:
+                for t in (tls, mtls):
+                    if t is not None:
+                        t.reload_if_changed()
+                if decider.changed():
+                    await decider.reload()
+            except Exception:  # the watcher must outlive any one failure
+                log.exception("watching the configuration files failed")
+
+    watcher = asyncio.ensure_future(watch())
+    for sock in sockets:
+        host, port = sock.getsockname()[:2]
+        log.info("listening on https://%s:%d", host, port)
+    try:
+        await asyncio.gather(*(s.serve(sockets=[sock]) for s, sock in zip(servers, sockets, strict=True)))  # type: ignore[attr-defined]
+    finally:
+        watcher.cancel()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await decider.aclose()
+        for sock in sockets:
+            sock.close()
+        log.info("stopped")
+
+
+def serve(config: ServeConfig) -> int:
+    """Run the server in this process until a signal stops it; 0 then."""
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional: the asyncio loop serves too, a little slower
+        asyncio.run(run(config))
+    else:
+        uvloop.run(run(config))
+    return 0
