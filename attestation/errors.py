@@ -86,6 +86,12 @@ class RegistryError(ProvgateError):
     """An OCI registry could not be reached or answered something unusable."""
 
 
+class RegistryAuthError(RegistryError):
+    """A registry refused the credentials (401/403), or asked for some and none were found. Permanent for
+    one call; a caller whose credentials can change without it (the operator reads them from the
+    cluster) may retry."""
+
+
 class RegistryUnavailable(RegistryError, TransientError):
     """A registry could not be reached, kept answering 429/5xx, or did not answer before the deadline."""
 

@@ -711,6 +711,130 @@ def _new_password() -> bytes:
     return first.encode("utf-8")
 
 
+@cli.command("run")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="The configuration: Chains' chains-config keys (a YAML/JSON map, or a whole ConfigMap), read "
+    "again every --config-poll seconds.",
+)
+@click.option(
+    "--configmap",
+    metavar="NAMESPACE/NAME",
+    help="Read the configuration from this ConfigMap instead (e.g. tekton-chains/chains-config).",
+)
+@click.option(
+    "--namespace",
+    metavar="NS",
+    help="The operator's namespace: its signing-secrets Secret and Lease (default: POD_NAMESPACE, the "
+    "in-cluster ServiceAccount's, else tekton-chains).",
+)
+@click.option(
+    "--watch-namespace",
+    "watch_namespaces",
+    multiple=True,
+    metavar="NS",
+    help="Attest runs in this namespace only (repeatable; default: all namespaces).",
+)
+@click.option("--workers", default=8, show_default=True, help="Runs attested at the same time.")
+@click.option(
+    "--kube-api-qps", default=50.0, show_default=True, help="API calls per second of the operator's client."
+)
+@click.option("--kube-api-burst", default=100, show_default=True, help="API calls at once above the QPS.")
+@click.option(
+    "--http-address",
+    default="0.0.0.0:9090",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Where /metrics, /healthz and /readyz are served.",
+)
+@click.option(
+    "--leader-election/--no-leader-election",
+    default=True,
+    show_default=True,
+    help="Take the Lease before attesting, so that of several replicas one works at a time.",
+)
+@click.option("--lease-name", default="provgate-signer", show_default=True, metavar="NAME")
+@click.option(
+    "--lease-duration",
+    default=15.0,
+    show_default=True,
+    help="Seconds without renewal after which a standby replica takes the Lease over.",
+)
+@click.option(
+    "--signing-secret",
+    default="signing-secrets",
+    show_default=True,
+    metavar="NAME",
+    help="Secret in the operator's namespace with cosign.key/cosign.password or x509.pem, as Chains.",
+)
+@click.option(
+    "--signing-secrets-dir",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Read the signing secrets from this directory (the Secret mounted) instead of the API.",
+)
+@click.option(
+    "--config-poll", default=5.0, show_default=True, help="Seconds between reads of the configuration."
+)
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def run_cmd(
+    config_file: str | None,
+    configmap: str | None,
+    namespace: str | None,
+    watch_namespaces: tuple[str, ...],
+    workers: int,
+    kube_api_qps: float,
+    kube_api_burst: int,
+    http_address: str,
+    leader_election: bool,
+    lease_name: str,
+    lease_duration: float,
+    signing_secret: str,
+    signing_secrets_dir: str | None,
+    config_poll: float,
+    log_format: str,
+) -> None:
+    """Run the operator: attest every completed TaskRun and PipelineRun, exactly once.
+
+    Configured in Tekton Chains' own keys (artifacts.taskrun.format, artifacts.pipelinerun.storage,
+    storage.oci.repository, builder.id, ...) plus provgate's under provgate.*; runs are marked with
+    Chains' annotations (chains.tekton.dev/signed). Out of a cluster it uses KUBECONFIG like kubectl.
+
+    \b
+    Examples:
+      signer run --configmap tekton-chains/chains-config
+      signer run --config chains-config.yaml --namespace tekton-chains --no-leader-election
+    """
+    from signer.operator.main import Options, run
+
+    verbose = logging.getLogger("signer").level == logging.DEBUG
+    code = run(
+        Options(
+            config_file=config_file,
+            configmap=configmap,
+            namespace=namespace,
+            watch_namespaces=watch_namespaces,
+            workers=workers,
+            kube_api_qps=kube_api_qps,
+            kube_api_burst=kube_api_burst,
+            http_address=http_address,
+            leader_election=leader_election,
+            lease_name=lease_name,
+            lease_duration=lease_duration,
+            lease_renew=min(2.0, lease_duration / 4),
+            signing_secret=signing_secret,
+            signing_secrets_dir=signing_secrets_dir,
+            config_poll=config_poll,
+            log_format=log_format,
+            verbose=verbose,
+        )
+    )
+    sys.exit(code)
+
+
 # --------------------------------------------------------------------------------------------- entry point
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from attestation.errors import InputError, RegistryError, RegistryUnavailable
+from attestation.errors import InputError, RegistryAuthError, RegistryError, RegistryUnavailable
 from attestation.oci import layout
 from attestation.oci.auth import (
     Challenge,
@@ -270,7 +270,9 @@ class RegistryClient:
             raise RegistryError(f"registry {registry}: 401 without a WWW-Authenticate challenge")
         if challenge.scheme == "basic":
             if creds is None or creds.username is None:
-                raise RegistryError(f"registry {registry}: authentication required and no credentials found")
+                raise RegistryAuthError(
+                    f"registry {registry}: authentication required and no credentials found"
+                )
             return basic_header(creds)
         if challenge.scheme != "bearer":
             raise RegistryError(
@@ -312,7 +314,8 @@ class RegistryClient:
             raise RegistryUnavailable(reason) from None
         if resp.status_code != 200:
             busy = resp.status_code in RETRY_STATUS
-            raise (RegistryUnavailable if busy else RegistryError)(
+            refused = resp.status_code in (401, 403)
+            raise (RegistryUnavailable if busy else RegistryAuthError if refused else RegistryError)(
                 f"registry {registry}: token service {realm} answered {resp.status_code} for {scope}"
             )
         if len(resp.content) > MAX_TOKEN_BYTES:
@@ -396,7 +399,7 @@ class RegistryClient:
                 if reply.status in ok or reply.status in allow:
                     return reply
                 if reply.status in (401, 403):
-                    raise RegistryError(
+                    raise RegistryAuthError(
                         f"{where}: {reply.status} {_registry_message(reply.body) or 'unauthorized'}"
                         " (check the credentials in the docker config)"
                     )

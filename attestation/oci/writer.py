@@ -42,10 +42,14 @@ async def _read_modify_write(
     present: Callable[[bytes], bool],
     build: Callable[[bytes | None], Awaitable[tuple[bytes, str]]],
     deadline: float,
+    confirm_after: float = CONFIRM_AFTER,
 ) -> None:
     """Bring ``tag`` to a state where ``present(body)`` holds, and keep checking until it stays so.
 
     ``build(old_body)`` uploads what the new manifest needs and returns it as ``(body, media_type)``.
+    ``confirm_after``: the quiet period before the second presence check. Shorter than ``RMW_WINDOW``
+    only for a caller that itself keeps other provgate writers off the tag (the operator: one replica at
+    a time, one write per image at a time); it then just reads the tag back once more.
     """
     wrote = False  # we have written at least once: a presence needs confirming
     just_wrote = False  # our last action was a write: absence now means it was overwritten
@@ -61,11 +65,11 @@ async def _read_modify_write(
         if old is not None and present(old):
             if not wrote:
                 return
-            if time.monotonic() + CONFIRM_AFTER >= deadline:
+            if time.monotonic() + confirm_after >= deadline:
                 raise RegistryUnavailable(
                     f"{repo.name}:{tag}: no time left before the deadline to confirm the write"
                 )
-            await asyncio.sleep(CONFIRM_AFTER)
+            await asyncio.sleep(confirm_after)
             confirm = await client.get_manifest(repo, tag, deadline=deadline, accept=accept, missing_ok=True)
             if confirm is not None and present(confirm[0]):
                 return
@@ -112,6 +116,7 @@ async def _push_attachment_layer(
     suffix: str,
     deadline: float,
     repository: str | None,
+    confirm_after: float = CONFIRM_AFTER,
 ) -> str:
     repo = _repo(image, repository)
     tag = layout.attachment_tag(image.digest, suffix)
@@ -143,6 +148,7 @@ async def _push_attachment_layer(
         present=present,
         build=build,
         deadline=deadline,
+        confirm_after=confirm_after,
     )
     return layer.digest
 
@@ -158,6 +164,7 @@ async def push_attestation_legacy(
     chain: bytes | None = None,
     deadline: float,
     repository: str | None = None,
+    confirm_after: float = CONFIRM_AFTER,
 ) -> str:
     """Append a DSSE envelope as a layer of ``sha256-<hex>.att``; returns the layer digest.
 
@@ -180,6 +187,7 @@ async def push_attestation_legacy(
         suffix="att",
         deadline=deadline,
         repository=repository,
+        confirm_after=confirm_after,
     )
 
 
@@ -242,6 +250,7 @@ async def push_attestation_referrer(
     predicate_type: str,
     deadline: float,
     created: datetime | None = None,
+    confirm_after: float = CONFIRM_AFTER,
 ) -> str:
     """Attach a Sigstore bundle v0.3 as an OCI 1.1 referrer of ``image``; returns the referrer manifest
     digest. Uses the referrers API where the registry has it, the ``sha256-<hex>`` index tag otherwise.
@@ -305,6 +314,7 @@ async def push_attestation_referrer(
         present=lambda body: any(e.digest == digest for e in entries(body)),
         build=build,
         deadline=deadline,
+        confirm_after=confirm_after,
     )
     return digest
 

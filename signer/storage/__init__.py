@@ -20,6 +20,7 @@ from attestation import cosign, dsse
 from attestation.errors import InputError
 from attestation.files import write_atomic
 from attestation.keys import PublicKey
+from attestation.oci.auth import Credentials
 
 BACKENDS = ("oci", "tekton", "file")
 
@@ -103,6 +104,12 @@ class StorageConfig:
     the ``.att`` tags in ``oci_repository`` when set (``storage.oci.repository``). ``tekton``: the run
     annotations Chains writes, returned to the caller to apply and written to ``annotations_out`` when set.
     ``file``: one JSON line appended to ``file_out``.
+
+    ``credentials`` (registry host -> credentials) come before ``docker_config``: the operator hands the
+    push credentials of each run's ServiceAccount here. ``oci_skip_without_subject``: a statement with no
+    image subject is skipped by the ``oci`` backend instead of refused (the operator attests such a run
+    to the other backends, DESIGN §3); the CLI refuses it, as asking for ``--storage oci`` then is a
+    mistake.
     """
 
     oci_encoding_format: str = "dsse"
@@ -110,6 +117,9 @@ class StorageConfig:
     insecure_registries: Sequence[str] = ()
     registry_ca: str | None = None
     docker_config: str | None = None
+    credentials: Mapping[str, Credentials] = field(default_factory=dict)
+    oci_skip_without_subject: bool = False
+    oci_confirm_after: float | None = None  # see signer.storage.oci.OciStorageConfig.confirm_after
     timeout: float = 120.0
     annotations_out: str | None = None
     file_out: str | None = None
@@ -154,7 +164,9 @@ def store(
                 insecure_registries=tuple(config.insecure_registries),
                 ca_file=config.registry_ca,
                 docker_config=config.docker_config,
+                credentials=config.credentials,
                 timeout=config.timeout,
+                confirm_after=config.oci_confirm_after,
             )
             stored = store_oci_sync(
                 signed.envelope,
@@ -168,6 +180,9 @@ def store(
                 rfc3161_timestamps=signed.rfc3161_timestamps,
                 sigstore_bundle=signed.sigstore_bundle,
             )
+            if not stored and config.oci_skip_without_subject:
+                log.debug("oci: the statement has no image subject; nothing to store beside an image")
+                continue
             if not stored:
                 raise InputError(
                     "--storage oci: the statement has no image subject (sha256 digest + image name) to "

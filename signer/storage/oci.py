@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from cryptography import x509
@@ -21,9 +22,10 @@ from attestation import dsse
 from attestation.bundle import envelope_to_bundle, parse_bundle
 from attestation.errors import InputError, ProvgateError, VerificationError
 from attestation.keys import PublicKey
+from attestation.oci.auth import Credentials
 from attestation.oci.reader import ResolvedImage, fetch_legacy, fetch_referrers, resolve
 from attestation.oci.registry import RegistryClient
-from attestation.oci.writer import push_attestation_legacy, push_attestation_referrer
+from attestation.oci.writer import CONFIRM_AFTER, push_attestation_legacy, push_attestation_referrer
 from attestation.reference import ImageReference, InvalidReference, parse
 
 EncodingFormat = Literal["dsse", "sigstore-bundle"]
@@ -48,7 +50,12 @@ class OciStorageConfig:
     insecure_registries: Sequence[str] = ()
     ca_file: str | None = None
     docker_config: str | None = None
+    credentials: Mapping[str, Credentials] = field(default_factory=dict)  # registry host -> credentials
     timeout: float = 120.0
+    # None: the writer's own quiet period before confirming a tag write (attestation.oci.writer). The
+    # operator passes 0: it keeps other provgate writers off a tag itself (one replica, one write per
+    # image at a time in the process: image_lock).
+    confirm_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -133,32 +140,58 @@ async def store_oci(
             f"unknown storage.oci.encoding-format {config.encoding_format!r} (dsse, sigstore-bundle)"
         )
     key = _signer_key(public_key, certificate_chain_der)
+    confirm_after = CONFIRM_AFTER if config.confirm_after is None else config.confirm_after
     stored = []
     for subject in subjects:
         image = await resolve(client, subject, deadline=deadline)
-        if await _already_stored(client, image, envelope, key, config=config, deadline=deadline):
-            log.debug("%s already carries this statement signed by this signer", image.pinned)
-            stored.append(OciStored(image.pinned, encoding, already=True))
-            continue
-        if bundle is not None:
-            await push_attestation_referrer(
-                client, image, bundle, predicate_type=predicate_type, deadline=deadline
-            )
-        else:
-            await push_attestation_legacy(
-                client,
-                image,
-                envelope.to_json(),
-                annotations=annotations,
-                predicate_type=predicate_type or None,
-                certificate=certificate_pem,
-                chain=chain_pem,
-                deadline=deadline,
-                repository=config.repository,
-            )
+        lock = image_lock(config.repository or image.reference.name, image.digest)
+        await asyncio.to_thread(lock.acquire)
+        try:
+            if await _already_stored(client, image, envelope, key, config=config, deadline=deadline):
+                log.debug("%s already carries this statement signed by this signer", image.pinned)
+                stored.append(OciStored(image.pinned, encoding, already=True))
+                continue
+            if bundle is not None:
+                await push_attestation_referrer(
+                    client,
+                    image,
+                    bundle,
+                    predicate_type=predicate_type,
+                    deadline=deadline,
+                    confirm_after=confirm_after,
+                )
+            else:
+                await push_attestation_legacy(
+                    client,
+                    image,
+                    envelope.to_json(),
+                    annotations=annotations,
+                    predicate_type=predicate_type or None,
+                    certificate=certificate_pem,
+                    chain=chain_pem,
+                    deadline=deadline,
+                    repository=config.repository,
+                    confirm_after=confirm_after,
+                )
+        finally:
+            lock.release()
         log.debug("attached to %s as %s", image.pinned, encoding)
         stored.append(OciStored(image.pinned, encoding))
     return stored
+
+
+_IMAGE_LOCKS: dict[tuple[str, str], threading.Lock] = {}
+_IMAGE_LOCKS_GUARD = threading.Lock()
+
+
+def image_lock(repository: str, digest: str) -> threading.Lock:
+    """One lock per image attachment in this process: two runs attesting one image (a rebuild with the
+    same digest) look and write one after the other, never interleaved."""
+    with _IMAGE_LOCKS_GUARD:
+        if len(_IMAGE_LOCKS) > 10_000:
+            for key in [k for k, lock in _IMAGE_LOCKS.items() if not lock.locked()]:
+                del _IMAGE_LOCKS[key]
+        return _IMAGE_LOCKS.setdefault((repository, digest), threading.Lock())
 
 
 def _signer_key(public_key: PublicKey | None, certificate_chain_der: Sequence[bytes]) -> PublicKey | None:
@@ -221,6 +254,7 @@ def store_oci_sync(
             insecure_registries=config.insecure_registries,
             ca_file=config.ca_file,
             docker_config=config.docker_config,
+            credentials=config.credentials,
         ) as client:
             return await store_oci(
                 client,

@@ -1,3 +1,2 @@
-"""The suites that need a Kubernetes API server: the real one of tests/infra/kube.py."""
-
-from tests.infra.kube import kube, kube_namespace  # noqa: F401
+"""The suites that need a Kubernetes API server use the real one of tests/infra/kube.py, through the
+``kube`` and ``kube_namespace`` fixtures of tests/conftest.py (one API server per test session)."""

@@ -35,7 +35,6 @@ from attestation import dsse, intoto
 from attestation.keys import PrivateKeySigner
 from attestation.oci.writer import push_attestation_legacy, push_image
 from tests.infra import REPO
-from tests.infra.kube import kube, kube_namespace  # noqa: F401
 from tests.infra.registry import RegistryServer, registry_plain, registry_tls_auth  # noqa: F401
 from tests.infra.tls import make_ca, make_server_cert
 
