@@ -149,7 +149,7 @@ class Decider:
         assert old is not None
         try:
             config = await asyncio.to_thread(load_config, old.config.path)
-            for what in ("listen", "tls", "verify_api"):
+            for what in ("listen", "tls", "verify_api", "workers"):
                 if getattr(config, what) != getattr(old.config, what):
                     log.warning(
                         "reload: %s changed in %s; it takes effect at the next start", what, config.path
