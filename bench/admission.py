@@ -91,10 +91,10 @@ async def push_many(
     base = f"http://{host}/v2/{repo}"
     layer = f"provgate bench layer {prefix}\n".encode()
     layer_desc = layout.Descriptor.of(layer, layout.OCI_LAYER)
-    template = provenance(sample, f"{host}/{repo}", "sha256:" + "0" * 64) if signer is not None else None
-    notes = cosign.layer_annotations(
-        signature="", predicate_type=template["predicateType"] if template else None
-    )
+    statement = provenance(sample, f"{host}/{repo}", f"sha256:{PLACEHOLDER}") if signer is not None else None
+    template = json.dumps(statement) if statement is not None else None
+    predicate_type = statement["predicateType"] if statement is not None else None
+    notes = cosign.layer_annotations(signature="", predicate_type=predicate_type)
     sem = asyncio.Semaphore(concurrency)
 
     async with httpx.AsyncClient(
@@ -237,6 +237,12 @@ def attack(
         [str(vegeta), "report", "-type=json"], input=results, capture_output=True, check=True, timeout=120
     ).stdout
     doc: dict[str, Any] = json.loads(report)
+    codes = doc.get("status_codes") or {}
+    if len(bodies) > 1 and doc.get("errors") == ["no targets to attack"] and codes.get("0"):
+        # Each vegeta worker that finds the targets used up records one empty result: not a request.
+        extra = codes.pop("0")
+        doc["requests"] -= extra
+        doc["success"] = sum(n for code, n in codes.items() if code.startswith("2")) / max(1, doc["requests"])
     return doc
 
 
