@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import logging
 import os
 import time
@@ -184,6 +185,12 @@ class Decider:
         async def later() -> None:
             await asyncio.sleep(RETIRE_AFTER)
             await gate.aclose()
+            # The server froze what it loaded at start (gate.serve.server); the retired gate's cycles
+            # would never be collected among frozen objects. One full collection per reload frees them,
+            # and what serves now is frozen in their place.
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
 
         task = asyncio.ensure_future(later())
         self._retiring.add(task)
