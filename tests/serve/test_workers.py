@@ -8,6 +8,8 @@ import concurrent.futures
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,9 +18,19 @@ import httpx
 import pytest
 import yaml
 
+from tests.infra import REPO
 from tests.infra.kube import wait_until
 from tests.infra.registry import RegistryServer
-from tests.serve.conftest import RULE_DATA, GateProcess, Signing, pod, push_signed, review
+from tests.serve.conftest import (
+    RULE_DATA,
+    GateProcess,
+    Signing,
+    gate_config,
+    pod,
+    push_signed,
+    review,
+    write_config,
+)
 
 # Fresh connections tried before concluding that the second worker never accepts one.
 MAX_CONNECTIONS = 200
@@ -140,7 +152,9 @@ def test_a_broken_reload_turns_readyz_red_whichever_worker_answers(
     data.write_text("rule_data: [unclosed")
     for number, client in workers.items():
         try:
-            wait_until(lambda c=client: c.get("/readyz").status_code == 503, what=f"worker {number}'s /readyz")
+            wait_until(
+                lambda c=client: c.get("/readyz").status_code == 503, what=f"worker {number}'s /readyz"
+            )
         except TimeoutError:
             raise AssertionError(gate.log()) from None
     data.write_text(yaml.safe_dump(RULE_DATA))
@@ -204,3 +218,33 @@ def _children(pid: int) -> list[int]:
         if int(fields[1]) == pid and fields[0] != "Z":
             found.append(int(stat.parent.name))
     return found
+
+
+@pytest.mark.parametrize("value", [0, 1.5, True, "2", 65])
+def test_a_bad_workers_value_stops_the_start_with_one_line(tmp_path: Path, tls, signing, value) -> None:
+    path = write_config(tmp_path, gate_config(tls, signing.public_key, workers=value))
+    done = subprocess.run(
+        [sys.executable, "-m", "gate", "serve", "--config", str(path)],
+        capture_output=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    err = done.stderr.decode()
+    assert done.returncode == 2 and err.strip().count("\n") == 0 and "workers:" in err, err
+
+
+def test_workers_that_cannot_load_the_policy_stop_the_server(tmp_path: Path, tls, signing) -> None:
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "broken.rego").write_text("package policy.release.broken\n\ndeny contains {")
+    path = write_config(tmp_path, gate_config(tls, signing.public_key, workers=2, policy=[str(policy)]))
+    done = subprocess.run(
+        [sys.executable, "-m", "gate", "serve", "--config", str(path)],
+        capture_output=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    assert "broken.rego" in err and "failed to start" in err and "listening on" not in err
+    assert "Traceback" not in err
