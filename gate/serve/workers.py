@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from attestation.errors import InputError
 from gate.serve.config import ServeConfig
 from gate.serve.metrics import MULTIPROC_ENV
 
@@ -180,7 +181,14 @@ class Supervisor:
         self.stopping = 0  # signals received
         self.restarts: list[float] = []
         parent_dir = os.environ.get(MULTIPROC_ENV) or None
-        self.metrics_dir = Path(tempfile.mkdtemp(prefix="provgate-metrics-", dir=parent_dir))
+        try:
+            self.metrics_dir = Path(tempfile.mkdtemp(prefix="provgate-metrics-", dir=parent_dir))
+        except OSError as err:
+            where = parent_dir or os.environ.get("TMPDIR") or "/tmp"
+            raise InputError(
+                f"workers: {config.workers} needs a writable directory for the workers' shared metrics "
+                f"({MULTIPROC_ENV} or TMPDIR): {where}: {err.strerror or err}"
+            ) from None
 
     def _spawn(self, index: int) -> None:
         self.board.set(index, STARTING)
