@@ -105,6 +105,7 @@ class GateServer:
             preexec_fn=_die_with_parent,
         )
         self._url: list[str] = []
+        self._terminated = False
         self._listening = threading.Event()
         threading.Thread(target=self._drain, daemon=True).start()
 
@@ -124,9 +125,15 @@ class GateServer:
             raise RuntimeError("gate serve did not start:\n  " + "\n  ".join(self.lines[-10:]))
         return self._url[0]
 
+    def terminate(self) -> None:
+        # Once: a second SIGTERM would make it exit at once instead of finishing requests in flight.
+        if self.proc.poll() is None and not self._terminated:
+            self._terminated = True
+            self.proc.send_signal(signal.SIGTERM)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # finishes requests in flight, then exits
+            self.terminate()
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -196,10 +203,9 @@ def admission_review(deployment: str, images: list[str]) -> dict[str, Any]:
     }
 
 
-def serve_steps(work: Path, host: str, public_key: Path, rule_data: Path, first: int) -> int:
-    """Start gate serve, ask it as a release tool and as the API server; returns the number of wrong
-    answers."""
-    step(f"{first}. Start the admission server: gate serve on loopback, HTTPS with a throwaway certificate")
+def start_gate_serve(work: Path, public_key: Path, rule_data: Path) -> tuple[GateServer, Path, Path]:
+    """``gate serve`` on loopback with a throwaway CA's certificate, the demo key and rule data; started
+    early so that it loads while the command-line steps run. Returns it, its config and the CA file."""
     ca_file, ca_key, ca_cert = make_ca(work / "serve-ca", "provgate demo CA")
     cert, key = make_server_cert(work, ca_key, ca_cert)
     config = work / "gate.yaml"
@@ -214,40 +220,46 @@ def serve_steps(work: Path, host: str, public_key: Path, rule_data: Path, first:
             sort_keys=False,
         )
     )
+    return GateServer(config), config, ca_file
+
+
+def serve_steps(server: GateServer, config: Path, ca_file: Path, work: Path, host: str, first: int) -> int:
+    """Ask gate serve as a release tool and as the API server; returns the number of wrong answers."""
+    step(f"{first}. The admission server: gate serve on loopback, HTTPS with a throwaway certificate")
     print("  " + config.read_text().rstrip().replace(str(work) + "/", "").replace("\n", "\n  "))
-    print(f"{DIM}$ gate serve --config {config.name}{RESET}", flush=True)
-    server = GateServer(config)
+    print(f"{DIM}$ gate serve --config {config.name}{RESET}  {DIM}(started with step 4){RESET}", flush=True)
     failures = 0
     try:
         url = server.url()
-        print(f"  listening on {url}")
-        good, bad, no_scan = (f"{host}/demo/app:{tag}" for _, tag, _, _ in CASES)
+    except RuntimeError as err:
+        print(f"  {RED}{err}{RESET}")
+        return 1
+    print(f"  listening on {url}")
+    good, bad, no_scan = (f"{host}/demo/app:{tag}" for _, tag, _, _ in CASES)
 
-        step(f"{first + 1}. A release tool asks: POST /v1/verify")
-        body = {"images": [good, bad]}
-        print(f"{DIM}$ curl --cacert ca.pem -d '{json.dumps(body)}' {url}/v1/verify{RESET}", flush=True)
-        decisions = post(f"{url}/v1/verify", body, ca_file)["decisions"]
-        for decision in decisions:
-            print(show_decision(decision))
-        if [d["allowed"] for d in decisions] != [True, False]:
-            failures += 1
-            print("  (expected the first allowed and the second denied)")
+    step(f"{first + 1}. A release tool asks: POST /v1/verify")
+    body = {"images": [good, bad]}
+    print(f"{DIM}$ curl --cacert ca.pem -d '{json.dumps(body)}' {url}/v1/verify{RESET}", flush=True)
+    decisions = post(f"{url}/v1/verify", body, ca_file)["decisions"]
+    for decision in decisions:
+        print(show_decision(decision))
+    if [d["allowed"] for d in decisions] != [True, False]:
+        failures += 1
+        print("  (expected the first allowed and the second denied)")
 
-        step(f"{first + 2}. The API server asks: POST /validate with the AdmissionReview of a Deployment")
-        print(f"  Deployment shop/shop: container c0 {good}, container c1 {no_scan}")
-        answer = post(f"{url}/validate?timeout=10s", admission_review("shop", [good, no_scan]), ca_file)
-        response = answer["response"]
-        if response["allowed"]:
-            print(f"  => {GREEN}ADMITTED{RESET}")
-        else:
-            message = response["status"]["message"].replace("\n", "\n  ")
-            print(f"  => {RED}DENIED{RESET}; kubectl apply shows:")
-            print(f'  Error from server: admission webhook "{WEBHOOK}" denied the request: {message}')
-        if response["allowed"] or no_scan not in response["status"]["message"]:
-            failures += 1
-            print("  (expected a denial naming the image without the scan)")
-    finally:
-        server.stop()
+    step(f"{first + 2}. The API server asks: POST /validate with the AdmissionReview of a Deployment")
+    print(f"  Deployment shop/shop: container c0 {good}, container c1 {no_scan}")
+    answer = post(f"{url}/validate?timeout=10s", admission_review("shop", [good, no_scan]), ca_file)
+    response = answer["response"]
+    if response["allowed"]:
+        print(f"  => {GREEN}ADMITTED{RESET}")
+    else:
+        message = response["status"]["message"].replace("\n", "\n  ")
+        print(f"  => {RED}DENIED{RESET}; kubectl apply shows:")
+        print(f'  Error from server: admission webhook "{WEBHOOK}" denied the request: {message}')
+    if response["allowed"] or no_scan not in response["status"]["message"]:
+        failures += 1
+        print("  (expected a denial naming the image without the scan)")
     return failures
 
 
@@ -257,6 +269,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="provgate-demo-"))
     step("1. Start a local OCI registry (distribution v3, from the component cache)")
     proc, server = start_distribution(work / "registry")
+    gate_server: GateServer | None = None
     failures = 0
     try:
         host = server.host
@@ -277,6 +290,7 @@ def main() -> int:
         rule_data = work / "rule-data.yaml"
         rule_data.write_text(yaml.safe_dump({"rule_data": {"allowed_source_repos": [SOURCE_REPO]}}))
         print(f"  {rule_data.name}: allowed_source_repos: [{SOURCE_REPO}]")
+        gate_server, gate_config, ca_file = start_gate_serve(work, Path(f"{prefix}.pub"), rule_data)
 
         for n, (sample, tag, story, expected) in enumerate(CASES, start=4):
             image = f"{host}/demo/app:{tag}"
@@ -309,7 +323,8 @@ def main() -> int:
             failures += not ok
             print(f"  => {verdict}{'' if ok else f'  (expected exit {expected}, got {code})'}")
 
-        failures += serve_steps(work, host, Path(f"{prefix}.pub"), rule_data, first=4 + len(CASES))
+        failures += serve_steps(gate_server, gate_config, ca_file, work, host, first=4 + len(CASES))
+        gate_server.terminate()  # it finishes while the summary prints; stop() below waits for it
 
         step("Done")
         print(
@@ -319,6 +334,8 @@ def main() -> int:
             f"  Work files are in {work}."
         )
     finally:
+        if gate_server is not None:
+            gate_server.stop()
         stop(proc)
     return 1 if failures else 0
 
