@@ -130,9 +130,7 @@ def test_a_cached_allow_is_not_served_after_its_certificate_expires(
     bundles: dict[str, Path],
     rule_data_file: Path,
 ) -> None:
-    gate = start_gate(
-        tmp_path, trust=spiffe_trust(bundles), data=[str(rule_data_file)], cache={"ttl": 3600}
-    )
+    gate = start_gate(tmp_path, trust=spiffe_trust(bundles), data=[str(rule_data_file)], cache={"ttl": 3600})
     leaf_pem, key = minted(spire_other_domain, PARTNER_SIGNER, tmp_path / "short", ttl="6s")
     not_after = x509.load_pem_x509_certificate(leaf_pem).not_valid_after_utc
     image = push_svid_signed(registry_plain, leaf_pem, key, PARTNER_SIGNER)

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from tests.infra import free_port
 from tests.infra.registry import RegistryServer
 from tests.infra.tls import make_ca, make_client_cert
 from tests.serve.conftest import GateProcess, Signing, Tls, pod, push_signed, review
@@ -122,6 +123,23 @@ def test_the_client_certificate_listener_serves_no_admission_endpoints(
     answer = gate.post("/validate", review(pod(image))).json()["response"]
     assert answer["allowed"] is True
     assert gate.metric("provgate_admission_requests_total", endpoint="validate") == 1
+
+
+def test_the_listeners_are_told_apart_even_on_one_port_number(
+    start_gate, tmp_path: Path, rule_data_file: Path
+) -> None:
+    # Two addresses, one port: a request on `listen` must not count as one that showed a certificate.
+    clients = Clients(tmp_path / "pki")
+    port = free_port()
+    gate = start_gate(
+        tmp_path,
+        listen=f"127.0.0.1:{port}",
+        data=[str(rule_data_file)],
+        verifyApi={"listen": f"127.0.0.2:{port}", "clientCaFile": str(clients.ca_file)},
+    )
+    assert gate.urls == [f"https://127.0.0.1:{port}", f"https://127.0.0.2:{port}"]
+    answer = gate.post("/v1/verify", {"image": "127.0.0.1:5000/app:v1"})
+    assert answer.status_code == 403 and "client-certificate listener" in answer.json()["error"]
 
 
 def test_with_a_token_too_each_listener_takes_its_own_credential(
