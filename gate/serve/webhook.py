@@ -91,7 +91,10 @@ def _findings_line(decision: Decision) -> str:
     parts = [f"[{v.code}] {v.msg}" for v in decision.violations[:MAX_FINDINGS_PER_LINE]]
     why = _why_unverified(decision)
     if why and decision.violations and decision.violations[0].code == NO_VERIFIED_ATTESTATION:
-        parts[0] += f" ({why})"
+        # The line's label names the image already: the digest alone leaves room for the reason.
+        name, at, digest = decision.image.rpartition("@")
+        first = parts[0].replace(f" of {decision.image} ", f" of {digest} ") if at and name else parts[0]
+        parts[0] = f"{first} ({why})"
     more = len(decision.violations) - MAX_FINDINGS_PER_LINE
     if more > 0:
         parts.append(f"(+{more} more; gate verify {decision.image} shows all)")

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from attestation.oci.writer import push_attestation_legacy, push_image
 from attestation.spiffe import load_pem_certificates
 from signer.signing.spire import SvidSigner, sign_statement
+from tests.gate.conftest import data_file, policy_dir  # noqa: F401
 from tests.infra.registry import RegistryServer, registry_referrers  # noqa: F401
 from tests.infra.sigstore import SigstoreStack
 from tests.infra.spire import Spire, SpireServer
@@ -163,10 +164,10 @@ def keyless_signed(keyless: SigstoreStack, registry_referrers: RegistryServer, t
     return built.image
 
 
-def keyless_config(stack: SigstoreStack, identity: str, policy_dir: Path, data_file: Path) -> dict:
+def keyless_config(stack: SigstoreStack, identity: str, policy: Path, data: Path) -> dict:
     return {
-        "policy": [str(policy_dir)],
-        "data": [str(data_file)],
+        "policy": [str(policy)],
+        "data": [str(data)],
         "trust": {
             "keyless": [
                 {
@@ -180,7 +181,12 @@ def keyless_config(stack: SigstoreStack, identity: str, policy_dir: Path, data_f
 
 
 def test_keyless_trust_admits_by_identity_and_denies_another(
-    start_gate, tmp_path: Path, keyless: SigstoreStack, keyless_signed: str, policy_dir, data_file
+    start_gate,
+    tmp_path: Path,
+    keyless: SigstoreStack,
+    keyless_signed: str,
+    policy_dir: Path,  # noqa: F811
+    data_file: Path,  # noqa: F811
 ) -> None:
     image = keyless_signed
     gate = start_gate(tmp_path / "signer", **keyless_config(keyless, SIGNER_ID, policy_dir, data_file))
