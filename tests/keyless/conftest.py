@@ -40,4 +40,3 @@ def build_run(server: RegistryServer, directory: Path, name: str = "app") -> Bui
     run_file = directory / f"{name}-taskrun.json"
     run_file.write_text(json.dumps(obj))
     return Built(repo, digest, run_file)
-
