@@ -144,11 +144,10 @@ async def run(config: ServeConfig) -> None:
             sock.close()
         raise
     pull = PullSecrets(config.kubeconfig) if config.image_pull_secrets else None
-    mtls_port = sockets[1].getsockname()[1] if mtls is not None else None
-    app = Server(config, decider, metrics, pull_secrets=pull, mtls_port=mtls_port).app
-    servers = [_uvicorn_server(app, tls.context)]
+    server = Server(config, decider, metrics, pull_secrets=pull)
+    servers = [_uvicorn_server(server.app, tls.context)]
     if mtls is not None:
-        servers.append(_uvicorn_server(app, mtls.context))
+        servers.append(_uvicorn_server(server.client_cert_app, mtls.context))
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
