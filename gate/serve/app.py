@@ -1,5 +1,8 @@
-"""The HTTP surface of ``gate serve`` (a Starlette app): ``POST /validate``, ``POST /mutate``,
-``POST /v1/verify``, ``GET /healthz``, ``GET /readyz``, ``GET /metrics``.
+"""The HTTP surface of ``gate serve`` (Starlette apps): ``POST /validate``, ``POST /mutate``,
+``POST /v1/verify``, ``GET /healthz``, ``GET /readyz``, ``GET /metrics`` on ``listen``, and, when
+``verifyApi.listen`` is set, ``POST /v1/verify`` and ``GET /healthz`` only on that client-certificate
+listener: the API server calls the admission endpoints on ``listen``, so a release tool's certificate opens
+the one endpoint it is for (and ``/metrics``, which names namespaces, stays off a port exposed for CI).
 
 Every body is read with a bound before it is parsed. Every admission request runs under a deadline
 shorter than the API server's own (its ``?timeout=``), so the answer is provgate's, never the API
@@ -11,7 +14,6 @@ denial (or a 500 with one line when there is no request to deny).
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
 import time
@@ -28,7 +30,7 @@ from attestation.errors import InputError
 from attestation.limits import load_json
 from attestation.reference import InvalidReference, parse
 from gate.decision import Decision, undecided
-from gate.render import printable
+from gate.render import printable, to_json_bytes
 from gate.serve.admission import BadReview, Review, parse_review, response
 from gate.serve.config import MAX_WEBHOOK_TIMEOUT, ServeConfig
 from gate.serve.decider import Decider
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 MAX_VERIFY_IMAGES = 256
 MAX_VERIFY_BODY = 1024 * 1024
 JSON = "application/json"
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -73,7 +76,9 @@ def request_budget(timeout: str | None, cap: float) -> float:
 
 
 def _json(doc: Any, status: int = 200) -> Response:
-    return Response(json.dumps(doc, separators=(",", ":"), ensure_ascii=False), status, media_type=JSON)
+    # Hostile characters a caller sent (an image reference) come back as JSON escapes: the same strings,
+    # in bytes that are valid UTF-8 and drive no terminal.
+    return Response(to_json_bytes(doc), status, media_type=JSON)
 
 
 def _error(message: str, status: int) -> Response:
@@ -134,7 +139,6 @@ class Server:
         metrics: Metrics,
         *,
         pull_secrets: PullSecrets | None = None,
-        mtls_port: int | None = None,
         worker: WorkerSlot | None = None,
     ) -> None:
         self.config = config
@@ -142,7 +146,6 @@ class Server:
         self.decider = decider
         self.metrics = metrics
         self.pull_secrets = pull_secrets
-        self.mtls_port = mtls_port
         api = config.verify_api
         self.token = ApiToken(api.bearer_token_file) if api.bearer_token_file else None
         routes = [
@@ -154,6 +157,15 @@ class Server:
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
         ]
         self.app = Starlette(routes=routes)
+        # Which listener a request came in on is which app it reached, not its local address: two
+        # listeners may share a port number on different addresses.
+        self.client_cert_app = Starlette(
+            routes=[
+                Route("/v1/verify", self._timed("verify", self.verify_client_cert), methods=["POST"]),
+                Route("/healthz", self.healthz, methods=["GET"]),
+                Route("/{path:path}", self.not_on_client_cert_listener, methods=_ALL_METHODS),
+            ]
+        )
 
     def _timed(
         self, endpoint: str, handler: Callable[[Request], Awaitable[Response]]
@@ -218,10 +230,12 @@ class Server:
 
     # -- on demand -------------------------------------------------------------------------------------
 
-    def _refusal(self, request: Request) -> Response | None:
+    def _refusal(self, request: Request, *, client_cert: bool) -> Response | None:
         api = self.config.verify_api
         if not api.enabled:
             return _error("POST /v1/verify is turned off (verifyApi.enabled: false)", 404)
+        if client_cert:
+            return None  # the TLS handshake required a certificate issued by verifyApi.clientCaFile
         if self.token is not None:
             try:
                 self.token.refresh()
@@ -231,10 +245,7 @@ class Server:
             if self.token.accepts(request.headers.get("authorization")):
                 return None
             return _error("missing or wrong bearer token (Authorization: Bearer <verifyApi token>)", 401)
-        server = request.scope.get("server")
-        if self.mtls_port is not None:
-            if server is not None and server[1] == self.mtls_port:
-                return None  # the TLS handshake required a client certificate from verifyApi.clientCaFile
+        if api.listen is not None:
             return _error(
                 "POST /v1/verify is served on the client-certificate listener (verifyApi.listen)", 403
             )
@@ -247,7 +258,21 @@ class Server:
         )
 
     async def verify(self, request: Request) -> Response:
-        refused = self._refusal(request)
+        return await self._verify(request, client_cert=False)
+
+    async def verify_client_cert(self, request: Request) -> Response:
+        return await self._verify(request, client_cert=True)
+
+    async def not_on_client_cert_listener(self, request: Request) -> Response:
+        return _error(
+            f"{request.method} {request.url.path}: not served here; the client-certificate listener "
+            "(verifyApi.listen) serves POST /v1/verify and GET /healthz, the admission webhooks are on "
+            "listen",
+            404,
+        )
+
+    async def _verify(self, request: Request, *, client_cert: bool) -> Response:
+        refused = self._refusal(request, client_cert=client_cert)
         if refused is not None:
             return refused
         try:

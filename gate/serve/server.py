@@ -172,11 +172,10 @@ async def run(
     # full passes need not walk it again and again (docs/performance.md, the first-look tail).
     gc.freeze()
     pull = PullSecrets(config.kubeconfig) if config.image_pull_secrets else None
-    mtls_port = sockets[1].getsockname()[1] if mtls is not None else None
-    app = Server(config, decider, metrics, pull_secrets=pull, mtls_port=mtls_port, worker=slot).app
-    servers = [_uvicorn_server(app, tls.context)]
+    server = Server(config, decider, metrics, pull_secrets=pull, worker=slot)
+    servers = [_uvicorn_server(server.app, tls.context)]
     if mtls is not None:
-        servers.append(_uvicorn_server(app, mtls.context))
+        servers.append(_uvicorn_server(server.client_cert_app, mtls.context))
     loop = asyncio.get_running_loop()
 
     def stop() -> None:

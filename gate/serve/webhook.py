@@ -22,6 +22,7 @@ from typing import Any
 
 from attestation.oci.auth import CredentialLookup
 from attestation.reference import DEFAULT_REGISTRY, ImageReference, InvalidReference, parse
+from gate.checklist import NO_VERIFIED_ATTESTATION
 from gate.decision import Decision
 from gate.render import printable
 from gate.serve.admission import (
@@ -40,6 +41,8 @@ from gate.serve.pullsecrets import PullSecrets
 
 # Codes and messages listed per image in a denial line.
 MAX_FINDINGS_PER_LINE = 4
+# Characters of an attestation's verification error quoted in a denial line (MAX_LINE bounds the line).
+MAX_REASON = 160
 
 
 @lru_cache(maxsize=256)
@@ -86,10 +89,32 @@ def _findings_line(decision: Decision) -> str:
     if not decision.decided:
         return "could not decide: " + ("; ".join(decision.errors) or "no reason given")
     parts = [f"[{v.code}] {v.msg}" for v in decision.violations[:MAX_FINDINGS_PER_LINE]]
+    why = _why_unverified(decision)
+    if why and decision.violations and decision.violations[0].code == NO_VERIFIED_ATTESTATION:
+        # The line's label names the image already: the digest alone leaves room for the reason.
+        name, at, digest = decision.image.rpartition("@")
+        first = parts[0].replace(f" of {decision.image} ", f" of {digest} ") if at and name else parts[0]
+        parts[0] = f"{first} ({why})"
     more = len(decision.violations) - MAX_FINDINGS_PER_LINE
     if more > 0:
         parts.append(f"(+{more} more; gate verify {decision.image} shows all)")
     return "; ".join(parts)
+
+
+def _why_unverified(decision: Decision) -> str:
+    """Why the first attestation that did not verify did not (an untrusted key, a certificate chain,
+    another identity), so that the line in ``kubectl``'s error says what to fix; the others are in
+    ``gate verify``'s output."""
+    failed = [a for a in decision.attestations if not a.verified and a.error]
+    if not failed:
+        return ""
+    first = failed[0]
+    reason = first.error or ""
+    reason = reason.removeprefix(f"{first.source}: ")
+    if len(reason) > MAX_REASON:
+        reason = reason[: MAX_REASON - 1] + "…"
+    more = len(failed) - 1
+    return reason + (f"; {more} more attestation(s) did not verify" if more else "")
 
 
 def _label(image: str, uses: Sequence[ImageUse]) -> str:

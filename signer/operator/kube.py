@@ -27,6 +27,8 @@ REQUEST_TIMEOUT = 30.0
 COMPONENT = "provgate-signer"
 MAX_EVENT_MESSAGE = 1024
 PLURALS = {"TaskRun": "taskruns", "PipelineRun": "pipelineruns"}
+_NOT_FOUND = frozenset({404})
+_CONFLICT = frozenset({409})  # optimistic concurrency lost: someone else wrote first
 
 
 class KubeApiError(ProvgateError):
@@ -83,14 +85,17 @@ class KubeApi:
 
     # -- plumbing ----------------------------------------------------------------------------------
 
-    def _call(self, what: str, fn: Any, *args: Any, missing_ok: bool = True, **kwargs: Any) -> Any:
+    def _call(
+        self, what: str, fn: Any, *args: Any, none_on: frozenset[int] = _NOT_FOUND, **kwargs: Any
+    ) -> Any:
+        """``fn``'s answer, or None when the API server answers one of the statuses in ``none_on``."""
         from kubernetes.client.exceptions import ApiException
 
         self.limiter.acquire()
         try:
             return fn(*args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
         except ApiException as err:
-            if err.status == 404 and missing_ok:
+            if err.status in none_on:
                 return None
             raise _error(err, what) from None
         except Exception as err:  # urllib3/ssl/socket: the API server is not there
@@ -134,7 +139,7 @@ class KubeApi:
             dict(body),
             field_manager=FIELD_MANAGER,
             force=True,
-            missing_ok=False,
+            none_on=frozenset(),
             _content_type="application/apply-patch+yaml",
         )
         return obj or {}
@@ -195,7 +200,7 @@ class KubeApi:
                 self._core.create_namespaced_event,
                 namespace,
                 event,
-                missing_ok=False,
+                none_on=frozenset(),
                 _preload_content=False,
             )
         except KubeApiError as err:
@@ -210,43 +215,21 @@ class KubeApi:
 
     def create_lease(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any] | None:
         """None when someone else created it first (409)."""
-        from kubernetes.client.exceptions import ApiException
-
-        self.limiter.acquire()
-        try:
-            response: Any = self._coordination.create_namespaced_lease(
-                namespace,
-                cast(Any, dict(body)),
-                _preload_content=False,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except ApiException as err:
-            if err.status == 409:
-                return None
-            raise _error(err, f"create Lease {namespace}/{body['metadata']['name']}") from None
-        except Exception as err:
-            raise _error(err, f"create Lease {namespace}/{body['metadata']['name']}") from None
-        doc: dict[str, Any] = json.loads(response.data)
-        return doc
+        return self._raw(
+            f"create Lease {namespace}/{body['metadata']['name']}",
+            self._coordination.create_namespaced_lease,
+            namespace,
+            cast(Any, dict(body)),
+            none_on=_CONFLICT,
+        )
 
     def replace_lease(self, namespace: str, name: str, body: Mapping[str, Any]) -> dict[str, Any] | None:
         """None when the Lease changed since it was read (409: optimistic concurrency lost)."""
-        from kubernetes.client.exceptions import ApiException
-
-        self.limiter.acquire()
-        try:
-            response: Any = self._coordination.replace_namespaced_lease(
-                name,
-                namespace,
-                cast(Any, dict(body)),
-                _preload_content=False,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except ApiException as err:
-            if err.status == 409:
-                return None
-            raise _error(err, f"update Lease {namespace}/{name}") from None
-        except Exception as err:
-            raise _error(err, f"update Lease {namespace}/{name}") from None
-        doc: dict[str, Any] = json.loads(response.data)
-        return doc
+        return self._raw(
+            f"update Lease {namespace}/{name}",
+            self._coordination.replace_namespaced_lease,
+            name,
+            namespace,
+            cast(Any, dict(body)),
+            none_on=_CONFLICT,
+        )

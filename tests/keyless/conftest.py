@@ -1,5 +1,6 @@
-"""Fixtures of the keyless suites: the private Sigstore on loopback (with the session's SPIRE servers and
-TSA, tests/conftest.py), a referrers registry, an image in it, and a TaskRun that built it."""
+"""Fixtures of the keyless suites: a referrers registry, an image in it, and a TaskRun that built it. The
+private Sigstore on loopback (``sigstore_stack``, and ``keyless``: with :data:`SIGNER_ID` and
+:data:`OTHER_ID` issued) is a session fixture of tests/conftest.py, shared with the admission suite."""
 
 from __future__ import annotations
 
@@ -7,11 +8,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from tests.gate.conftest import data_file, policy_dir  # noqa: F401
 from tests.infra.registry import RegistryServer, registry_referrers  # noqa: F401
-from tests.infra.sigstore import SigstoreStack, sigstore_stack  # noqa: F401
 from tests.oci.helpers import push_small_image
 from tests.spire.tekton import taskrun
 
@@ -42,11 +40,3 @@ def build_run(server: RegistryServer, directory: Path, name: str = "app") -> Bui
     run_file = directory / f"{name}-taskrun.json"
     run_file.write_text(json.dumps(obj))
     return Built(repo, digest, run_file)
-
-
-@pytest.fixture(scope="session")
-def keyless(sigstore_stack: SigstoreStack) -> SigstoreStack:  # noqa: F811
-    """The stack with the signer's and a second workload's SPIFFE IDs issued to this process."""
-    for spiffe_id in (SIGNER_ID, OTHER_ID):
-        sigstore_stack.spire.issue(spiffe_id)
-    return sigstore_stack

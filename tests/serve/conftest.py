@@ -88,6 +88,7 @@ class GateProcess:
     tls: Tls
     config_file: Path
     lines: list[str] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)  # every listener, ``listen`` first
     _client: httpx.Client | None = None
 
     @property
@@ -148,7 +149,9 @@ def write_config(directory: Path, config: dict[str, Any]) -> Path:
     return path
 
 
-def start_gate_process(config_file: Path, tls: Tls, env: dict[str, str] | None = None) -> GateProcess:
+def start_gate_process(
+    config_file: Path, tls: Tls, env: dict[str, str] | None = None, *, listeners: int = 1
+) -> GateProcess:
     proc = subprocess.Popen(
         [sys.executable, "-m", "gate", "serve", "--config", str(config_file)],
         stdout=subprocess.DEVNULL,
@@ -167,9 +170,10 @@ def start_gate_process(config_file: Path, tls: Tls, env: dict[str, str] | None =
             line = raw.decode("utf-8", "replace").rstrip("\n")
             lines.append(line)
             m = re.search(r"listening on (https://\S+)", line)
-            if m and not found:
+            if m:
                 found.append(m.group(1))
-                listening.set()
+                if len(found) == listeners:
+                    listening.set()
         listening.set()
 
     threading.Thread(target=drain, daemon=True).start()
@@ -178,10 +182,12 @@ def start_gate_process(config_file: Path, tls: Tls, env: dict[str, str] | None =
         if time.monotonic() > deadline:
             proc.kill()
             raise TimeoutError("gate serve did not start:\n" + "\n".join(lines[-30:]))
-    if not found:
+    if len(found) < listeners:
         proc.wait(timeout=10)
         raise RuntimeError(f"gate serve exited {proc.returncode}:\n" + "\n".join(lines[-30:]))
-    return GateProcess(proc=proc, url=found[0], tls=tls, config_file=config_file, lines=lines)
+    return GateProcess(
+        proc=proc, url=found[0], tls=tls, config_file=config_file, lines=lines, urls=list(found)
+    )
 
 
 @pytest.fixture
@@ -190,8 +196,10 @@ def start_gate(tls: Tls, signing: Signing) -> Iterator[Callable[..., GateProcess
     started: list[GateProcess] = []
 
     def start(directory: Path, /, env: dict[str, str] | None = None, **overrides: Any) -> GateProcess:
-        config_file = write_config(directory, gate_config(tls, signing.public_key, **overrides))
-        process = start_gate_process(config_file, tls, env)
+        config = gate_config(tls, signing.public_key, **overrides)
+        config_file = write_config(directory, config)
+        listeners = 2 if (config.get("verifyApi") or {}).get("listen") else 1
+        process = start_gate_process(config_file, tls, env, listeners=listeners)
         started.append(process)
         return process
 
