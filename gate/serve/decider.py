@@ -148,6 +148,9 @@ class Decider:
         """Load the configuration file and everything it names again; True when the new one serves."""
         old = self.current
         assert old is not None
+        # What the files were before any was read: a file written again while this reload read it (not
+        # atomically: truncated, then written) differs from this, so the next look tries again.
+        seen = file_state(old.config.watched_files())
         try:
             config = await asyncio.to_thread(load_config, old.config.path)
             for what in ("listen", "tls", "verify_api", "workers"):
@@ -163,8 +166,7 @@ class Decider:
                 reason = (
                     f"reload failed, still serving the previous configuration: {type(err).__name__}: {err}"
                 )
-            if old is not None:
-                old.files = file_state(old.config.watched_files())  # try again on the next change
+            old.files = seen  # try again on the next change
             self.ready, self.reason = False, " ".join(reason.split())
             self.metrics.ready.set(0)
             self.metrics.reloads.labels("failed").inc()

@@ -159,7 +159,12 @@ def test_a_broken_reload_turns_readyz_red_whichever_worker_answers(
             raise AssertionError(gate.log()) from None
     data.write_text(yaml.safe_dump(RULE_DATA))
     for number, client in workers.items():
-        wait_until(lambda c=client: c.get("/readyz").status_code == 200, what=f"worker {number}'s /readyz")
+        try:
+            wait_until(
+                lambda c=client: c.get("/readyz").status_code == 200, what=f"worker {number}'s /readyz"
+            )
+        except TimeoutError:
+            raise AssertionError(gate.log()) from None
 
 
 def test_sigterm_drains_both_workers_then_exits_cleanly(start_gate, tmp_path: Path, connect) -> None:
@@ -248,3 +253,40 @@ def test_workers_that_cannot_load_the_policy_stop_the_server(tmp_path: Path, tls
     assert done.returncode == 2, err
     assert "broken.rego" in err and "failed to start" in err and "listening on" not in err
     assert "Traceback" not in err
+
+
+def test_a_file_rewritten_while_a_reload_failed_is_read_again(tmp_path: Path, tls, signing) -> None:
+    """A reload that failed on a half-written file must not take the finished file for what it read:
+    otherwise the gate (each worker) stays not ready until the file changes once more."""
+    import asyncio
+
+    from gate.serve.config import load_config
+    from gate.serve.decider import Decider
+    from gate.serve.metrics import Metrics
+
+    data = tmp_path / "rule_data.yaml"
+    data.write_text(yaml.safe_dump(RULE_DATA))
+    path = write_config(tmp_path, gate_config(tls, signing.public_key, data=[str(data)]))
+
+    async def scenario() -> None:
+        decider = Decider(load_config(path), Metrics())
+        await decider.start()
+        try:
+            data.write_text("rule_data: [unclosed")  # the writer's first half, as the reload reads it
+            build = decider._build
+
+            async def racing(config):
+                try:
+                    return await build(config)
+                finally:
+                    data.write_text(yaml.safe_dump(RULE_DATA))  # the writer finishes meanwhile
+
+            decider._build = racing
+            assert await decider.reload() is False and not decider.ready
+            decider._build = build
+            assert decider.changed()  # the finished file is seen as a change
+            assert await decider.reload() is True and decider.ready
+        finally:
+            await decider.aclose()
+
+    asyncio.run(scenario())
