@@ -25,6 +25,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -496,6 +497,7 @@ def main() -> None:
             notes += got_notes
     finally:
         stop(reg_proc)
+        shutil.rmtree(work, ignore_errors=True)  # 10,000 images are ~1.2 GB of registry storage
     load_after = os.getloadavg()
     print(
         f"# bench/admission.py, {started_at}; {os.cpu_count()} CPUs, Python {platform.python_version()}, "
