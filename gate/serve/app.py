@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -37,6 +37,9 @@ from gate.serve.decider import Decider
 from gate.serve.metrics import Metrics
 from gate.serve.pullsecrets import PullSecrets
 from gate.serve.webhook import mutate, validate
+
+if TYPE_CHECKING:
+    from gate.serve.workers import WorkerSlot
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +139,10 @@ class Server:
         metrics: Metrics,
         *,
         pull_secrets: PullSecrets | None = None,
+        worker: WorkerSlot | None = None,
     ) -> None:
         self.config = config
+        self.worker = worker
         self.decider = decider
         self.metrics = metrics
         self.pull_secrets = pull_secrets
@@ -302,15 +307,25 @@ class Server:
     async def readyz(self, request: Request) -> Response:
         decider = self.decider
         current = decider.current
-        doc: dict[str, Any] = {"ready": decider.ready}
+        ready = decider.ready
+        doc: dict[str, Any] = {"ready": ready}
         if decider.reason:
             doc["reason"] = decider.reason
+        if self.worker is not None:
+            # Ready only while every worker is: the probe reaches one of them, the API server all.
+            doc["worker"] = self.worker.index + 1
+            doc["workers"] = self.worker.board.count
+            others = self.worker.not_ready()
+            if others:
+                ready = doc["ready"] = False
+                listed = ", ".join(str(n) for n in others)
+                doc.setdefault("reason", f"worker {listed} not ready (the server log says why)")
         if current is not None:
             doc["policy"] = current.key[0]
             doc["trust"] = current.key[1]
             doc["rules"] = len(current.gate.policy_set.rules)
             doc["mode"] = current.config.mode
-        return _json(doc, 200 if decider.ready else 503)
+        return _json(doc, 200 if ready else 503)
 
     async def metrics_endpoint(self, request: Request) -> Response:
         return Response(self.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -33,6 +33,8 @@ MAX_WEBHOOK_TIMEOUT = 30.0
 # Namespaces the gate never checks unless told otherwise: the control plane's own. The gate's own
 # namespace is added by the manifests (config/gate), which know its name.
 DEFAULT_EXEMPT_NAMESPACES = ("kube-system",)
+# Each worker holds its own caches and policy engine: more than this is memory, not throughput.
+MAX_WORKERS = 64
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class ServeConfig:
     # Seconds between looks at the policy, data, trust and configuration files.
     reload_interval: float = 2.0
     kubeconfig: Path | None = None  # else in-cluster, else KUBECONFIG (only with image_pull_secrets)
+    # Processes serving the listening sockets, each with its own event loop and caches (gate.serve.workers).
+    workers: int = 1
 
     def watched_files(self) -> tuple[Path, ...]:
         """What a reload depends on: this file, and every policy, data and trust path it names."""
@@ -181,6 +185,16 @@ class _Reader:
             bound = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
             raise InputError(f"{self._name(key)}: {value} is out of range (must be {bound})")
         return float(value)
+
+    def integer(self, key: str, default: int, *, low: int, high: int) -> int:
+        value = self.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"{self._name(key)}: must be a whole number")
+        if not low <= value <= high:
+            raise InputError(f"{self._name(key)}: {value} is out of range (must be between {low} and {high})")
+        return value
 
     def size(self, key: str, default: int) -> int:
         """A byte count: a number, or a string with a Ki/Mi/Gi suffix as Kubernetes writes them."""
@@ -376,6 +390,7 @@ def parse_config(doc: Any, path: Path) -> ServeConfig:
         verify_api=verify_api,
         reload_interval=top.number("reloadInterval", 2.0, low=0.1, high=3600),
         kubeconfig=top.path("kubeconfig"),
+        workers=top.integer("workers", 1, low=1, high=MAX_WORKERS),
     )
     top.check_unknown()
     if config.max_body_bytes < 64 * 1024:
@@ -415,6 +430,7 @@ def with_overrides(config: ServeConfig, **changes: Any) -> ServeConfig:
 __all__ = [
     "DEFAULT_TIMEOUT",
     "MAX_WEBHOOK_TIMEOUT",
+    "MAX_WORKERS",
     "TRUST_KINDS",
     "CacheConfig",
     "ServeConfig",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import logging
 import os
 import time
@@ -147,9 +148,12 @@ class Decider:
         """Load the configuration file and everything it names again; True when the new one serves."""
         old = self.current
         assert old is not None
+        # What the files were before any was read: a file written again while this reload read it (not
+        # atomically: truncated, then written) differs from this, so the next look tries again.
+        seen = file_state(old.config.watched_files())
         try:
             config = await asyncio.to_thread(load_config, old.config.path)
-            for what in ("listen", "tls", "verify_api"):
+            for what in ("listen", "tls", "verify_api", "workers"):
                 if getattr(config, what) != getattr(old.config, what):
                     log.warning(
                         "reload: %s changed in %s; it takes effect at the next start", what, config.path
@@ -162,8 +166,7 @@ class Decider:
                 reason = (
                     f"reload failed, still serving the previous configuration: {type(err).__name__}: {err}"
                 )
-            if old is not None:
-                old.files = file_state(old.config.watched_files())  # try again on the next change
+            old.files = seen  # try again on the next change
             self.ready, self.reason = False, " ".join(reason.split())
             self.metrics.ready.set(0)
             self.metrics.reloads.labels("failed").inc()
@@ -184,6 +187,12 @@ class Decider:
         async def later() -> None:
             await asyncio.sleep(RETIRE_AFTER)
             await gate.aclose()
+            # The server froze what it loaded at start (gate.serve.server); the retired gate's cycles
+            # would never be collected among frozen objects. One full collection per reload frees them,
+            # and what serves now is frozen in their place.
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
 
         task = asyncio.ensure_future(later())
         self._retiring.add(task)

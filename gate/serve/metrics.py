@@ -1,8 +1,29 @@
-"""What ``GET /metrics`` shows (Prometheus text format), one registry per server."""
+"""What ``GET /metrics`` shows (Prometheus text format), one registry per server.
+
+With several workers (``workers: N``) every process writes its samples to files in a directory they share
+(prometheus-client's multiprocess mode, chosen by :func:`multiprocess` in each worker before its
+:class:`Metrics` exist) and ``GET /metrics``, whichever worker answers it, reads them all: counters and
+histograms are the sums over the workers, including those that have exited and been replaced (a counter
+never goes back); gauges count only the live ones.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import values as _values
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess(directory: Path) -> None:
+    """Make this process's metrics (those created from now on) files in ``directory``, which the other
+    workers share. Called in a worker after the fork: the parent chose the in-process values at import."""
+    os.environ[MULTIPROC_ENV] = str(directory)
+    _values.ValueClass = _values.get_value_class()
+
 
 # From a cache hit (well under a millisecond) to a slow registry near the webhook's timeout.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -10,6 +31,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.
 
 class Metrics:
     def __init__(self) -> None:
+        self.shared: bool = getattr(_values.ValueClass, "_multiprocess", False)
         r = self.registry = CollectorRegistry(auto_describe=False)
         self.admissions = Counter(
             "provgate_admission_requests",
@@ -37,7 +59,10 @@ class Metrics:
             "provgate_verdict_cache_evictions", "Verdicts dropped to stay within cache.maxBytes.", registry=r
         )
         self.cache_bytes = Gauge(
-            "provgate_verdict_cache_bytes", "Estimated memory held by cached verdicts.", registry=r
+            "provgate_verdict_cache_bytes",
+            "Estimated memory held by cached verdicts (the sum over the workers, each has its own cache).",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.verifications = Counter(
             "provgate_verifications", "Verifications run, by outcome.", ["outcome"], registry=r
@@ -66,7 +91,12 @@ class Metrics:
             ["result"],
             registry=r,
         )
-        self.ready = Gauge("provgate_ready", "1 while the gate serves its current configuration.", registry=r)
+        self.ready = Gauge(
+            "provgate_ready",
+            "1 while the gate (every worker) serves its current configuration.",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
 
     def registry_request(self, registry: str, outcome: str) -> None:
         self.registry_requests.labels(registry, outcome).inc()
@@ -74,4 +104,10 @@ class Metrics:
             self.registry_errors.labels(registry).inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self.shared:
+            return generate_latest(self.registry)
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        merged = CollectorRegistry(auto_describe=False)
+        MultiProcessCollector(merged)
+        return generate_latest(merged)

@@ -1,4 +1,5 @@
-"""Running ``gate serve``: uvicorn (httptools) on uvloop when installed, one process, one event loop.
+"""Running ``gate serve``: uvicorn (httptools) on uvloop when installed, one event loop per process; one
+process, or ``workers: N`` of them sharing the listening sockets (:mod:`gate.serve.workers`).
 
 * HTTPS only. The certificate and key are loaded into the one ``SSLContext`` the listener uses, and
   loaded again when their files change (cert-manager rotates the Secret): new connections get the new
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -24,6 +26,7 @@ import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from attestation.errors import InputError
 from gate.serve.app import Server
@@ -31,6 +34,9 @@ from gate.serve.config import ServeConfig, TlsConfig
 from gate.serve.decider import Decider
 from gate.serve.metrics import Metrics
 from gate.serve.pullsecrets import PullSecrets
+
+if TYPE_CHECKING:
+    from gate.serve.workers import WorkerSlot
 
 log = logging.getLogger(__name__)
 
@@ -127,24 +133,46 @@ def _uvicorn_server(app: object, context: ssl.SSLContext) -> object:
     return Quiet(config)
 
 
-async def run(config: ServeConfig) -> None:
-    """Serve until SIGTERM/SIGINT. Raises :class:`InputError` for what keeps it from starting."""
+def bind(config: ServeConfig) -> list[socket.socket]:
+    """The listening sockets: the main one, and the client-certificate one when configured."""
+    sockets = [listening_socket(*config.listen)]
+    if config.verify_api.listen is not None:
+        try:
+            sockets.append(listening_socket(*config.verify_api.listen))
+        except BaseException:
+            sockets[0].close()
+            raise
+    return sockets
+
+
+async def run(
+    config: ServeConfig, *, sockets: list[socket.socket] | None = None, slot: WorkerSlot | None = None
+) -> None:
+    """Serve until SIGTERM/SIGINT. Raises :class:`InputError` for what keeps it from starting.
+
+    ``sockets`` (as :func:`bind` makes them) and ``slot`` are given to a worker by its supervisor
+    (:mod:`gate.serve.workers`); one process alone binds its own."""
     metrics = Metrics()
     decider = Decider(config, metrics)
     tls = ReloadingTls(config.tls)
-    sockets = [listening_socket(*config.listen)]
     mtls: ReloadingTls | None = None
     if config.verify_api.listen is not None:
         mtls = ReloadingTls(config.tls, client_ca=config.verify_api.client_ca_file)
-        sockets.append(listening_socket(*config.verify_api.listen))
+    if sockets is None:
+        sockets = bind(config)
     try:
         await decider.start()
     except BaseException:
         for sock in sockets:
             sock.close()
         raise
+    if slot is not None:
+        slot.report(decider.ready)
+    # What the gate loaded (policies, the engine, trust) lives as long as the process: the collector's
+    # full passes need not walk it again and again (docs/performance.md, the first-look tail).
+    gc.freeze()
     pull = PullSecrets(config.kubeconfig) if config.image_pull_secrets else None
-    server = Server(config, decider, metrics, pull_secrets=pull)
+    server = Server(config, decider, metrics, pull_secrets=pull, worker=slot)
     servers = [_uvicorn_server(server.app, tls.context)]
     if mtls is not None:
         servers.append(_uvicorn_server(server.client_cert_app, mtls.context))
@@ -168,31 +196,50 @@ async def run(config: ServeConfig) -> None:
                         t.reload_if_changed()
                 if decider.changed():
                     await decider.reload()
+                if slot is not None:
+                    slot.report(decider.ready)
+                    if slot.orphaned:
+                        log.warning("the supervising process is gone; stopping")
+                        stop()
             except Exception:  # the watcher must outlive any one failure
                 log.exception("watching the configuration files failed")
 
     watcher = asyncio.ensure_future(watch())
     for sock in sockets:
         host, port = sock.getsockname()[:2]
-        log.info("listening on https://%s:%d", host, port)
+        if slot is None:
+            log.info("listening on https://%s:%d", host, port)
+        else:  # the supervisor says "listening" once every worker is
+            log.info("ready on https://%s:%d", host, port)
     try:
         await asyncio.gather(*(s.serve(sockets=[sock]) for s, sock in zip(servers, sockets, strict=True)))  # type: ignore[attr-defined]
     finally:
         watcher.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if slot is not None:
+            slot.report(False)
         await decider.aclose()
         for sock in sockets:
             sock.close()
         log.info("stopped")
 
 
-def serve(config: ServeConfig) -> int:
-    """Run the server in this process until a signal stops it; 0 then."""
+def _run_loop(config: ServeConfig, sockets: list[socket.socket] | None, slot: WorkerSlot | None) -> None:
     try:
         import uvloop
     except ImportError:  # uvloop is optional: the asyncio loop serves too, a little slower
-        asyncio.run(run(config))
+        asyncio.run(run(config, sockets=sockets, slot=slot))
     else:
-        uvloop.run(run(config))
-    return 0
+        uvloop.run(run(config, sockets=sockets, slot=slot))
+
+
+def serve(config: ServeConfig) -> int:
+    """Run the server until a signal stops it: in this process, or in ``config.workers`` processes
+    sharing the sockets bound here. 0 then."""
+    if config.workers <= 1:
+        _run_loop(config, None, None)
+        return 0
+    from gate.serve.workers import Supervisor
+
+    return Supervisor(config, bind(config), _run_loop).run()
