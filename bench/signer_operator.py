@@ -1,6 +1,6 @@
 """Benchmark of ``signer run`` against Tekton Chains' own controller, in one run, on one API server.
 
-    .venv/bin/python bench/operator.py [--runs 500] [--rate 5] [--steady-seconds 60] [--systems ...]
+    .venv/bin/python bench/signer_operator.py [--runs 500] [--rate 5] [--steady-seconds 60] [--systems ...]
 
 Starts the test API server (kube-apiserver + etcd, Tekton's CRDs) and a distribution registry on
 loopback, makes a cosign key, then for each system in turn (only one runs at a time, each on its own
@@ -301,7 +301,7 @@ def chains(
 ) -> Iterator[Running]:
     if os.geteuid() != 0:
         raise SystemExit(
-            "bench/operator.py: Chains needs root here (unshare -m for its /etc/signing-secrets)"
+            "bench/signer_operator.py: Chains needs root here (unshare -m for its /etc/signing-secrets)"
         )
     namespace = "tekton-chains"
     from kubernetes import client
@@ -606,7 +606,7 @@ def main() -> None:
                     shutil.copy(found, Path(args.keep_logs) / found.name)
     after = os.getloadavg()
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"bench/operator.py, {when}")
+    print(f"bench/signer_operator.py, {when}")
     print(
         f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}; load average before "
         f"{'/'.join(f'{x:.2f}' for x in before)}, after {'/'.join(f'{x:.2f}' for x in after)}"
