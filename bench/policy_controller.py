@@ -489,7 +489,7 @@ def pod_creates(
     return times
 
 
-def cosign_runs(cosign: Path, pub: Path, policy: Path, image: str, runs: int) -> tuple[list[float], int]:
+def cosign_runs(cosign: Path, pub: Path, policy: Path, image: str, runs: int) -> tuple[list[float], int, str]:
     cmd = [
         str(cosign),
         "verify-attestation",
@@ -504,13 +504,15 @@ def cosign_runs(cosign: Path, pub: Path, policy: Path, image: str, runs: int) ->
         "--allow-http-registry",
         image,
     ]
-    times, code = [], 0
+    times: list[float] = []
+    code, said = 0, ""
     for _ in range(runs + 1):  # the first: warm-up
         t0 = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, timeout=120)
         times.append((time.perf_counter() - t0) * 1000)
         code = done.returncode
-    return times[1:], code
+        said = (done.stderr.decode("utf-8", "replace").strip().splitlines() or [""])[-1]
+    return times[1:], code, said
 
 
 def version_of(binary: Path, *args: str) -> str:
@@ -691,11 +693,13 @@ def main() -> None:
             ("cosign verify-attestation --policy, allowed", repeated_allowed[2], 0),
             ("cosign verify-attestation --policy, denied", repeated_denied[0], 1),
         ):
-            times, code = cosign_runs(
+            times, code, said = cosign_runs(
                 cosign, work / "cosign.pub", work / "cosign-policy.rego", image, args.cosign_runs
             )
             if (code == 0) != (expect == 0):
-                raise RuntimeError(f"{what}: cosign exited {code}")
+                raise RuntimeError(f"{what}: cosign exited {code}: {said}")
+            if code:
+                notes.append(f"cosign denial: {said[:300]!r}")
             rows.append(
                 Row(
                     what,
