@@ -54,6 +54,7 @@ import json
 import os
 import platform
 import random
+import re
 import secrets
 import socket
 import ssl
@@ -590,6 +591,13 @@ def cosign_runs(cosign: Path, pub: Path, policy: Path, image: str, runs: int) ->
     return times[1:], code, said
 
 
+def pinned(component: str) -> str:
+    """The version tests/infra/build-components.sh builds of ``component`` (vegeta reports none)."""
+    script = (REPO / "tests" / "infra" / "build-components.sh").read_text()
+    found = re.search(rf"^\s*\[{re.escape(component)}\]=(\S+)", script, re.MULTILINE)
+    return found.group(1) if found else "?"
+
+
 def version_of(binary: Path, *args: str) -> str:
     try:
         out = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=30).stdout
@@ -842,7 +850,7 @@ def print_report(
     )
     print(
         f"# policy-controller {PEER_VERSION} (cmd/webhook), kube-apiserver {kube_version}, "
-        f"cosign {version_of(cosign, 'version')}, vegeta {version_of(require_binary('vegeta'), '-version')}"
+        f"cosign {version_of(cosign, 'version')}, vegeta {pinned('vegeta')}"
     )
     print(
         f"# --rate {args.rate} --requests {args.requests} --pods {args.pods} --cosign-runs {args.cosign_runs}"
