@@ -32,8 +32,9 @@ Rows, each measured for both, one system at a time (a row's two runs back to bac
   added latency is a row's p50 (p99) minus the no-webhook p50 (p99).
 * ``cosign verify-attestation --policy`` (a process per request) with the same Rego in cosign's form.
 
-Not a test: prints a table (``--markdown`` for docs/performance.md). Needs root only if port 8080 (the
-peer's hard-coded probe port) is taken; it is not used otherwise.
+Not a test: prints markdown tables (``--markdown`` changes nothing). policy-controller v0.14.0 listens
+on ``*:8443``, ``*:8080``, ``*:9090`` and ``*:8008`` whatever its flags say: the run stops at once if
+one is taken (e.g. by Tekton Chains from bench/operator.py).
 """
 
 from __future__ import annotations
@@ -620,7 +621,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="AdmissionReviews per row")
     parser.add_argument("--pods", type=int, default=150, help="Pod creates per system per row")
     parser.add_argument("--cosign-runs", type=int, default=20)
-    parser.add_argument("--markdown", action="store_true")
+    parser.add_argument(
+        "--markdown", action="store_true", help="accepted like the other benches; always markdown"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = parser.parse_args()
 
