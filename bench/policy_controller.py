@@ -814,6 +814,9 @@ def main() -> None:
                 )
             )
         notes.append(f"gate RSS at the end: {rss_mib(gate.proc.pid):.0f} MiB")
+    except BaseException:
+        log(f"failed; the logs (gate, policy-controller, API server) are kept in {work}")
+        raise
     finally:
         if gate is not None:
             gate.stop()
