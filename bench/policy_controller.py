@@ -815,7 +815,7 @@ def main() -> None:
             )
         notes.append(f"gate RSS at the end: {rss_mib(gate.proc.pid):.0f} MiB")
     except BaseException:
-        log(f"failed; the logs (gate, policy-controller, API server) are kept in {work}")
+        log(f"failed; the logs of policy-controller and the API server are kept in {work}")
         raise
     finally:
         if gate is not None:
