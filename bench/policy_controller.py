@@ -1,6 +1,6 @@
 """``gate serve`` side by side with sigstore policy-controller v0.14.0's webhook, in one run.
 
-    .venv/bin/python bench/policy_controller.py [--rate 50] [--requests 200] [--pods 150] [--markdown]
+    .venv/bin/python bench/policy_controller.py [--rate 50] [--requests 200] [--pods 150] [--workers 1]
 
 Same images, same signatures, the same question on both sides. A distribution registry on loopback gets
 images with the signer's SLSA v0.2 provenance of the bundled TEP-0084 PipelineRun (4 tasks) signed with
@@ -621,6 +621,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="AdmissionReviews per row")
     parser.add_argument("--pods", type=int, default=150, help="Pod creates per system per row")
     parser.add_argument("--cosign-runs", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=1, help="gate serve's workers: (processes)")
     parser.add_argument(
         "--markdown", action="store_true", help="accepted like the other benches; always markdown"
     )
@@ -670,6 +671,7 @@ def main() -> None:
             "tls": {"certFile": str(cert), "keyFile": str(cert_key)},
             "trust": {"keys": [str(work / "cosign.pub")]},
             "data": [str(work / "rule_data.yaml")],
+            "workers": args.workers,
         }
         (work / "gate.yaml").write_text(yaml.safe_dump(config))
 
@@ -860,6 +862,7 @@ def print_report(
     )
     print(
         f"# --rate {args.rate} --requests {args.requests} --pods {args.pods} --cosign-runs {args.cosign_runs}"
+        f" --workers {args.workers}"
     )
     print()
     print("| what | system | n | p50 ms | p95 ms | p99 ms | answers | policy-controller p50 / provgate p50 |")
