@@ -133,6 +133,10 @@ def _child(
     """The worker's life, in the forked process; never returns."""
     code = 1
     try:
+        # Out of the parent's process group: a Ctrl-C in a terminal signals the whole foreground group,
+        # and a worker that got it directly and then the parent's SIGTERM would take the second as
+        # "exit now" and cut its requests in flight. Only the parent's one SIGTERM reaches a worker.
+        os.setpgid(0, 0)
         for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)

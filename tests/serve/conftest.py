@@ -159,6 +159,7 @@ def start_gate_process(
         stdin=subprocess.DEVNULL,
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        start_new_session=True,  # its own process group, for the tests that signal it as a terminal would
     )
     lines: list[str] = []
     listening = threading.Event()

@@ -167,7 +167,18 @@ def test_a_broken_reload_turns_readyz_red_whichever_worker_answers(
             raise AssertionError(gate.log()) from None
 
 
-def test_sigterm_drains_both_workers_then_exits_cleanly(start_gate, tmp_path: Path, connect) -> None:
+@pytest.mark.parametrize(
+    "stop",
+    [
+        pytest.param(lambda proc: proc.send_signal(signal.SIGTERM), id="SIGTERM to the server"),
+        # A terminal's Ctrl-C goes to the whole foreground process group (the gate runs in a session of
+        # its own, so this reaches the gate's group and not pytest).
+        pytest.param(lambda proc: os.killpg(proc.pid, signal.SIGINT), id="Ctrl-C to its process group"),
+    ],
+)
+def test_a_stop_drains_both_workers_then_exits_cleanly(
+    start_gate, tmp_path: Path, connect, stop: Callable[[subprocess.Popen[bytes]], None]
+) -> None:
     silent = socket.socket()  # a registry that accepts and never answers: requests stay in flight
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)
@@ -180,7 +191,7 @@ def test_sigterm_drains_both_workers_then_exits_cleanly(start_gate, tmp_path: Pa
                 pool.submit(c.post, "/validate?timeout=3s", json=review(pod(image))) for c in workers.values()
             ]
             time.sleep(0.5)  # both requests are in flight, waiting for the silent registry
-            gate.proc.send_signal(signal.SIGTERM)
+            stop(gate.proc)
             answers = [p.result(timeout=30) for p in pending]
         for answer in answers:  # answered (could not decide: denied), not cut off
             assert answer.status_code == 200 and answer.json()["response"]["allowed"] is False
