@@ -88,6 +88,9 @@ class ServeConfig:
     kubeconfig: Path | None = None  # else in-cluster, else KUBECONFIG (only with image_pull_secrets)
     # Processes serving the listening sockets, each with its own event loop and caches (gate.serve.workers).
     workers: int = 1
+    # Seconds a worker's event loop may go without running before the supervisor replaces it: a stuck
+    # worker keeps taking connections from the shared sockets, and the others would still say ready.
+    worker_stall: float = 30.0
 
     def watched_files(self) -> tuple[Path, ...]:
         """What a reload depends on: this file, and every policy, data and trust path it names."""
@@ -391,6 +394,7 @@ def parse_config(doc: Any, path: Path) -> ServeConfig:
         reload_interval=top.number("reloadInterval", 2.0, low=0.1, high=3600),
         kubeconfig=top.path("kubeconfig"),
         workers=top.integer("workers", 1, low=1, high=MAX_WORKERS),
+        worker_stall=top.number("workerStallSeconds", 30.0, low=1, high=3600),
     )
     top.check_unknown()
     if config.max_body_bytes < 64 * 1024:

@@ -204,7 +204,13 @@ async def run(
             except Exception:  # the watcher must outlive any one failure
                 log.exception("watching the configuration files failed")
 
+    async def heartbeat() -> None:  # the supervisor replaces a worker whose loop stops running
+        while slot is not None:
+            slot.beat()
+            await asyncio.sleep(1.0)
+
     watcher = asyncio.ensure_future(watch())
+    beating = asyncio.ensure_future(heartbeat())
     for sock in sockets:
         host, port = sock.getsockname()[:2]
         if slot is None:
@@ -215,6 +221,7 @@ async def run(
         await asyncio.gather(*(s.serve(sockets=[sock]) for s, sock in zip(servers, sockets, strict=True)))  # type: ignore[attr-defined]
     finally:
         watcher.cancel()
+        beating.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         if slot is not None:

@@ -14,7 +14,8 @@ same queue: an idle worker takes the next connection) and then only watches:
   from any worker is the sum over all of them;
 * SIGTERM/SIGINT is passed to every worker, each finishes its requests in flight, and the parent exits
   when the last one has; a second signal is passed on too (the workers then exit at once);
-* a worker that dies is replaced (with empty caches); one that fails while starting stops them all, as
+* a worker that dies is replaced (with empty caches), and so is one whose event loop stopped running
+  (``workerStallSeconds``); one that fails while starting stops them all, as
   one process would have.
 
 Nothing is shared but the sockets, the board and the metrics files: a worker never serves another's
@@ -33,6 +34,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import sys
 import tempfile
 import time
@@ -57,17 +59,26 @@ POLL = 0.1  # seconds between looks at the workers (waitpid); signals interrupt 
 
 
 class Board:
-    """One byte per worker in memory shared across the fork: starting, ready or not ready."""
+    """Per worker, in memory shared across the fork: a state byte (starting, ready or not ready) and the
+    last time its event loop ran (``time.monotonic``, one clock for every process of the machine)."""
 
     def __init__(self, count: int) -> None:
         self.count = count
         self._map = mmap.mmap(-1, count)  # anonymous and MAP_SHARED: the children write, all read
+        self._beats = mmap.mmap(-1, 8 * count)
 
     def set(self, index: int, state: int) -> None:
         self._map[index] = state
 
     def states(self) -> list[int]:
         return list(self._map[: self.count])
+
+    def beat(self, index: int) -> None:
+        struct.pack_into("d", self._beats, 8 * index, time.monotonic())
+
+    def last_beat(self, index: int) -> float:
+        value: float = struct.unpack_from("d", self._beats, 8 * index)[0]
+        return value
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,10 @@ class WorkerSlot:
 
     def report(self, ready: bool) -> None:
         self.board.set(self.index, READY if ready else NOT_READY)
+
+    def beat(self) -> None:
+        """The worker's event loop is running (called from it every second)."""
+        self.board.beat(self.index)
 
     def not_ready(self) -> list[int]:
         """The other workers (numbered from 1) that are starting or not ready."""
@@ -184,6 +199,7 @@ class Supervisor:
         self.children: dict[int, int] = {}  # pid -> worker index
         self.stopping = 0  # signals received
         self.restarts: list[float] = []
+        self.killed: set[int] = set()  # stalled workers sent SIGKILL, not yet reaped
         parent_dir = os.environ.get(MULTIPROC_ENV) or None
         try:
             self.metrics_dir = Path(tempfile.mkdtemp(prefix="provgate-metrics-", dir=parent_dir))
@@ -196,6 +212,7 @@ class Supervisor:
 
     def _spawn(self, index: int) -> None:
         self.board.set(index, STARTING)
+        self.board.beat(index)
         slot = WorkerSlot(index=index, board=self.board, parent=os.getpid())
         # No signal may reach the child before it has dropped the parent's handlers (which would pass
         # it on to the other workers): blocked across the fork, unblocked by each side after.
@@ -214,6 +231,26 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
+    def _kill_stalled(self) -> None:
+        """SIGKILL a ready worker whose event loop has not run for ``worker_stall`` seconds; reaping it
+        then replaces it like any worker that died (and counts towards the restart limit)."""
+        now = time.monotonic()
+        states = self.board.states()
+        for pid, index in list(self.children.items()):
+            stalled = now - self.board.last_beat(index)
+            if pid in self.killed or states[index] == STARTING or stalled < self.config.worker_stall:
+                continue
+            log.error(
+                "worker %d (pid %d): its event loop has not run for %.0f s (workerStallSeconds: %g); killed",
+                index + 1,
+                pid,
+                stalled,
+                self.config.worker_stall,
+            )
+            self.killed.add(pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
     def _reap(self) -> list[tuple[int, int, int]]:
         """The workers that exited since the last look: (pid, index, exit code)."""
         out = []
@@ -225,6 +262,7 @@ class Supervisor:
             if pid == 0:
                 break
             index = self.children.pop(pid, None)
+            self.killed.discard(pid)
             if index is None:
                 continue
             code = os.waitstatus_to_exitcode(status)
@@ -262,6 +300,8 @@ class Supervisor:
                 for sock in self.sockets:
                     sock.close()
                 closed = True
+            if not self.stopping:
+                self._kill_stalled()
             for pid, index, code in self._reap():
                 if self.stopping:
                     worst = max(worst, 0 if code == 0 else 1)

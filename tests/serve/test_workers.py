@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import signal
 import socket
@@ -215,6 +216,29 @@ def test_a_worker_that_dies_is_replaced(start_gate, tmp_path: Path) -> None:
     for number in (1, 2):
         wait_until(lambda n=number: workers_seen(gate, n), what=f"worker {number} answering again")
     assert gate.proc.poll() is None
+
+
+def test_a_worker_whose_event_loop_stops_is_killed_and_replaced(start_gate, tmp_path: Path) -> None:
+    # A stuck worker still takes connections from the shared sockets; SIGSTOP makes one stuck for good.
+    gate = start_gate(tmp_path, workers=2, workerStallSeconds=3)
+    children = _children(gate.proc.pid)
+    assert len(children) == 2
+    stuck = children[0]
+    os.kill(stuck, signal.SIGSTOP)
+    try:
+        wait_until(
+            lambda: any(f"(pid {stuck}): its event loop has not run" in line for line in gate.lines),
+            what="the stall logged",
+        )
+        wait_until(lambda: stuck not in _children(gate.proc.pid), what="the stuck worker gone")
+        wait_until(lambda: len(_children(gate.proc.pid)) == 2, what="a new worker")
+        for number in (1, 2):
+            wait_until(lambda n=number: workers_seen(gate, n), what=f"worker {number} answering")
+        assert gate.proc.poll() is None
+        assert not any("Traceback" in line for line in gate.lines)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stuck, signal.SIGKILL)
 
 
 def workers_seen(gate: GateProcess, number: int) -> bool:
