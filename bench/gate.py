@@ -246,7 +246,11 @@ def machine() -> dict[str, Any]:
 
 
 def version_of(binary: Path, *args: str) -> str:
-    out = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=60).stdout
+    """What ``binary args`` prints of its version (Go tools print it in several shapes), or "?"."""
+    try:
+        out = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
     for line in out.splitlines():
         if "ersion" in line:
             return line.split(":", 1)[-1].strip()

@@ -80,6 +80,7 @@ from attestation.keys import PrivateKeySigner  # noqa: E402
 from attestation.oci.registry import RegistryClient  # noqa: E402
 from attestation.oci.writer import push_attestation_legacy, push_image  # noqa: E402
 from bench.admission import provenance, review  # noqa: E402
+from bench.gate import version_of  # noqa: E402
 from tests.infra import build_components, require_binary, stop  # noqa: E402
 from tests.infra.kube import (  # noqa: E402
     KubeCluster,
@@ -597,17 +598,6 @@ def pinned(component: str) -> str:
     script = (REPO / "tests" / "infra" / "build-components.sh").read_text()
     found = re.search(rf"^\s*\[{re.escape(component)}\]=(\S+)", script, re.MULTILINE)
     return found.group(1) if found else "?"
-
-
-def version_of(binary: Path, *args: str) -> str:
-    try:
-        out = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return "?"
-    for line in out.splitlines():
-        if "GitVersion" in line or line.lower().startswith("version"):
-            return line.split(":", 1)[-1].strip()
-    return out.strip().splitlines()[0] if out.strip() else "?"
 
 
 # -- main -----------------------------------------------------------------------------------------------
