@@ -90,6 +90,9 @@ class WorkerSlot:
     parent: int  # the supervising process; a worker whose parent is gone stops
 
     def report(self, ready: bool) -> None:
+        # A beat first: the stall clock starts when the worker leaves "starting", however long it
+        # took to load (the parent's beat at the fork may be older than workerStallSeconds by then).
+        self.board.beat(self.index)
         self.board.set(self.index, READY if ready else NOT_READY)
 
     def beat(self) -> None:
