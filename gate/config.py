@@ -69,6 +69,9 @@ class GateConfig:
     # .att tag and the referrers are asked on every verification (attestation.oci.cache).
     registry_cache_bytes: int = 32 * 1024 * 1024
     registry_cache_ttl: float = 60.0
+    # The registry client's HTTP library (attestation.oci.transport.TRANSPORTS): httpx for a command,
+    # aiohttp for gate serve.
+    registry_transport: str = "httpx"
     # Policy results remembered by what the input was made from, up to this many results (violations and
     # warnings, plus one per evaluation; 0: evaluate every time); only for an engine whose result cannot
     # depend on anything else (see EvaluationMemo).

@@ -132,6 +132,7 @@ class Gate:
             cache_bytes=self.config.registry_cache_bytes,
             cache_ttl=self.config.registry_cache_ttl,
             observer=self._registry_observer,
+            transport=self.config.registry_transport,
         )
 
     async def __aenter__(self) -> Gate:

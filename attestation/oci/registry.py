@@ -1,4 +1,4 @@
-"""An async OCI distribution client on httpx: raw manifest bytes, blobs, referrers, auth, TLS, retries.
+"""An async OCI distribution client: raw manifest bytes, blobs, referrers, auth, TLS, retries.
 
 Why not oras-py for this (docs/oci.md): it re-serialises manifests (so we cannot control or verify
 digests), cannot push an index, has no referrers API, and retries for minutes with no caller deadline.
@@ -6,7 +6,8 @@ digests), cannot push an index, has no referrers API, and retries for minutes wi
 Every call takes an absolute ``deadline`` (a ``time.monotonic()`` value). Transient failures (connection
 errors, 429, 5xx) are retried with exponential backoff at most ``max_retries`` times and never past the
 deadline; ``Retry-After`` is honoured when it fits. Bodies are read with a size cap. Errors are
-:class:`RegistryError` naming the registry, repository and operation.
+:class:`RegistryError` naming the registry, repository and operation. The HTTP library underneath is a
+:mod:`transport <attestation.oci.transport>`: httpx, or aiohttp for a long-lived server.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import ipaddress
+import json
 import logging
 import os
 import random
@@ -22,9 +24,6 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-
-import httpx
 
 from attestation.errors import InputError, RegistryAuthError, RegistryError, RegistryUnavailable
 from attestation.oci import layout
@@ -37,12 +36,17 @@ from attestation.oci.auth import (
     scoped_credentials,
 )
 from attestation.oci.cache import ContentCache
+from attestation.oci.transport import (
+    MAX_ERROR_BODY,
+    Reply,
+    Transport,
+    TransportFailure,
+    open_transport,
+)
 from attestation.reference import ImageReference
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
-MAX_ERROR_BODY = 64 * 1024
 MAX_TOKEN_BYTES = 1024 * 1024
-USER_AGENT = "provgate/0.1"
 
 log = logging.getLogger(__name__)
 
@@ -56,25 +60,6 @@ def is_loopback(registry: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    headers: httpx.Headers
-    body: bytes
-    url: str
-
-
-def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        if isinstance(cur, ssl.SSLError):
-            return cur
-        seen.add(id(cur))
-        cur = cur.__cause__ or cur.__context__
-    return None
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -93,8 +78,6 @@ def _retry_after(value: str | None) -> float | None:
 def _registry_message(body: bytes) -> str:
     """The first OCI error code/message of an error body, if it has one."""
     try:
-        import json
-
         doc = json.loads(body[:MAX_ERROR_BODY])
         err = doc["errors"][0]
         return f"{err.get('code', '')}: {err.get('message', '')}".strip(": ")
@@ -129,10 +112,12 @@ class RegistryClient:
         cache_bytes: int = 0,
         cache_ttl: float = 60.0,
         observer: Callable[[str, str], None] | None = None,
+        transport: str = "httpx",
     ) -> None:
         """``cache_bytes`` > 0 lets a long-lived client (the gate's) remember content fetched by digest and
         which registries lack the referrers API (:mod:`attestation.oci.cache`); tags are always asked.
-        ``observer(registry, outcome)`` is told of every request sent: the HTTP status, or ``error``."""
+        ``observer(registry, outcome)`` is told of every request sent: the HTTP status, or ``error``.
+        ``transport`` names the HTTP library (:data:`attestation.oci.transport.TRANSPORTS`)."""
         self._observer = observer
         self._insecure = {r.strip() for r in insecure_registries if r.strip()}
         self._plain_http_loopback = plain_http_loopback
@@ -159,15 +144,11 @@ class RegistryClient:
                 raise InputError(f"CA file {ca_file}: cannot load: {err}") from None
         self._context = context
         self._system_cas_loaded = False
-        self._http = httpx.AsyncClient(
-            verify=context,
-            follow_redirects=False,
-            headers={"User-Agent": USER_AGENT},
-            event_hooks={"request": [self._before_request]},
-        )
+        self._transport_kind = transport
+        self._http: Transport = open_transport(transport, context, self._before_https)
 
-    async def _before_request(self, request: httpx.Request) -> None:
-        if request.url.scheme != "http" and not self._system_cas_loaded:
+    def _before_https(self) -> None:
+        if not self._system_cas_loaded:
             self._context.load_default_certs(ssl.Purpose.SERVER_AUTH)
             self._system_cas_loaded = True
 
@@ -218,14 +199,23 @@ class RegistryClient:
         # The first probe trusts no CA: a server that does not speak TLS fails it as it fails the real
         # one, without loading the CA store; one that does fails certificate verification, and only then
         # is the probe repeated with the verifying client, which decides.
-        async with httpx.AsyncClient(verify=_client_context(), headers={"User-Agent": USER_AGENT}) as probe:
+        probe = open_transport(self._transport_kind, _client_context(), lambda: None)
+        try:
             for client in (probe, self._http):
                 timeout = max(0.05, min(2.0, deadline - time.monotonic()))
                 try:
-                    await client.get(f"https://{registry}/v2/", timeout=timeout)
+                    async with asyncio.timeout(timeout):
+                        await client.send(
+                            "GET",
+                            f"https://{registry}/v2/",
+                            {},
+                            None,
+                            max_bytes=MAX_ERROR_BODY,
+                            where=f"registry {registry}",
+                        )
                     scheme = "https"
-                except httpx.TransportError as err:
-                    cause = _ssl_cause(err)
+                except (TimeoutError, TransportFailure) as err:
+                    cause = err.ssl_error if isinstance(err, TransportFailure) else None
                     if cause is None:
                         log.debug("registry %s: no TLS answer, trying plain HTTP this time", registry)
                         return "http"  # nothing answered TLS in time: try HTTP, decide again next time
@@ -238,6 +228,8 @@ class RegistryClient:
                         ) from None
                     scheme = "http"
                 break
+        finally:
+            await probe.aclose()
         self._scheme[registry] = scheme
         log.debug("registry %s: speaks %s", registry, scheme)
         return scheme
@@ -295,33 +287,41 @@ class RegistryClient:
             raise RegistryError(f"registry {registry}: refusing token realm {realm!r} over plain HTTP")
         query = {k: v for k, v in (("service", challenge.params.get("service")), ("scope", scope)) if v}
         headers: dict[str, str] = {}
-        timeout = max(0.05, deadline - time.monotonic())
+        content: bytes | None = None
+        if creds is not None and creds.identity_token:
+            method, url = "POST", realm
+            form = {
+                "grant_type": "refresh_token",
+                "refresh_token": creds.identity_token,
+                "client_id": "provgate",
+            }
+            content = urllib.parse.urlencode({**form, **query}).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        else:
+            method = "GET"
+            url = realm + ("&" if parsed.query else "?") + urllib.parse.urlencode(query) if query else realm
+            if creds is not None and creds.username is not None:
+                headers["Authorization"] = basic_header(creds)
         try:
-            if creds is not None and creds.identity_token:
-                form = {
-                    "grant_type": "refresh_token",
-                    "refresh_token": creds.identity_token,
-                    "client_id": "provgate",
-                    **query,
-                }
-                resp = await self._http.post(realm, data=form, timeout=timeout)
-            else:
-                if creds is not None and creds.username is not None:
-                    headers["Authorization"] = basic_header(creds)
-                resp = await self._http.get(realm, params=query, headers=headers, timeout=timeout)
-        except httpx.HTTPError as err:
-            reason = f"registry {registry}: token request to {realm} failed: {err}"
+            async with asyncio.timeout(max(0.05, deadline - time.monotonic())):
+                resp = await self._http.send(
+                    method, url, headers, content, max_bytes=MAX_TOKEN_BYTES, where=f"token service {realm}"
+                )
+        except (TimeoutError, TransportFailure) as err:
+            reason = f"registry {registry}: token request to {realm} failed: {err or 'timed out'}"
             raise RegistryUnavailable(reason) from None
-        if resp.status_code != 200:
-            busy = resp.status_code in RETRY_STATUS
-            refused = resp.status_code in (401, 403)
+        except RegistryError:
+            raise RegistryError(
+                f"registry {registry}: token response larger than {MAX_TOKEN_BYTES} bytes"
+            ) from None
+        if resp.status != 200:
+            busy = resp.status in RETRY_STATUS
+            refused = resp.status in (401, 403)
             raise (RegistryUnavailable if busy else RegistryAuthError if refused else RegistryError)(
-                f"registry {registry}: token service {realm} answered {resp.status_code} for {scope}"
+                f"registry {registry}: token service {realm} answered {resp.status} for {scope}"
             )
-        if len(resp.content) > MAX_TOKEN_BYTES:
-            raise RegistryError(f"registry {registry}: token response larger than {MAX_TOKEN_BYTES} bytes")
         try:
-            doc = resp.json()
+            doc = json.loads(resp.body)
             token = doc.get("token") or doc.get("access_token")
         except (ValueError, AttributeError):
             token = None
@@ -374,14 +374,14 @@ class RegistryClient:
                     reply = await self._send(
                         method, url, req_headers, content, max_bytes, where, follow_redirects
                     )
-            except (TimeoutError, httpx.TimeoutException):
+            except TimeoutError:
                 self._observe(registry, "error")
                 if time.monotonic() >= deadline:
                     raise RegistryUnavailable(f"{where}: deadline exceeded waiting for {registry}") from None
                 reason = "timed out"
-            except httpx.TransportError as err:
+            except TransportFailure as err:
                 self._observe(registry, "error")
-                cause = _ssl_cause(err)
+                cause = err.ssl_error
                 if isinstance(cause, ssl.SSLCertVerificationError):
                     raise RegistryError(
                         f"{where}: TLS certificate verification failed ({cause.verify_message})"
@@ -435,32 +435,15 @@ class RegistryClient:
         where: str,
         follow_redirects: bool,
     ) -> Reply:
-        request = self._http.build_request(method, url, headers=headers, content=content)
-        resp = await self._http.send(request, stream=True, follow_redirects=follow_redirects)
-        try:
-            limit = max_bytes if resp.status_code < 400 else MAX_ERROR_BODY
-            declared = resp.headers.get("content-length")
-            if (
-                method != "HEAD"
-                and declared
-                and declared.isdigit()
-                and int(declared) > limit
-                and resp.status_code < 400
-            ):
-                raise RegistryError(f"{where}: response of {declared} bytes exceeds the limit of {limit}")
-            chunks: list[bytes] = []
-            total = 0
-            if method != "HEAD":
-                async for chunk in resp.aiter_bytes():
-                    total += len(chunk)
-                    if total > limit:
-                        if resp.status_code >= 400:
-                            break
-                        raise RegistryError(f"{where}: response exceeds the limit of {limit} bytes")
-                    chunks.append(chunk)
-            return Reply(resp.status_code, resp.headers, b"".join(chunks), str(resp.url))
-        finally:
-            await resp.aclose()
+        return await self._http.send(
+            method,
+            url,
+            headers,
+            content,
+            max_bytes=max_bytes,
+            where=where,
+            follow_redirects=follow_redirects,
+        )
 
     # -- OCI distribution operations -----------------------------------------------------------
 

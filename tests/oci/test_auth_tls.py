@@ -16,6 +16,9 @@ from attestation.oci.writer import push_attestation_legacy, push_attestation_ref
 from tests.infra.registry import RegistryServer, make_ca, write_docker_config
 from tests.oci.helpers import deadline, envelope, run
 
+# Every test here runs on both registry transports (tests/oci/conftest.py).
+pytestmark = pytest.mark.usefixtures("transport")
+
 
 def _round_trip(server: RegistryServer, **client_options: object) -> list[bytes]:
     repo = server.repo()

@@ -6,7 +6,9 @@ API, ggcr with it) through the client's own request hook."""
 
 from __future__ import annotations
 
-import httpx
+import urllib.parse
+from typing import Any
+
 import pytest
 
 from attestation.errors import RegistryError
@@ -81,12 +83,15 @@ def test_size_zero_remembers_nothing() -> None:
 
 
 def _counting(client: RegistryClient) -> list[str]:
+    """The path of every request ``client`` sends from now on (each hop of a redirect counts once)."""
     seen: list[str] = []
+    send = client._send
 
-    async def hook(request: httpx.Request) -> None:
-        seen.append(request.url.path)
+    async def counting(method: str, url: str, *args: Any) -> Any:
+        seen.append(urllib.parse.urlsplit(url).path)
+        return await send(method, url, *args)
 
-    client._http.event_hooks["request"].append(hook)
+    client._send = counting  # type: ignore[method-assign]
     return seen
 
 

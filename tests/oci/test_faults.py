@@ -19,6 +19,10 @@ from attestation.reference import parse
 from tests.oci.faults import Answer, Seen, fault_server
 from tests.oci.helpers import deadline, run
 
+# Every test here runs on both registry transports (tests/oci/conftest.py).
+pytestmark = pytest.mark.usefixtures("transport")
+
+
 MANIFEST = json.dumps(
     {
         "schemaVersion": 2,
