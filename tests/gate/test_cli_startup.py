@@ -136,6 +136,8 @@ def test_registry_verify_loads_httpx_without_its_cli(
     assert code == 0
     assert "httpx" in modules  # the registry was really reached through it
     assert sorted(m for m in NEVER_WITH_KEYS if m in modules) == []
+    # aiohttp is gate serve's transport; a one-shot command would pay its longer import for nothing.
+    assert sorted(m for m in modules if m.split(".")[0] == "aiohttp") == []
 
 
 def _console(*argv: str | Path) -> subprocess.CompletedProcess[bytes]:
