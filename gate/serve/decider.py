@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import gc
 import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -106,6 +108,12 @@ class Decider:
         self._resolving: SingleFlight[str, ImageReference] = SingleFlight()
         self._config = config
         self._retiring: set[asyncio.Task[None]] = set()
+        # Policies are evaluated here, beside the event loop: the wasm engine releases the GIL while it
+        # runs, so the loop goes on fetching and checking a request's other images (docs/performance.md),
+        # and an OPA server's answer is never awaited on the loop. One thread per wasm instance.
+        self._policy_threads = ThreadPoolExecutor(
+            max_workers=config.gate.engine_options.pool_size, thread_name_prefix="policy"
+        )
 
     @property
     def config(self) -> ServeConfig:
@@ -203,6 +211,7 @@ class Decider:
             task.cancel()
         if self.current is not None:
             await self.current.gate.aclose()
+        self._policy_threads.shutdown(wait=False, cancel_futures=True)
 
     # -- deciding -------------------------------------------------------------------------------------
 
@@ -284,7 +293,9 @@ class Decider:
         config = generation.config
         deadline = time.monotonic() + config.verify_timeout
         prepared = await gate.prepare(pinned, deadline=deadline)
-        decision = gate.decide(prepared, deadline=deadline)
+        decision = await asyncio.get_running_loop().run_in_executor(
+            self._policy_threads, functools.partial(gate.decide, prepared, deadline=deadline)
+        )
         outcome = decision.verdict if decision.decided else "undecided"
         self.metrics.verifications.labels(outcome.replace("could not decide", "undecided")).inc()
         if decision.timings.policy_ms:
