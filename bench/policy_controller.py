@@ -34,17 +34,10 @@ Rows, each measured for both, one system at a time (a row's two runs back to bac
 
 Not a test: prints markdown tables (``--markdown`` changes nothing). policy-controller v0.14.0 listens
 on ``*:8443``, ``*:8080``, ``*:9090`` and ``*:8008`` whatever its flags say: the run stops at once if
-one is taken (e.g. by Tekton Chains from bench/operator.py).
+one is taken (e.g. by Tekton Chains from bench/signer_operator.py).
 """
 
 from __future__ import annotations
-
-import sys
-
-# bench/ holds an operator.py, which the standard library's imports would load in place of `operator`:
-# run as a script, this file's own directory must not come first on sys.path.
-if sys.path and sys.path[0] and __file__.startswith(sys.path[0]):
-    del sys.path[0]
 
 import argparse
 import asyncio
@@ -61,6 +54,7 @@ import socket
 import ssl
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
