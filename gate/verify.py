@@ -245,11 +245,13 @@ class Gate:
             # The digest is known: look for the attestations while the manifest is checked, one round
             # trip less. Both must succeed; the manifest's answer comes first, so an image that is not in
             # the registry is "not found" whatever attestations exist for its digest.
+            # The attestations' requests go out first: their answers lead to the next round trip (the
+            # layers), the manifest's to none.
             provisional = reader.ResolvedImage(reference=ref, media_type="")
-            resolving = asyncio.ensure_future(reader.resolve(client, ref, deadline=deadline))
             fetching = asyncio.ensure_future(
                 reader.fetch_attestations(client, provisional, deadline=deadline)
             )
+            resolving = asyncio.ensure_future(reader.resolve(client, ref, deadline=deadline))
             try:
                 resolved = await resolving
                 t1 = time.perf_counter()
