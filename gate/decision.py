@@ -64,6 +64,18 @@ class Finding:
             term=result.term,
         )
 
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Finding:
+        term = doc.get("term")
+        return cls(
+            code=_text(doc, "code"),
+            msg=_text(doc, "msg"),
+            title=_text(doc, "title"),
+            description=_text(doc, "description"),
+            solution=_text(doc, "solution"),
+            term=None if term is None else _text(doc, "term"),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "code": self.code,
@@ -89,6 +101,20 @@ class AttestationReport:
     # Signatures that verified but the statement was rejected afterwards (e.g. subject of another image)
     # are still "verified: false": only statements that reach the policy count as verified.
     error: str | None = None
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> AttestationReport:
+        signer = doc.get("signer", {})
+        if not isinstance(signer, Mapping):
+            raise ValueError("attestation signer: not an object")
+        return cls(
+            source=_text(doc, "source"),
+            verified=_flag(doc, "verified"),
+            predicate_type=_optional_text(doc, "predicateType"),
+            build_type=_optional_text(doc, "buildType"),
+            signer=dict(signer),
+            error=_optional_text(doc, "error"),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -153,6 +179,26 @@ class Decision:
             return "could not decide"
         return "allowed" if self.allowed else "denied"
 
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Decision:
+        """The decision :meth:`to_dict` wrote (another worker's, gate.serve.peers). Raises
+        :class:`ValueError` for anything else; an allowed decision with violations cannot be built."""
+        timings = doc.get("timings", {})
+        if not isinstance(timings, Mapping):
+            raise ValueError("decision timings: not an object")
+        return cls(
+            allowed=_flag(doc, "allowed"),
+            decided=_flag(doc, "decided"),
+            image=_text(doc, "image"),
+            violations=tuple(Finding.from_dict(v) for v in _objects(doc, "violations")),
+            warnings=tuple(Finding.from_dict(w) for w in _objects(doc, "warnings")),
+            attestations=tuple(AttestationReport.from_dict(a) for a in _objects(doc, "attestations")),
+            errors=tuple(_texts(doc, "errors")),
+            rules_evaluated=int(_number(doc, "rules_evaluated")),
+            elapsed_ms=_number(doc, "elapsed_ms"),
+            timings=Timings(**{k: _number(timings, k) for k in Timings().to_dict()}),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "allowed": self.allowed,
@@ -166,6 +212,45 @@ class Decision:
             "elapsed_ms": round(self.elapsed_ms, 3),
             "timings": self.timings.to_dict(),
         }
+
+
+def _text(doc: Mapping[str, Any], key: str) -> str:
+    value = doc.get(key, "")
+    if not isinstance(value, str):
+        raise ValueError(f"{key}: not a string")
+    return value
+
+
+def _optional_text(doc: Mapping[str, Any], key: str) -> str | None:
+    return None if doc.get(key) is None else _text(doc, key)
+
+
+def _flag(doc: Mapping[str, Any], key: str) -> bool:
+    value = doc.get(key)
+    if not isinstance(value, bool):
+        raise ValueError(f"{key}: not true or false")
+    return value
+
+
+def _number(doc: Mapping[str, Any], key: str) -> float:
+    value = doc.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{key}: not a number")
+    return float(value)
+
+
+def _objects(doc: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    value = doc.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise ValueError(f"{key}: not a list of objects")
+    return value
+
+
+def _texts(doc: Mapping[str, Any], key: str) -> list[str]:
+    value = doc.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{key}: not a list of strings")
+    return value
 
 
 def undecided(image: str, errors: Iterable[str], *, elapsed_ms: float = 0.0, **kwargs: Any) -> Decision:

@@ -20,11 +20,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from attestation.errors import ProvgateError, RegistryError
 from attestation.oci.auth import CredentialLookup, scoped_credentials
-from attestation.reference import ImageReference
+from attestation.reference import ImageReference, InvalidReference, parse
 from gate.decision import Decision, ms_since, undecided
 from gate.serve.config import ServeConfig, load_config
 from gate.serve.verdicts import SingleFlight, TtlCache, decision_cost
@@ -32,6 +32,7 @@ from gate.verify import Gate, Prepared
 
 if TYPE_CHECKING:
     from gate.serve.metrics import Metrics
+    from gate.serve.peers import Peers
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class Decider:
         self._resolving: SingleFlight[str, ImageReference] = SingleFlight()
         self._config = config
         self._retiring: set[asyncio.Task[None]] = set()
+        self.peers: Peers | None = None  # the other workers (workers: N), set by the server
         # Policies are evaluated here, beside the event loop: the wasm engine releases the GIL while it
         # runs, so the loop goes on fetching and checking a request's other images (docs/performance.md),
         # and an OPA server's answer is never awaited on the loop. One thread per wasm instance.
@@ -247,10 +249,17 @@ class Decider:
             return await asyncio.shield(task)
 
     async def decide(
-        self, ref: ImageReference, deadline: float, *, credentials: CredentialLookup | None = None
+        self,
+        ref: ImageReference,
+        deadline: float,
+        *,
+        credentials: CredentialLookup | None = None,
+        share: bool = True,
     ) -> tuple[Decision, str]:
         """The decision for ``ref`` and where it came from (``cache``, ``verified``, ``joined``: another
-        request's verification); undecided when the deadline passes first (never cached)."""
+        request's verification); undecided when the deadline passes first (never cached). With
+        ``workers: N``, a first look may be decided by a less busy worker (:mod:`gate.serve.peers`),
+        unless ``share`` is false or the Pod's pull secrets are in ``credentials``."""
         started = time.perf_counter()
         generation = self.current
         if generation is None:
@@ -270,7 +279,15 @@ class Decider:
             if found is not None:
                 self.metrics.cache_hits.inc()
                 return replace(found, elapsed_ms=ms_since(started)), "cache"
-            task, started_here = self._flight.run(key, lambda: self._verify(generation, pinned.pinned, key))
+            other: int | None = None
+            if self.peers is not None and key not in self._flight:
+                if share and credentials is None:
+                    other = self.peers.pick()
+                else:
+                    self.peers.start()
+            task, started_here = self._flight.run(
+                key, lambda: self._verify_at(other, generation, pinned.pinned, key)
+            )
         finally:
             scoped_credentials.reset(token)
         (self.metrics.cache_misses if started_here else self.metrics.cache_joined).inc()
@@ -287,6 +304,51 @@ class Decider:
                 "none",
             )
         return replace(decision, elapsed_ms=ms_since(started)), "verified" if started_here else "joined"
+
+    async def _verify_at(
+        self, other: int | None, generation: Generation, pinned: str, key: tuple[str, ...]
+    ) -> Decision:
+        """Worker ``other``'s decision (:meth:`Peers.pick`), or this worker's when there is none or it
+        has no answer; with peers, this worker's verification is counted as started already."""
+        peers = self.peers
+        if peers is None:
+            return await self._verify(generation, pinned, key)
+        if other is not None:
+            got = await peers.ask(other, pinned, generation.key, generation.config.verify_timeout)
+            if not isinstance(got, str):
+                self.metrics.peer_requests.labels("answered").inc()
+                decision, ttl = got
+                if decision.decided:
+                    self._keep(generation, key, decision, min(ttl, generation.config.cache.ttl))
+                return decision
+            self.metrics.peer_requests.labels("refused" if got.startswith("refused") else "failed").inc()
+            log.info("worker %d did not decide %s (%s); deciding it here", other + 1, pinned, got)
+            peers.start()
+        try:
+            return await self._verify(generation, pinned, key)
+        finally:
+            peers.finish()
+
+    async def answer_peer(self, image: str, key: tuple[str, ...], seconds: float) -> dict[str, Any]:
+        """Another worker's question (:mod:`gate.serve.peers`): this worker's decision for ``image``, made
+        as for a request of its own but never passed on, and how long it may be kept."""
+        generation = self.current
+        if generation is None or key != generation.key:
+            return {"refused": "this worker's policies, data or trust differ (a reload under way)"}
+        try:
+            ref = parse(image)
+        except InvalidReference as err:
+            return {"refused": str(err)}
+        if ref.digest is None:
+            return {"refused": "not pinned to a digest"}
+        decision, _ = await self.decide(ref, time.monotonic() + seconds, share=False)
+        ttl = self._verdicts.remaining((ref.pinned, *generation.key)) if decision.decided else 0.0
+        return {"decision": decision.to_dict(), "ttl": ttl}
+
+    def _keep(self, generation: Generation, key: tuple[str, ...], decision: Decision, ttl: float) -> None:
+        if self.current is generation:  # not stored under a gate that was replaced meanwhile
+            self._verdicts.put(key, decision, cost=decision_cost(key, decision), ttl=ttl)
+            self.metrics.cache_bytes.set(self._verdicts.cost)
 
     async def _verify(self, generation: Generation, pinned: str, key: tuple[str, ...]) -> Decision:
         gate = generation.gate
@@ -307,9 +369,7 @@ class Decider:
             expiry = _cert_deadline(prepared)
             if expiry is not None:
                 ttl = min(ttl, expiry)
-        if self.current is generation:  # not stored under a gate that was replaced meanwhile
-            self._verdicts.put(key, decision, cost=decision_cost(key, decision), ttl=ttl)
-            self.metrics.cache_bytes.set(self._verdicts.cost)
+        self._keep(generation, key, decision, ttl)
         return decision
 
     def cached(self) -> int:

@@ -85,6 +85,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.peer_requests = Counter(
+            "provgate_peer_requests",
+            "Images this worker asked another worker to decide (workers: N), by outcome: answered, or "
+            "refused/failed (then decided here).",
+            ["outcome"],
+            registry=r,
+        )
         self.reloads = Counter(
             "provgate_reloads",
             "Reloads of the configuration, policies, data and trust.",

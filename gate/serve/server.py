@@ -33,6 +33,7 @@ from gate.serve.app import Server
 from gate.serve.config import ServeConfig, TlsConfig
 from gate.serve.decider import Decider
 from gate.serve.metrics import Metrics
+from gate.serve.peers import Peers
 from gate.serve.pullsecrets import PullSecrets
 
 if TYPE_CHECKING:
@@ -166,6 +167,11 @@ async def run(
         for sock in sockets:
             sock.close()
         raise
+    peers: Peers | None = None
+    if slot is not None and slot.peers is not None and config.workers > 1:
+        peers = Peers(slot.peers, slot.index, slot.board)
+        await peers.serve(decider.answer_peer)
+        decider.peers = peers
     if slot is not None:
         slot.report(decider.ready)
     # What the gate loaded (policies, the engine, trust) lives as long as the process: the collector's
@@ -226,6 +232,8 @@ async def run(
             loop.remove_signal_handler(sig)
         if slot is not None:
             slot.report(False)
+        if peers is not None:
+            await peers.close()
         await decider.aclose()
         for sock in sockets:
             sock.close()

@@ -89,6 +89,12 @@ class TtlCache(Generic[K, V]):
         if evicted and self._on_evict is not None:
             self._on_evict(evicted)
 
+    def remaining(self, key: K) -> float:
+        """Seconds ``key`` may still be served; 0 when it is not held (or expired)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            return 0.0 if entry is None else max(0.0, entry.expires - self._clock())
+
     def _drop(self, key: K) -> None:
         self._held -= self._entries.pop(key).cost
 
@@ -134,6 +140,9 @@ class SingleFlight(Generic[K, V]):
             del self._running[key]
         if not task.cancelled():
             task.exception()  # retrieved here, whoever still waits sees it too
+
+    def __contains__(self, key: K) -> bool:
+        return key in self._running
 
     def __len__(self) -> int:
         return len(self._running)

@@ -18,8 +18,10 @@ same queue: an idle worker takes the next connection) and then only watches:
   (``workerStallSeconds``); one that fails while starting stops them all, as
   one process would have.
 
-Nothing is shared but the sockets, the board and the metrics files: a worker never serves another's
-verdict, and a verdict one worker cached is verified afresh by another (docs/admission.md).
+Nothing else is shared but the sockets, the board and the metrics files, with one exception: a worker
+with several first looks at once may ask a less busy worker to decide some of them, over a Unix socket
+(:mod:`gate.serve.peers`), and keeps the answer as its own verdict; otherwise a verdict one worker cached
+is verified afresh by another (docs/admission.md).
 """
 
 from __future__ import annotations
@@ -59,13 +61,23 @@ POLL = 0.1  # seconds between looks at the workers (waitpid); signals interrupt 
 
 
 class Board:
-    """Per worker, in memory shared across the fork: a state byte (starting, ready or not ready) and the
-    last time its event loop ran (``time.monotonic``, one clock for every process of the machine)."""
+    """Per worker, in memory shared across the fork: a state byte (starting, ready or not ready), the
+    last time its event loop ran (``time.monotonic``, one clock for every process of the machine) and how
+    many verifications it is computing."""
 
     def __init__(self, count: int) -> None:
         self.count = count
         self._map = mmap.mmap(-1, count)  # anonymous and MAP_SHARED: the children write, all read
         self._beats = mmap.mmap(-1, 8 * count)
+        self._busy = mmap.mmap(-1, 4 * count)  # verifications each is computing (gate.serve.peers)
+
+    def add_busy(self, index: int, delta: int) -> None:
+        """Only the worker ``index`` writes its count, from its event loop."""
+        count: int = struct.unpack_from("i", self._busy, 4 * index)[0]
+        struct.pack_into("i", self._busy, 4 * index, max(0, count + delta))
+
+    def busy(self) -> list[int]:
+        return list(struct.unpack_from(f"{self.count}i", self._busy))
 
     def set(self, index: int, state: int) -> None:
         self._map[index] = state
@@ -88,6 +100,7 @@ class WorkerSlot:
     index: int
     board: Board
     parent: int  # the supervising process; a worker whose parent is gone stops
+    peers: Path | None = None  # where the workers answer each other (gate.serve.peers)
 
     def report(self, ready: bool) -> None:
         # A beat first: the stall clock starts when the worker leaves "starting", however long it
@@ -212,11 +225,20 @@ class Supervisor:
                 f"workers: {config.workers} needs a writable directory for the workers' shared metrics "
                 f"({MULTIPROC_ENV} or TMPDIR): {where}: {err.strerror or err}"
             ) from None
+        # The workers' sockets for each other: a directory only this user can enter (mkdtemp: 0700),
+        # short enough for a socket path.
+        try:
+            self.peers_dir: Path | None = Path(tempfile.mkdtemp(prefix="provgate-peers-"))
+        except OSError as err:
+            log.warning(
+                "no directory for the workers to share a request's images (%s): each decides its own", err
+            )
+            self.peers_dir = None
 
     def _spawn(self, index: int) -> None:
         self.board.set(index, STARTING)
         self.board.beat(index)
-        slot = WorkerSlot(index=index, board=self.board, parent=os.getpid())
+        slot = WorkerSlot(index=index, board=self.board, parent=os.getpid(), peers=self.peers_dir)
         # No signal may reach the child before it has dropped the parent's handlers (which would pass
         # it on to the other workers): blocked across the fork, unblocked by each side after.
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
@@ -290,6 +312,8 @@ class Supervisor:
             for sock in self.sockets:
                 sock.close()
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
+            if self.peers_dir is not None:
+                shutil.rmtree(self.peers_dir, ignore_errors=True)
 
     def _watch(self) -> int:
         announced = False
