@@ -3,14 +3,15 @@
 Two interchangeable transports, chosen by name (:data:`TRANSPORTS`):
 
 * ``httpx``, the default: what every command (`gate verify`, `signer`) uses; cheap to import;
-* ``aiohttp``: what `gate serve` uses; about a quarter of httpx's CPU per request, which is a third of a
-  first look's CPU, but ~115 ms more to import, which a one-shot command would pay every time
-  (docs/performance.md). It is imported only when chosen.
+* ``aiohttp``: what `gate serve` uses; about a quarter of httpx's CPU per request, which saves about a
+  quarter of a first look's CPU, but ~115 ms more to import, which a one-shot command would pay every
+  time (docs/performance.md). It is imported only when chosen.
 
 Both keep connections alive, verify TLS with the caller's :class:`ssl.SSLContext`, call ``on_https``
 before every HTTPS hop (the client loads the system CA store lazily), follow redirects only when asked,
 and say the same things the same way: :class:`TimeoutError` for a timeout, :class:`TransportFailure` when
-no HTTP answer came, :class:`~attestation.errors.RegistryError` for a body over the cap.
+no HTTP answer came, :class:`~attestation.errors.RegistryError` for a body over the cap or endless
+redirects.
 """
 
 from __future__ import annotations
