@@ -307,6 +307,22 @@ def metric(client: Any, url: str, name: str) -> float:
     )
 
 
+def settle(url: str, tls: Tls, *, quiet_ms: float = 5.0, timeout: float = 60.0) -> float:
+    """Seconds until five ``GET /healthz`` in a row answer within ``quiet_ms`` (after a 2 s pause)."""
+    import httpx
+
+    t0 = time.monotonic()
+    time.sleep(2.0)
+    quiet = 0
+    with httpx.Client(verify=tls.context(), timeout=30) as client:
+        while quiet < 5 and time.monotonic() - t0 < timeout:
+            started = time.perf_counter()
+            client.get(f"{url}/healthz")
+            quiet = quiet + 1 if (time.perf_counter() - started) * 1000 < quiet_ms else 0
+            time.sleep(0.05)
+    return time.monotonic() - t0
+
+
 def bench_gate(
     args: argparse.Namespace,
     vegeta: Path,
@@ -357,6 +373,8 @@ def bench_gate(
                 break
             held = rate
         notes.append(f"{w}highest cache-hit rate held without errors and p99 <= 100 ms: {held} req/s")
+        # The ramp ends past saturation: the first looks are timed once what it left queued has drained.
+        notes.append(f"{w}settled after the ramp in {settle(gate.url, tls):.1f} s")
         # First looks: each request a digest this gate has not seen (one body per image, read lazily).
         for kind in ("allowed", "denied"):
             chosen = images[f"first_{kind}"]
