@@ -170,8 +170,12 @@ async def run(
     peers: Peers | None = None
     if slot is not None and slot.peers is not None and config.workers > 1:
         peers = Peers(slot.peers, slot.index, slot.board)
-        await peers.serve(decider.answer_peer)
-        decider.peers = peers
+        try:
+            await peers.serve(decider.answer_peer)
+            decider.peers = peers
+        except OSError as err:  # e.g. a socket path too long under $TMPDIR: each decides its own
+            log.warning("cannot answer the other workers (%s); this worker decides its own images", err)
+            peers = None
     if slot is not None:
         slot.report(decider.ready)
     # What the gate loaded (policies, the engine, trust) lives as long as the process: the collector's
