@@ -41,7 +41,6 @@ from attestation.oci.transport import (
     Reply,
     Transport,
     TransportFailure,
-    open_transport,
 )
 from attestation.reference import ImageReference
 
@@ -60,6 +59,20 @@ def is_loopback(registry: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def open_transport(kind: str, context: ssl.SSLContext, on_https: Callable[[], None]) -> Transport:
+    """A transport by its name in :data:`~attestation.oci.transport.TRANSPORTS`; each library is imported
+    only when chosen."""
+    if kind == "httpx":
+        from attestation.oci.transport_httpx import HttpxTransport
+
+        return HttpxTransport(context, on_https)
+    if kind == "aiohttp":
+        from attestation.oci.transport_aiohttp import AiohttpTransport
+
+        return AiohttpTransport(context, on_https)
+    raise ValueError(f"unknown registry transport {kind!r} (one of httpx, aiohttp)")
 
 
 def _retry_after(value: str | None) -> float | None:

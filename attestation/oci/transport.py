@@ -1,6 +1,7 @@
 """How the registry client sends one HTTP request and reads its answer under a size cap.
 
-Two interchangeable transports, chosen by name (:data:`TRANSPORTS`):
+Two interchangeable transports, chosen by name (:data:`TRANSPORTS`, by
+:class:`~attestation.oci.registry.RegistryClient`):
 
 * ``httpx``, the default: what every command (`gate verify`, `signer`) uses; cheap to import;
 * ``aiohttp``: what `gate serve` uses; about a quarter of httpx's CPU per request, which saves about a
@@ -17,7 +18,7 @@ redirects.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -84,19 +85,6 @@ class Transport(Protocol):
     def is_closed(self) -> bool: ...
 
     async def aclose(self) -> None: ...
-
-
-def open_transport(kind: str, context: ssl.SSLContext, on_https: Callable[[], None]) -> Transport:
-    """A transport by its name in :data:`TRANSPORTS`."""
-    if kind == "httpx":
-        from attestation.oci.transport_httpx import HttpxTransport
-
-        return HttpxTransport(context, on_https)
-    if kind == "aiohttp":
-        from attestation.oci.transport_aiohttp import AiohttpTransport
-
-        return AiohttpTransport(context, on_https)
-    raise ValueError(f"unknown registry transport {kind!r} (one of {', '.join(TRANSPORTS)})")
 
 
 class BodyReader:
