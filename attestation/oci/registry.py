@@ -384,8 +384,14 @@ class RegistryClient:
                 req_headers["Authorization"] = auth
             try:
                 async with self._sem, asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                    reply = await self._send(
-                        method, url, req_headers, content, max_bytes, where, follow_redirects
+                    reply = await self._http.send(
+                        method,
+                        url,
+                        req_headers,
+                        content,
+                        max_bytes=max_bytes,
+                        where=where,
+                        follow_redirects=follow_redirects,
                     )
             except TimeoutError:
                 self._observe(registry, "error")
@@ -437,26 +443,6 @@ class RegistryClient:
     def _observe(self, registry: str, outcome: str) -> None:
         if self._observer is not None:
             self._observer(registry, outcome)
-
-    async def _send(
-        self,
-        method: str,
-        url: str,
-        headers: dict[str, str],
-        content: bytes | None,
-        max_bytes: int,
-        where: str,
-        follow_redirects: bool,
-    ) -> Reply:
-        return await self._http.send(
-            method,
-            url,
-            headers,
-            content,
-            max_bytes=max_bytes,
-            where=where,
-            follow_redirects=follow_redirects,
-        )
 
     # -- OCI distribution operations -----------------------------------------------------------
 

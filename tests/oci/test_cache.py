@@ -85,13 +85,13 @@ def test_size_zero_remembers_nothing() -> None:
 def _counting(client: RegistryClient) -> list[str]:
     """The path of every request ``client`` sends from now on (each hop of a redirect counts once)."""
     seen: list[str] = []
-    send = client._send
+    send = client._http.send
 
-    async def counting(method: str, url: str, *args: Any) -> Any:
+    async def counting(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         seen.append(urllib.parse.urlsplit(url).path)
-        return await send(method, url, *args)
+        return await send(method, url, *args, **kwargs)
 
-    client._send = counting  # type: ignore[method-assign]
+    client._http.send = counting  # type: ignore[method-assign]
     return seen
 
 

@@ -151,18 +151,17 @@ def test_a_broken_reload_turns_readyz_red_whichever_worker_answers(
     gate = start_gate(tmp_path, workers=2, data=[str(data)])
     workers = connect(gate)
     data.write_text("rule_data: [unclosed")
-    for number, client in workers.items():
-        try:
-            wait_until(
-                lambda c=client: c.get("/readyz").status_code == 503, what=f"worker {number}'s /readyz"
-            )
-        except TimeoutError:
-            raise AssertionError(gate.log()) from None
+    _wait_readyz(gate, workers, 503)
     data.write_text(yaml.safe_dump(RULE_DATA))
+    _wait_readyz(gate, workers, 200)
+
+
+def _wait_readyz(gate: GateProcess, workers: dict[int, httpx.Client], status: int) -> None:
+    """Until every worker's /readyz answers ``status``; the gate's log if one does not in time."""
     for number, client in workers.items():
         try:
             wait_until(
-                lambda c=client: c.get("/readyz").status_code == 200, what=f"worker {number}'s /readyz"
+                lambda c=client: c.get("/readyz").status_code == status, what=f"worker {number}'s /readyz"
             )
         except TimeoutError:
             raise AssertionError(gate.log()) from None
