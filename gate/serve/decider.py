@@ -110,9 +110,10 @@ class Decider:
         self._config = config
         self._retiring: set[asyncio.Task[None]] = set()
         self.peers: Peers | None = None  # the other workers (workers: N), set by the server
-        # Policies are evaluated here, beside the event loop: the wasm engine releases the GIL while it
-        # runs, so the loop goes on fetching and checking a request's other images (docs/performance.md),
-        # and an OPA server's answer is never awaited on the loop. One thread per wasm instance.
+        # An OPA server's answers are awaited here, beside the event loop, never on it. The in-process
+        # (pure) engines evaluate on the loop itself: on a thread, each of the many ctypes calls of one
+        # wasm evaluation gives up the GIL and then waits for the busy loop to hand it back, which made
+        # first looks slower, not faster (docs/performance.md).
         self._policy_threads = ThreadPoolExecutor(
             max_workers=config.gate.engine_options.pool_size, thread_name_prefix="policy"
         )
@@ -355,9 +356,12 @@ class Decider:
         config = generation.config
         deadline = time.monotonic() + config.verify_timeout
         prepared = await gate.prepare(pinned, deadline=deadline)
-        decision = await asyncio.get_running_loop().run_in_executor(
-            self._policy_threads, functools.partial(gate.decide, prepared, deadline=deadline)
-        )
+        if gate.engine.pure:
+            decision = gate.decide(prepared, deadline=deadline)
+        else:
+            decision = await asyncio.get_running_loop().run_in_executor(
+                self._policy_threads, functools.partial(gate.decide, prepared, deadline=deadline)
+            )
         outcome = decision.verdict if decision.decided else "undecided"
         self.metrics.verifications.labels(outcome.replace("could not decide", "undecided")).inc()
         if decision.timings.policy_ms:
