@@ -1,6 +1,6 @@
 """``gate serve`` side by side with sigstore policy-controller v0.14.0's webhook, in one run.
 
-    .venv/bin/python bench/policy_controller.py [--rate 50] [--requests 200] [--pods 150] [--workers 1]
+    .venv/bin/python bench/policy_controller.py [--rate 50] [--requests 200] [--pods 150] [--workers auto]
 
 Same images, same signatures, the same question on both sides. A distribution registry on loopback gets
 images with the signer's SLSA v0.2 provenance of the bundled TEP-0084 PipelineRun (4 tasks) signed with
@@ -75,6 +75,8 @@ from attestation.oci.registry import RegistryClient  # noqa: E402
 from attestation.oci.writer import push_attestation_legacy, push_image  # noqa: E402
 from bench.admission import provenance, review  # noqa: E402
 from bench.gate import version_of  # noqa: E402
+from gate.serve.config import AUTO_WORKERS_MAX  # noqa: E402
+from gate.serve.cpus import usable_cpus  # noqa: E402
 from tests.infra import build_components, require_binary, stop  # noqa: E402
 from tests.infra.kube import (  # noqa: E402
     KubeCluster,
@@ -605,7 +607,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="AdmissionReviews per row")
     parser.add_argument("--pods", type=int, default=150, help="Pod creates per system per row")
     parser.add_argument("--cosign-runs", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=1, help="gate serve's workers: (processes)")
+    parser.add_argument(
+        "--workers",
+        type=lambda v: v if v == "auto" else int(v),
+        default="auto",
+        help="gate serve's workers: (processes); auto, its default, is one per usable CPU, as "
+        "policy-controller's GOMAXPROCS is",
+    )
     parser.add_argument(
         "--markdown", action="store_true", help="accepted like the other benches; always markdown"
     )
@@ -847,6 +855,11 @@ def print_report(
     print(
         f"# --rate {args.rate} --requests {args.requests} --pods {args.pods} --cosign-runs {args.cosign_runs}"
         f" --workers {args.workers}"
+        + (
+            f" (one per usable CPU: {min(usable_cpus(), AUTO_WORKERS_MAX)} here)"
+            if args.workers == "auto"
+            else ""
+        )
     )
     print()
     print("| what | system | n | p50 ms | p95 ms | p99 ms | answers | policy-controller p50 / provgate p50 |")

@@ -21,6 +21,7 @@ from attestation.errors import InputError
 from attestation.limits import MiB, check_json_depth
 from attestation.spiffe import parse_spiffe_id, split_bundle_arg, trust_domain_of
 from gate.config import DEFAULT_TIMEOUT, ENGINES, EngineOptions, GateConfig
+from gate.serve.cpus import usable_cpus
 from gate.trust_keyless import keyless_entry_from_config
 
 MAX_CONFIG_BYTES = 1 * MiB
@@ -35,6 +36,10 @@ MAX_WEBHOOK_TIMEOUT = 30.0
 DEFAULT_EXEMPT_NAMESPACES = ("kube-system",)
 # Each worker holds its own caches and policy engine: more than this is memory, not throughput.
 MAX_WORKERS = 64
+# workers: auto starts one worker per usable CPU (gate.serve.cpus), at most this many: each worker costs
+# its own memory (docs/admission.md "Worker model"), and a pod without a CPU limit would otherwise start
+# one per CPU of the node.
+AUTO_WORKERS_MAX = 4
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,7 @@ class ServeConfig:
     kubeconfig: Path | None = None  # else in-cluster, else KUBECONFIG (only with image_pull_secrets)
     # Processes serving the listening sockets, each with its own event loop and caches (gate.serve.workers).
     workers: int = 1
+    workers_auto: bool = False  # workers was "auto": the count above is what this machine gave
     # Seconds a worker's event loop may go without running before the supervisor replaces it: a stuck
     # worker keeps taking connections from the shared sockets, and the others would still say ready.
     worker_stall: float = 30.0
@@ -189,12 +195,12 @@ class _Reader:
             raise InputError(f"{self._name(key)}: {value} is out of range (must be {bound})")
         return float(value)
 
-    def integer(self, key: str, default: int, *, low: int, high: int) -> int:
+    def integer(self, key: str, default: int, *, low: int, high: int, other: str = "") -> int:
         value = self.get(key)
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InputError(f"{self._name(key)}: must be a whole number")
+            raise InputError(f"{self._name(key)}: must be a whole number{' ' + other if other else ''}")
         if not low <= value <= high:
             raise InputError(f"{self._name(key)}: {value} is out of range (must be between {low} and {high})")
         return value
@@ -379,6 +385,12 @@ def parse_config(doc: Any, path: Path) -> ServeConfig:
         raise InputError(
             "verifyApi: listen and clientCaFile go together (a listener for client certificates)"
         )
+    workers_auto = top.get("workers") in (None, "auto")
+    workers = (
+        min(usable_cpus(), AUTO_WORKERS_MAX)
+        if workers_auto
+        else top.integer("workers", 1, low=1, high=MAX_WORKERS, other='or "auto"')
+    )
     config = ServeConfig(
         path=path,
         listen=listen,
@@ -396,7 +408,8 @@ def parse_config(doc: Any, path: Path) -> ServeConfig:
         verify_api=verify_api,
         reload_interval=top.number("reloadInterval", 2.0, low=0.1, high=3600),
         kubeconfig=top.path("kubeconfig"),
-        workers=top.integer("workers", 1, low=1, high=MAX_WORKERS),
+        workers=workers,
+        workers_auto=workers_auto,
         worker_stall=top.number("workerStallSeconds", 30.0, low=1, high=3600),
     )
     top.check_unknown()
@@ -435,6 +448,7 @@ def with_overrides(config: ServeConfig, **changes: Any) -> ServeConfig:
 
 
 __all__ = [
+    "AUTO_WORKERS_MAX",
     "DEFAULT_TIMEOUT",
     "MAX_WEBHOOK_TIMEOUT",
     "MAX_WORKERS",

@@ -25,6 +25,7 @@ import signal
 import socket
 import ssl
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -261,4 +262,16 @@ def serve(config: ServeConfig) -> int:
         return 0
     from gate.serve.workers import Supervisor
 
-    return Supervisor(config, bind(config), _run_loop).run()
+    sockets = bind(config)
+    try:
+        supervisor = Supervisor(config, sockets, _run_loop)
+    except InputError as err:
+        for sock in sockets:
+            sock.close()
+        if not config.workers_auto:
+            raise
+        # workers: auto is a default: a machine where several cannot run still gets a server.
+        log.warning("%s; serving with one worker (workers: auto)", err)
+        _run_loop(replace(config, workers=1), None, None)
+        return 0
+    return supervisor.run()

@@ -137,6 +137,9 @@ def gate_config(tls: Tls, public_key: Path, /, **overrides: Any) -> dict[str, An
         "trust": {"keys": [str(public_key)]},
         "mode": "enforce",
         "reloadInterval": 0.2,
+        # One worker unless a test says otherwise: the tests count verifications, and each worker has
+        # its own verdict cache (the default, workers: auto, is one per CPU).
+        "workers": 1,
     }
     config.update(overrides)
     return config

@@ -55,6 +55,8 @@ def test_the_base_renders_what_the_gate_needs() -> None:
         yaml.safe_load(gate_yaml["data"]["gate.yaml"]), Path("/etc/provgate/config/gate.yaml")
     )
     assert set(config.exempt_namespaces) == {"kube-system", "provgate-system"}
+    # a set count, never auto: a pod without a CPU limit would start one worker per CPU of the node
+    assert not config.workers_auto and config.workers == 2
     for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
         [hook] = docs[kind]["webhooks"]
         assert hook["admissionReviewVersions"] == ["v1"] and hook["sideEffects"] == "None"
