@@ -73,7 +73,7 @@ from attestation import dsse  # noqa: E402
 from attestation.keys import PrivateKeySigner  # noqa: E402
 from attestation.oci.registry import RegistryClient  # noqa: E402
 from attestation.oci.writer import push_attestation_legacy, push_image  # noqa: E402
-from bench.admission import provenance, review  # noqa: E402
+from bench.admission import memory, provenance, review  # noqa: E402
 from bench.gate import version_of  # noqa: E402
 from gate.serve.config import AUTO_WORKERS_MAX  # noqa: E402
 from gate.serve.cpus import usable_cpus  # noqa: E402
@@ -807,7 +807,7 @@ def main() -> None:
                     f"exit {code}",
                 )
             )
-        notes.append(f"gate RSS at the end: {rss_mib(gate.proc.pid):.0f} MiB")
+        notes.append(f"gate at the end: {memory(gate.proc.pid, serving_workers(args.workers))}")
     except BaseException:
         log(f"failed; the logs of policy-controller and the API server are kept in {work}")
         raise
@@ -823,11 +823,9 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return -1.0
+def serving_workers(workers: int | str) -> int:
+    """The processes ``gate serve`` runs for ``--workers`` (auto as the server resolves it)."""
+    return min(usable_cpus(), AUTO_WORKERS_MAX) if workers == "auto" else int(workers)
 
 
 def print_report(
