@@ -10,11 +10,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
 
 from attestation.cosign import StoredAttestationLike
 from attestation.reference import ImageReference
 from gate.checklist import Checked
+from gate.decision import AttestationReport
+from gate.policy_input import VerifiedStatement
+from gate.trust import SignerIdentity
 
 if TYPE_CHECKING:
     from gate.policy.model import Evaluation
@@ -61,19 +64,30 @@ class BoundedLRU(Generic[K, V]):
         return len(self._entries)
 
 
+class _Remembered(NamedTuple):
+    """What :class:`VerifiedMemo` keeps of a :class:`Checked`: the statement as its JSON encoding, not
+    the parsed tree. A parsed statement is dozens of dicts and lists, each of which the garbage
+    collector's full passes walk for as long as it is kept; bytes it does not walk at all
+    (docs/performance.md, "first-look tail")."""
+
+    report: AttestationReport
+    signers: tuple[SignerIdentity, ...]
+    encoded: bytes
+
+
 class VerifiedMemo:
     """Attestations that verified, by the digest of their exact stored bytes and the image they were
-    checked for, so the webhook does not verify and parse the same provenance on every admission.
+    checked for, so the webhook does not verify the same provenance on every admission.
 
     Only successes are kept, and only by a :class:`Gate` whose trust is keys alone (immutable for its
     life, and the outcome cannot depend on the time): an entry holds what :func:`check_attestation`
-    returned for those bytes, never anything that was not verified. Bounded by an estimate of the
-    memory its entries take (the stored bytes plus five times the statement's JSON, for the parsed
-    statement and its encoding), least recently used first out.
+    returned for those bytes, never anything that was not verified. The statement is kept as the
+    encoding made where it was verified and parsed again when remembered: the same JSON value. Bounded
+    by an estimate of the memory its entries take (told by the caller), least recently used first out.
     """
 
     def __init__(self, max_bytes: int) -> None:
-        self._entries: BoundedLRU[tuple[str, ...], Checked] = BoundedLRU(max_bytes)
+        self._entries: BoundedLRU[tuple[str, ...], _Remembered] = BoundedLRU(max_bytes)
 
     @staticmethod
     def key(raw: StoredAttestationLike, image: ImageReference) -> tuple[str, ...]:
@@ -88,19 +102,19 @@ class VerifiedMemo:
         )
 
     def get(self, key: tuple[str, ...], source: str) -> Checked | None:
-        checked = self._entries.get(key)
-        if checked is None:
+        found = self._entries.get(key)
+        if found is None:
             return None
-        assert checked.statement is not None
         # The same bytes may be found under another name (a layer index moves when layers are added).
-        return Checked(
-            report=replace(checked.report, source=source),
-            statement=replace(checked.statement, source=source),
-            key=key,
-        )
+        statement = VerifiedStatement(json.loads(found.encoded), found.signers, source, found.encoded)
+        return Checked(report=replace(found.report, source=source), statement=statement, key=key)
 
     def put(self, key: tuple[str, ...], checked: Checked, size: int) -> None:
-        self._entries.put(key, checked, size)
+        """Remember ``checked`` (a verified statement with its encoding; anything else is not kept)."""
+        verified = checked.statement
+        if verified is None or verified.encoded is None or checked.unusable:
+            return
+        self._entries.put(key, _Remembered(checked.report, verified.signers, verified.encoded), size)
 
 
 class EvaluationMemo:

@@ -288,9 +288,9 @@ class Gate:
             return found
         checked = replace(check_attestation(raw, ref, self.trust), key=key)
         if checked.statement is not None and all(_timeless(s) for s in checked.statement.signers):
-            # The parsed statement takes a few times its JSON (docs/performance.md), and its encoding
-            # once more: five times the encoding is the estimate.
-            self._verified.put(key, checked, len(raw.data) + 5 * len(checked.statement.encoded or b""))
+            # The memo keeps the statement's encoding and the report (a few small objects): the
+            # encoding and 1 KiB is the estimate.
+            self._verified.put(key, checked, len(checked.statement.encoded or b"") + 1024)
         return checked
 
     def _evaluate(self, prepared: Prepared) -> Evaluation:

@@ -13,6 +13,7 @@ approximation could decide differently from OPA.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import os
@@ -61,8 +62,11 @@ from opapywasm import (  # noqa: E402
     OpaWasmPolicy,
     PolicyConfig,
 )
+from opapywasm.abi import OpaAbi  # noqa: E402
+from opapywasm.errors import OpaMemoryError  # noqa: E402
 from opapywasm.instance import OpaPolicyInstance  # noqa: E402
-from opapywasm.runtime import EpochTicker, WasmtimeRuntimeFactory  # noqa: E402
+from opapywasm.runtime import EpochTicker, WasmtimeRuntime, WasmtimeRuntimeFactory  # noqa: E402
+from wasmtime._bindings import wasmtime_val_t  # noqa: E402
 
 from attestation.errors import PolicyError  # noqa: E402
 from attestation.files import cache_put, private_cache_dir  # noqa: E402
@@ -77,13 +81,47 @@ log = logging.getLogger(__name__)
 _DEFAULTS = EngineOptions()
 
 
+# wasmtime-py builds a ctypes array type for the arguments and results of every call, and one for every
+# memory read and write of a new length. ctypes keeps array types only weakly, and a type is a reference
+# cycle: each became garbage for the cyclic collector, built again at the next call (docs/performance.md,
+# "first-look tail"). Holding the argument arrays' types (OPA's exports take at most 7) keeps them built;
+# memory is read and written through addresses (_direct_memory), which needs no types at all.
+_VAL_ARRAYS = tuple(wasmtime_val_t * n for n in range(9))
+
+
+def _direct_memory(abi: OpaAbi, runtime: WasmtimeRuntime) -> None:
+    """Point ``abi``'s memory reads and writes at the instance's linear memory by address, bounds-checked
+    against its current size (wasm memory grows, and moves when it does)."""
+    memory, store = runtime.memory, runtime.store
+
+    def address(start: int, length: int) -> int:
+        size = memory.data_len(store)
+        if start < 0 or length < 0 or start + length > size:
+            raise OpaMemoryError(f"[{start}, {start + length}) is outside the policy's memory ({size} bytes)")
+        return ctypes.addressof(memory.data_ptr(store).contents) + start
+
+    def write(addr: int, data: bytes) -> None:
+        ctypes.memmove(address(addr, len(data)), data, len(data))
+
+    def read(start: int, stop: int) -> bytearray:
+        return bytearray(ctypes.string_at(address(start, stop - start), stop - start))
+
+    abi.memory_write = write  # type: ignore[method-assign]
+    abi.memory_read = read  # type: ignore[method-assign]
+
+
 class _Instance(OpaPolicyInstance):
-    """An instance whose host built-ins can return "undefined" (a null result address).
+    """An instance whose host built-ins can return "undefined" (a null result address), and whose memory
+    is read and written by address (:func:`_direct_memory`).
 
     OPA's compiled code treats a null address from ``opa_builtinN`` as an undefined call, which is what
     OPA itself does when a built-in fails in a non-strict evaluation. opapywasm has no public way to say
     so; should this hook stop working, :class:`Undefined` surfaces as an evaluation error (a denial).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _direct_memory(self._abi, self._runtime)
 
     def _dispatch_builtin(self, builtin_id: int, ctx: int, arg_addrs: list[int]) -> int:
         try:

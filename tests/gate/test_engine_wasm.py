@@ -185,3 +185,26 @@ def test_concurrent_evaluations_decide_as_sequential_ones(any_engine: PolicyEngi
         got = list(pool.map(lambda i: (i % len(docs), summary(any_engine, docs[i % len(docs)])), range(64)))
     for i, result in got:
         assert result == expected[i]
+
+
+def test_the_policys_memory_is_read_and_written_only_within_its_bounds() -> None:
+    # Memory is reached by address (gate.policy.wasm._direct_memory): an address past the end must be an
+    # error, never a write into the host process.
+    from opapywasm.errors import OpaMemoryError
+
+    engine = WasmEngine(load_policy_set([ROOT]))
+    try:
+        instance = engine._policy._build_instance()
+        abi = instance._abi
+        size = abi.memory_len()
+        abi.memory_write(size - 3, b"abc")
+        assert abi.memory_read(size - 3, size) == b"abc"
+        for addr, data in ((size - 2, b"abc"), (size, b"a"), (-1, b"a")):
+            with pytest.raises(OpaMemoryError, match="outside the policy's memory"):
+                abi.memory_write(addr, data)
+        for start, stop in ((size - 1, size + 1), (-1, 2), (5, 4)):
+            with pytest.raises(OpaMemoryError, match="outside the policy's memory"):
+                abi.memory_read(start, stop)
+        instance.close()
+    finally:
+        engine.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,35 @@ def trust_for_memo(key_file: Path):
     from gate.trust import load_trust_policy
 
     return load_trust_policy([key_file])
+
+
+def test_the_memo_keeps_the_encoding_and_gives_back_the_same_statement(trust_for_memo, sign) -> None:
+    # Kept as bytes (a parsed statement is dozens of objects the garbage collector walks on every full
+    # pass, docs/performance.md); what comes back is the same JSON value, named where it is found now.
+    from attestation.reference import parse
+
+    image = parse(IMAGE)
+    raw = RawAttestation(data=sign(slsa02_statement(tasks=3)), source="a")
+    checked = check_attestation(raw, image, trust_for_memo)
+    assert checked.statement is not None
+    memo = VerifiedMemo(max_bytes=1 << 20)
+    memo.put(VerifiedMemo.key(raw, image), checked, len(raw.data))
+    got = memo.get(VerifiedMemo.key(raw, image), "b")
+    assert got is not None and got.statement is not None
+    assert got.statement.statement == checked.statement.statement
+    assert got.statement.statement is not checked.statement.statement  # parsed again from the encoding
+    assert got.statement.encoded == checked.statement.encoded
+    assert got.statement.signers == checked.statement.signers and got.statement.source == "b"
+    assert got.report == replace(checked.report, source="b") and not got.unusable
+
+
+def test_what_did_not_verify_is_never_remembered(trust_for_memo, sign) -> None:
+    from attestation.reference import parse
+
+    image = parse(OTHER_IMAGE)  # the statement names IMAGE: its subject check fails here
+    raw = RawAttestation(data=sign(slsa02_statement(DIGEST_HEX)), source="a")
+    checked = check_attestation(raw, image, trust_for_memo)
+    assert checked.statement is None
+    memo = VerifiedMemo(max_bytes=1 << 20)
+    memo.put(VerifiedMemo.key(raw, image), checked, len(raw.data))
+    assert memo.get(VerifiedMemo.key(raw, image), "a") is None
