@@ -104,15 +104,12 @@ class AttestationReport:
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> AttestationReport:
-        signer = doc.get("signer", {})
-        if not isinstance(signer, Mapping):
-            raise ValueError("attestation signer: not an object")
         return cls(
             source=_text(doc, "source"),
             verified=_flag(doc, "verified"),
             predicate_type=_optional_text(doc, "predicateType"),
             build_type=_optional_text(doc, "buildType"),
-            signer=dict(signer),
+            signer=dict(_object(doc, "signer")),
             error=_optional_text(doc, "error"),
         )
 
@@ -183,9 +180,7 @@ class Decision:
     def from_dict(cls, doc: Mapping[str, Any]) -> Decision:
         """The decision :meth:`to_dict` wrote (another worker's, gate.serve.peers). Raises
         :class:`ValueError` for anything else; an allowed decision with violations cannot be built."""
-        timings = doc.get("timings", {})
-        if not isinstance(timings, Mapping):
-            raise ValueError("decision timings: not an object")
+        timings = _object(doc, "timings")
         return cls(
             allowed=_flag(doc, "allowed"),
             decided=_flag(doc, "decided"),
@@ -237,6 +232,13 @@ def _number(doc: Mapping[str, Any], key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{key}: not a number")
     return float(value)
+
+
+def _object(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{key}: not an object")
+    return value
 
 
 def _objects(doc: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:

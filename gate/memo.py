@@ -68,7 +68,7 @@ class _Remembered(NamedTuple):
     """What :class:`VerifiedMemo` keeps of a :class:`Checked`: the statement as its JSON encoding, not
     the parsed tree. A parsed statement is dozens of dicts and lists, each of which the garbage
     collector's full passes walk for as long as it is kept; bytes it does not walk at all
-    (docs/performance.md, "first-look tail")."""
+    (docs/performance.md, "The collector's full passes stop the loop")."""
 
     report: AttestationReport
     signers: tuple[SignerIdentity, ...]

@@ -66,7 +66,6 @@ from opapywasm.abi import OpaAbi  # noqa: E402
 from opapywasm.errors import OpaMemoryError  # noqa: E402
 from opapywasm.instance import OpaPolicyInstance  # noqa: E402
 from opapywasm.runtime import EpochTicker, WasmtimeRuntime, WasmtimeRuntimeFactory  # noqa: E402
-from wasmtime._bindings import wasmtime_val_t  # noqa: E402
 
 from attestation.errors import PolicyError  # noqa: E402
 from attestation.files import cache_put, private_cache_dir  # noqa: E402
@@ -83,10 +82,16 @@ _DEFAULTS = EngineOptions()
 
 # wasmtime-py builds a ctypes array type for the arguments and results of every call, and one for every
 # memory read and write of a new length. ctypes keeps array types only weakly, and a type is a reference
-# cycle: each became garbage for the cyclic collector, built again at the next call (docs/performance.md,
-# "first-look tail"). Holding the argument arrays' types (OPA's exports take at most 7) keeps them built;
-# memory is read and written through addresses (_direct_memory), which needs no types at all.
-_VAL_ARRAYS = tuple(wasmtime_val_t * n for n in range(9))
+# cycle: each became garbage for the cyclic collector, built again at the next call
+# (docs/performance.md, "The collector's full passes stop the loop"). Holding the argument arrays' types
+# (OPA's exports take at most 7) keeps them built; memory is read and written through addresses
+# (_direct_memory), which needs no types at all.
+try:
+    from wasmtime._bindings import wasmtime_val_t
+except ImportError:  # a wasmtime-py that moved it: only the garbage this saves is lost
+    _VAL_ARRAYS: tuple[object, ...] = ()
+else:
+    _VAL_ARRAYS = tuple(wasmtime_val_t * n for n in range(9))
 
 
 def _direct_memory(abi: OpaAbi, runtime: WasmtimeRuntime) -> None:

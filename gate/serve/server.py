@@ -180,7 +180,8 @@ async def run(
     if slot is not None:
         slot.report(decider.ready)
     # What the gate loaded (policies, the engine, trust) lives as long as the process: the collector's
-    # full passes need not walk it again and again (docs/performance.md, the first-look tail).
+    # full passes need not walk it again and again (docs/performance.md, "The collector's full passes
+    # stop the loop").
     gc.freeze()
     pull = PullSecrets(config.kubeconfig) if config.image_pull_secrets else None
     server = Server(config, decider, metrics, pull_secrets=pull, worker=slot)
