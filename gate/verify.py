@@ -247,17 +247,21 @@ class Gate:
             # the registry is "not found" whatever attestations exist for its digest.
             # The attestations' requests go out first: their answers lead to the next round trip (the
             # layers), the manifest's to none.
+            # fetch_attestations starts its lookups as tasks of their own, which would run after a task
+            # made now: one turn of the loop lets them send their requests first.
             provisional = reader.ResolvedImage(reference=ref, media_type="")
             fetching = asyncio.ensure_future(
                 reader.fetch_attestations(client, provisional, deadline=deadline)
             )
-            resolving = asyncio.ensure_future(reader.resolve(client, ref, deadline=deadline))
+            resolving: asyncio.Future[reader.ResolvedImage] | None = None
             try:
+                await asyncio.sleep(0)
+                resolving = asyncio.ensure_future(reader.resolve(client, ref, deadline=deadline))
                 resolved = await resolving
                 t1 = time.perf_counter()
                 stored = await fetching
             finally:
-                await _settle(resolving, fetching)
+                await _settle(fetching, *([resolving] if resolving is not None else []))
             t2 = time.perf_counter()
             if resolved.digest != ref.digest:  # resolve checks this already; never evaluate a mismatch
                 raise RegistryError(f"{ref}: the registry returned manifest {resolved.digest}")
