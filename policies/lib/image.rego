@@ -13,6 +13,10 @@ _docker_hub_aliases := {"docker.io", "index.docker.io", "registry-1.docker.io"}
 
 _max_length := 1024
 
+# Lengths are counted apart from the patterns, which have no counted repetition ({n}, {n,m}): OPA's
+# wasm compiles each pattern again on every evaluation, and a counted repetition made a pattern several
+# times costlier to compile than the rest of the evaluation (docs/performance.md).
+
 # repo(ref): "registry/path" of "registry/path[:tag][@digest]", tag and digest dropped.
 repo(ref) := concat("/", location(ref))
 
@@ -48,11 +52,18 @@ _name(ref) := name if {
 
 _valid_digest(at) if count(at) == 1
 
-_valid_digest(at) if regex.match(`^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-fA-F0-9]{32,}$`, at[1])
+# algorithm ":" at least 32 hex digits; the pattern allows one ":" only, so split gives the two parts.
+_valid_digest(at) if {
+	regex.match(`^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-fA-F0-9]+$`, at[1])
+	count(split(at[1], ":")[1]) >= 32
+}
 
 _valid_tag(last) if count(last) == 1
 
-_valid_tag(last) if regex.match(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`, last[1])
+_valid_tag(last) if {
+	regex.match(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`, last[1])
+	count(last[1]) <= 128
+}
 
 # The first component names a registry when there is more than one and it looks like a host (a ".", a
 # port or localhost), as in Docker's reading; otherwise the image is on Docker Hub.
@@ -91,7 +102,8 @@ _canonical_registry(text) := _docker_hub if {
 	parts := split(lower(text), ":")
 	count(parts) == 2
 	host := _host(parts[0])
-	regex.match(`^[0-9]{1,5}$`, parts[1])
+	regex.match(`^[0-9]+$`, parts[1])
+	count(parts[1]) <= 5
 	port := to_number(parts[1])
 	port >= 1
 	port <= 65535

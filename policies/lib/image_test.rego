@@ -106,3 +106,25 @@ test_entries_match_whole_components if {
 	uri.matches(image.location("quay.io/any/app"), registry)
 	not uri.matches(image.location("quay.io.evil.example/any/app"), registry)
 }
+
+# The lengths the patterns leave to count(): a tag of 1 to 128 characters, a digest of at least 32 hex
+# digits, a port of at most five digits.
+test_tag_digest_and_port_bounds if {
+	tag128 := concat("", ["a", concat("", [c | some _ in numbers.range(1, 127); c := "b"])])
+	count(tag128) == 128
+	image.repo(concat(":", ["quay.io/org/app", tag128])) == "quay.io/org/app"
+	not image.repo(concat(":", ["quay.io/org/app", concat("", [tag128, "c"])]))
+	image.repo("quay.io/org/app:_1") == "quay.io/org/app"
+	not image.repo("quay.io/org/app:.1")
+	not image.repo("quay.io/org/app:-1")
+
+	image.repo("quay.io/org/app@sha256:0123456789abcdef0123456789ABCDEF") == "quay.io/org/app"
+	not image.repo("quay.io/org/app@sha256:0123456789abcdef0123456789abcde")
+	not image.repo("quay.io/org/app@sha256:0123456789abcdef0123456789abcdeg")
+	not image.repo("quay.io/org/app@sha256:sha256:0123456789abcdef0123456789abcdef")
+
+	image.repo("quay.io:65535/org/app") == "quay.io:65535/org/app"
+	image.repo("quay.io:08443/org/app") == "quay.io:8443/org/app"
+	not image.repo("quay.io:008443/org/app")
+	not image.repo("quay.io:65536/org/app")
+}

@@ -94,7 +94,8 @@ _host(raw) := host if {
 _port(text, _) := "" if text == ""
 
 _port(text, scheme) := port if {
-	regex.match(`^[0-9]{1,5}$`, text)
+	regex.match(`^[0-9]+$`, text) # no counted repetition: see lib.image
+	count(text) <= 5
 	n := to_number(text)
 	n >= 1
 	n <= 65535

@@ -50,6 +50,12 @@ test_default_ports_are_dropped_and_others_kept if {
 	not uri.git_repo("https://github.com:65536/org/app")
 	not uri.git_repo("https://github.com:https/org/app")
 	not uri.git_repo("https://github.com:44:3/org/app")
+
+	# at most five digits, leading zeros counted
+	uri.git_repo("https://github.com:65535/org/app") == "github.com:65535/org/app"
+	uri.git_repo("https://github.com:08443/org/app") == "github.com:8443/org/app"
+	not uri.git_repo("https://github.com:008443/org/app")
+	not uri.git_repo("https://github.com:+443/org/app")
 }
 
 test_dot_segments_are_removed if {

@@ -85,7 +85,8 @@ _value_text(value) := "a non-string value" if not is_string(value)
 
 _sha1(value) if {
 	is_string(value)
-	regex.match(`^[0-9a-f]{40}$`, value)
+	regex.match(`^[0-9a-f]+$`, value) # the length apart: see lib.image
+	count(value) == 40
 }
 
 # METADATA

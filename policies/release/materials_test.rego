@@ -85,6 +85,13 @@ test_unpinned_commit_denies if {
 	materials.deny == {{"code": "materials.git_commit_pinned", "params": [source, "a5bdfa2"], "term": source}} with input as v02_materials(short)
 }
 
+test_commit_is_exactly_40_lower_case_hex_digits if {
+	every commit in [substring(td.commit, 0, 39), concat("", [td.commit, "0"]), upper(td.commit), concat("", [substring(td.commit, 0, 39), "g"])] {
+		expected := {{"code": "materials.git_commit_pinned", "params": [source, commit], "term": source}}
+		materials.deny == expected with input as v02_materials([{"uri": source, "digest": {"sha1": commit}}])
+	}
+}
+
 test_missing_or_malformed_commit_denies if {
 	no_digest := materials.deny with input as v02_materials([{"uri": source}])
 	no_digest == {{"code": "materials.git_commit_pinned", "params": [source, "(none)"], "term": source}}

@@ -57,14 +57,23 @@ _unpinned[o] := _origin_text(o) if {
 	not _pinned(o)
 }
 
+# Lengths apart from the patterns: see lib.image. A bundle is pinned when its reference ends in
+# "@sha256:" and 64 lower-case hex digits (none of which can be part of another "@sha256:").
 _pinned(o) if {
 	o.kind == "bundle"
-	regex.match(`@sha256:[0-9a-f]{64}$`, o.ref)
+	parts := split(o.ref, "@sha256:")
+	count(parts) > 1
+	_hex(parts[count(parts) - 1], {64})
 }
 
 _pinned(o) if {
 	o.kind == "git"
-	regex.match(`^(?:[0-9a-f]{40}|[0-9a-f]{64})$`, o.revision)
+	_hex(o.revision, {40, 64})
+}
+
+_hex(text, lengths) if {
+	regex.match(`^[0-9a-f]+$`, text)
+	count(text) in lengths
 }
 
 # METADATA

@@ -306,3 +306,29 @@ test_v1_taskrun_statements_are_checked_too if {
 		with data.rule_data.trusted_task_bundles as trusted_quay
 	results == {{"code": "trusted_task.trusted", "params": ["buildah", pinned("quay.io/evil/buildah")], "term": "buildah"}}
 }
+
+# Pinned means exactly 64 lower-case hex digits after the last "@sha256:" of a bundle, and a revision of
+# exactly 40 or 64 lower-case hex digits.
+test_pinning_bounds if {
+	hex := substring(td.bundle_digest, 7, 64)
+	every digest in [substring(hex, 0, 63), concat("", [hex, "0"]), upper(hex), concat("", [substring(hex, 0, 63), "g"])] {
+		bundle := concat("", ["quay.io/tasks/buildah@sha256:", digest])
+		inp := td.input_of([td.v02([bundled_clone, td.scan_task, with_build_ref({"name": "buildah", "bundle": bundle})], td.materials)])
+		"trusted_task.pinned" in td.codes(trusted_task.deny) with input as inp with data.rule_data.trusted_task_bundles as trusted_quay
+	}
+	bare := td.input_of([td.v02([bundled_clone, td.scan_task, with_build_ref({"name": "buildah", "bundle": hex})], td.materials)])
+	"trusted_task.pinned" in td.codes(trusted_task.deny) with input as bare with data.rule_data.trusted_task_bundles as trusted_quay
+	twice := concat("", ["quay.io/tasks/buildah@sha256:", hex, "@sha256:", hex])
+	inp := td.input_of([td.v02([bundled_clone, td.scan_task, with_build_ref({"name": "buildah", "bundle": twice})], td.materials)])
+	not "trusted_task.pinned" in td.codes(trusted_task.deny) with input as inp with data.rule_data.trusted_task_bundles as trusted_quay
+
+	git := {"https://github.com/org/tasks"}
+	every revision in [td.commit, hex] {
+		ok := td.input_of([td.v02([git_clone("https://github.com/org/tasks", revision), td.scan_task, td.build_task], td.materials)])
+		not "trusted_task.pinned" in td.codes(trusted_task.deny) with input as ok with data.rule_data.trusted_task_git_repos as git
+	}
+	every revision in [substring(td.commit, 0, 39), concat("", [td.commit, "0"]), upper(td.commit), substring(hex, 0, 63), concat("", [hex, "0"])] {
+		bad := td.input_of([td.v02([git_clone("https://github.com/org/tasks", revision), td.scan_task, td.build_task], td.materials)])
+		"trusted_task.pinned" in td.codes(trusted_task.deny) with input as bad with data.rule_data.trusted_task_git_repos as git
+	}
+}
