@@ -307,6 +307,26 @@ def metric(client: Any, url: str, name: str) -> float:
     )
 
 
+def cpu_probe(repeat: int = 7) -> str:
+    """How fast this machine runs the gate's kind of work right now: milliseconds of a fixed
+    single-threaded workload (JSON encoded, hashed and parsed 20 times), best and median of ``repeat``.
+    The same code gives different latencies on a busier or slower host; this tells such runs apart."""
+    import hashlib
+    import statistics
+
+    task = {"params": [{"name": "p", "value": "x" * 64}] * 8}
+    doc = {"tasks": [{"name": f"task-{i}", **task} for i in range(50)]}
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        for _ in range(20):
+            data = json.dumps(doc).encode()
+            hashlib.sha256(data).digest()
+            json.loads(data)
+        times.append((time.perf_counter() - started) * 1000)
+    return f"CPU probe {min(times):.2f} ms best, {statistics.median(times):.2f} ms median (lower is faster)"
+
+
 def settle(url: str, tls: Tls, *, quiet_ms: float = 5.0, timeout: float = 60.0) -> float:
     """Seconds until five ``GET /healthz`` in a row answer within ``quiet_ms`` (after a 2 s pause)."""
     import httpx
@@ -374,7 +394,7 @@ def bench_gate(
             held = rate
         notes.append(f"{w}highest cache-hit rate held without errors and p99 <= 100 ms: {held} req/s")
         # The ramp ends past saturation: the first looks are timed once what it left queued has drained.
-        notes.append(f"{w}settled after the ramp in {settle(gate.url, tls):.1f} s")
+        notes.append(f"{w}settled after the ramp in {settle(gate.url, tls):.1f} s; {cpu_probe()}")
         # First looks: each request a digest this gate has not seen (one body per image, read lazily).
         for kind in ("allowed", "denied"):
             chosen = images[f"first_{kind}"]
@@ -471,6 +491,7 @@ def main() -> None:
     vegeta = require_binary("vegeta")
     started_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load_before = os.getloadavg()
+    probe_before = cpu_probe()
     work = Path(tempfile.mkdtemp(prefix="provgate-bench-admission-"))
     reg_proc, registry = start_distribution(work / "registry")
     rows: list[dict[str, Any]] = []
@@ -523,6 +544,7 @@ def main() -> None:
         f"after {'/'.join(f'{x:.2f}' for x in load_after)}"
     )
     print(f"# {' '.join(sys.argv)}")
+    print(f"# before the run: {probe_before}")
     print("| workers | what | rate req/s | n | p50 ms | p95 ms | p99 ms | success |")
     print("|--:|---|--:|--:|--:|--:|--:|--:|")
     for r in rows:

@@ -73,7 +73,7 @@ from attestation import dsse  # noqa: E402
 from attestation.keys import PrivateKeySigner  # noqa: E402
 from attestation.oci.registry import RegistryClient  # noqa: E402
 from attestation.oci.writer import push_attestation_legacy, push_image  # noqa: E402
-from bench.admission import memory, provenance, review  # noqa: E402
+from bench.admission import cpu_probe, memory, provenance, review  # noqa: E402
 from bench.gate import version_of  # noqa: E402
 from gate.serve.config import AUTO_WORKERS_MAX  # noqa: E402
 from gate.serve.cpus import usable_cpus  # noqa: E402
@@ -628,7 +628,7 @@ def main() -> None:
     load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="provgate-bench-peer-"))
     rows: list[Row] = []
-    notes: list[str] = []
+    notes: list[str] = [f"before the run: {cpu_probe()}"]
     reg_proc, registry = start_distribution(work / "registry")
     gate = None
     kube_version = "?"
