@@ -75,8 +75,7 @@ from attestation.oci.registry import RegistryClient  # noqa: E402
 from attestation.oci.writer import push_attestation_legacy, push_image  # noqa: E402
 from bench.admission import cpu_probe, memory, provenance, review  # noqa: E402
 from bench.gate import version_of  # noqa: E402
-from gate.serve.config import AUTO_WORKERS_MAX  # noqa: E402
-from gate.serve.cpus import usable_cpus  # noqa: E402
+from gate.serve.config import auto_workers  # noqa: E402
 from tests.infra import build_components, require_binary, stop  # noqa: E402
 from tests.infra.kube import (  # noqa: E402
     KubeCluster,
@@ -825,7 +824,7 @@ def main() -> None:
 
 def serving_workers(workers: int | str) -> int:
     """The processes ``gate serve`` runs for ``--workers`` (auto as the server resolves it)."""
-    return min(usable_cpus(), AUTO_WORKERS_MAX) if workers == "auto" else int(workers)
+    return auto_workers() if workers == "auto" else int(workers)
 
 
 def print_report(
@@ -853,11 +852,7 @@ def print_report(
     print(
         f"# --rate {args.rate} --requests {args.requests} --pods {args.pods} --cosign-runs {args.cosign_runs}"
         f" --workers {args.workers}"
-        + (
-            f" (one per usable CPU: {min(usable_cpus(), AUTO_WORKERS_MAX)} here)"
-            if args.workers == "auto"
-            else ""
-        )
+        + (f" (one per usable CPU: {auto_workers()} here)" if args.workers == "auto" else "")
     )
     print()
     print("| what | system | n | p50 ms | p95 ms | p99 ms | answers | policy-controller p50 / provgate p50 |")

@@ -245,10 +245,9 @@ class Gate:
             # The digest is known: look for the attestations while the manifest is checked, one round
             # trip less. Both must succeed; the manifest's answer comes first, so an image that is not in
             # the registry is "not found" whatever attestations exist for its digest.
-            # The attestations' requests go out first: their answers lead to the next round trip (the
-            # layers), the manifest's to none.
-            # fetch_attestations starts its lookups as tasks of their own, which would run after a task
-            # made now: one turn of the loop lets them send their requests first.
+            # The attestations' requests go out first, since their answers lead to the next round trip
+            # (the layers) and the manifest's to none: fetch_attestations starts its lookups as tasks of
+            # their own, so one turn of the loop lets them send before the manifest task is made.
             provisional = reader.ResolvedImage(reference=ref, media_type="")
             fetching = asyncio.ensure_future(
                 reader.fetch_attestations(client, provisional, deadline=deadline)
@@ -261,7 +260,7 @@ class Gate:
                 t1 = time.perf_counter()
                 stored = await fetching
             finally:
-                await _settle(fetching, *([resolving] if resolving is not None else []))
+                await _settle(fetching, resolving)
             t2 = time.perf_counter()
             if resolved.digest != ref.digest:  # resolve checks this already; never evaluate a mismatch
                 raise RegistryError(f"{ref}: the registry returned manifest {resolved.digest}")
@@ -384,11 +383,12 @@ def _timeless(signer: Any) -> bool:
     return signer.kind in ("key", "keyless") or (signer.kind == "x509" and signer.signed_at is not None)
 
 
-async def _settle(*tasks: asyncio.Future[Any]) -> None:
+async def _settle(*futures: asyncio.Future[Any] | None) -> None:
     """Cancel what is still running and wait for it, so nothing outlives the registry client it uses;
-    the failures are seen here (the first one has already been raised)."""
+    the failures are seen here (the first one has already been raised). None: not started."""
     import asyncio
 
+    tasks = [f for f in futures if f is not None]
     for task in tasks:
         task.cancel()  # no-op for a finished task
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -42,6 +42,11 @@ MAX_WORKERS = 64
 AUTO_WORKERS_MAX = 4
 
 
+def auto_workers() -> int:
+    """The worker count ``workers: auto`` gives on this machine."""
+    return min(usable_cpus(), AUTO_WORKERS_MAX)
+
+
 @dataclass(frozen=True)
 class TlsConfig:
     cert_file: Path
@@ -387,7 +392,7 @@ def parse_config(doc: Any, path: Path) -> ServeConfig:
         )
     workers_auto = top.get("workers") in (None, "auto")
     workers = (
-        min(usable_cpus(), AUTO_WORKERS_MAX)
+        auto_workers()
         if workers_auto
         else top.integer("workers", 1, low=1, high=MAX_WORKERS, other='or "auto"')
     )
@@ -457,6 +462,7 @@ __all__ = [
     "ServeConfig",
     "TlsConfig",
     "VerifyApiConfig",
+    "auto_workers",
     "load_config",
     "parse_config",
 ]
