@@ -115,9 +115,94 @@ def _direct_memory(abi: OpaAbi, runtime: WasmtimeRuntime) -> None:
     abi.memory_read = read  # type: ignore[method-assign]
 
 
+# The unchecked call takes the arguments and results as raw values, with no type look-up or conversion
+# per call: an evaluation's five export calls through wasmtime-py's checked ``Func.__call__`` cost a
+# fifth of the evaluation (docs/performance.md). It is safe only for a function whose parameters and
+# results are all i32, which _unchecked_i32 checks once per function; any other function, or a
+# wasmtime-py without these names, keeps the checked call.
+try:
+    from wasmtime._bindings import wasmtime_func_call_unchecked, wasmtime_val_raw_t
+    from wasmtime._func import enter_wasm
+except ImportError:  # pragma: no cover - a wasmtime-py that moved them: the checked calls remain
+    _UNCHECKED = False
+else:
+    _UNCHECKED = True
+
+_I32_LOW, _I32_END = -(2**31), 2**32  # what an i32 argument may be: signed, or an address/length
+
+
+def _unchecked_i32(runtime: WasmtimeRuntime, name: str) -> Any:
+    """A call of export ``name`` taking and returning i32 values only, or None when it has another type."""
+    func = runtime.get_func(name)
+    store = runtime.store
+    ty = func.type(store)
+    i32 = wasmtime.ValType.i32()
+    if any(t != i32 for t in (*ty.params, *ty.results)) or len(ty.results) > 1:
+        return None
+    n_params, returns = len(ty.params), bool(ty.results)
+    values = wasmtime_val_raw_t * max(n_params, len(ty.results), 1)
+    target = ctypes.byref(func._func)
+
+    def call(*args: int) -> int | None:
+        if len(args) != n_params:
+            raise wasmtime.WasmtimeError(f"{name}: {len(args)} arguments given, {n_params} expected")
+        raw = values()  # one array per call: a host built-in may call into the module again
+        for i, arg in enumerate(args):
+            if not _I32_LOW <= arg < _I32_END:
+                raise wasmtime.WasmtimeError(f"{name}: argument {arg} does not fit an i32")
+            raw[i].i32 = arg
+        # As wasmtime-py's own call: a trap is raised as wasmtime.Trap, an exception a host built-in
+        # raised is raised again here.
+        with enter_wasm(store) as trap:
+            error = wasmtime_func_call_unchecked(store._context(), target, raw, len(raw), trap)
+            if error:
+                raise wasmtime.WasmtimeError._from_ptr(error)
+        return int(raw[0].i32) if returns else None
+
+    return call
+
+
+def _direct_calls(abi: OpaAbi, runtime: WasmtimeRuntime) -> None:
+    """Route ``abi``'s export calls through :func:`_unchecked_i32` where the export's type allows."""
+    if not _UNCHECKED:
+        return
+    found: dict[str, Any] = {}
+
+    def direct(name: str) -> Any:
+        if name not in found:
+            found[name] = _unchecked_i32(runtime, name)
+        return found[name]
+
+    checked_call, checked_set, checked_free = abi._call, abi.opa_heap_ptr_set, abi.opa_free
+
+    def call(name: str, *args: int) -> int:
+        fast = direct(name)
+        return checked_call(name, *args) if fast is None else cast(int, fast(*args))
+
+    # opapywasm calls these two without _call: they return nothing.
+    def heap_ptr_set(addr: int) -> None:
+        fast = direct("opa_heap_ptr_set")
+        if fast is None:
+            checked_set(addr)
+        else:
+            fast(addr)
+
+    def free(addr: int) -> None:
+        fast = direct("opa_free")
+        if fast is None:
+            checked_free(addr)
+        else:
+            fast(addr)
+
+    abi._call = call  # type: ignore[method-assign]
+    abi.opa_heap_ptr_set = heap_ptr_set  # type: ignore[method-assign]
+    abi.opa_free = free  # type: ignore[method-assign]
+
+
 class _Instance(OpaPolicyInstance):
-    """An instance whose host built-ins can return "undefined" (a null result address), and whose memory
-    is read and written by address (:func:`_direct_memory`).
+    """An instance whose host built-ins can return "undefined" (a null result address), whose memory
+    is read and written by address (:func:`_direct_memory`), and whose exports are called without
+    wasmtime-py's per-call type conversion (:func:`_direct_calls`).
 
     OPA's compiled code treats a null address from ``opa_builtinN`` as an undefined call, which is what
     OPA itself does when a built-in fails in a non-strict evaluation. opapywasm has no public way to say
@@ -127,6 +212,7 @@ class _Instance(OpaPolicyInstance):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _direct_memory(self._abi, self._runtime)
+        _direct_calls(self._abi, self._runtime)
 
     def _dispatch_builtin(self, builtin_id: int, ctx: int, arg_addrs: list[int]) -> int:
         try:

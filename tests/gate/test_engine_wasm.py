@@ -208,3 +208,68 @@ def test_the_policys_memory_is_read_and_written_only_within_its_bounds() -> None
         instance.close()
     finally:
         engine.close()
+
+
+class _Exports:
+    """What gate.policy.wasm._unchecked_i32 needs of a runtime, over a small real module."""
+
+    def __init__(self, wat: str) -> None:
+        import wasmtime
+
+        self.store = wasmtime.Store()
+        self._instance = wasmtime.Instance(self.store, wasmtime.Module(self.store.engine, wat), [])
+
+    def get_func(self, name: str) -> object:
+        return self._instance.exports(self.store)[name]
+
+
+EXPORTS = """(module
+  (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1)))
+  (func (export "nothing") (param i32))
+  (func (export "wide") (param i64) (result i64) (local.get 0))
+  (func (export "trap") (result i32) unreachable))"""
+
+
+def test_unchecked_calls_are_only_made_for_i32_functions_and_fail_like_checked_ones() -> None:
+    import wasmtime
+
+    from gate.policy.wasm import _unchecked_i32
+
+    exports = _Exports(EXPORTS)
+    add = _unchecked_i32(exports, "add")  # type: ignore[arg-type]
+    assert add(2, 40) == 42
+    assert add(-1, 0) == -1 and add(2**32 - 1, 0) == -1  # an address above 2 GiB reads back as the i32
+    assert _unchecked_i32(exports, "nothing")(7) is None  # type: ignore[arg-type]
+    # Any other type would be read wrongly by an unchecked call: those keep wasmtime-py's checked call.
+    assert _unchecked_i32(exports, "wide") is None  # type: ignore[arg-type]
+    for args in ((1,), (1, 2, 3)):
+        with pytest.raises(wasmtime.WasmtimeError, match="arguments given"):
+            add(*args)
+    for bad in (2**32, -(2**31) - 1):
+        with pytest.raises(wasmtime.WasmtimeError, match="does not fit an i32"):
+            add(bad, 0)
+    with pytest.raises(wasmtime.Trap, match="unreachable"):
+        _unchecked_i32(exports, "trap")()  # type: ignore[arg-type]
+
+
+def test_evaluations_call_the_module_without_wasmtime_pys_checked_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The fast path is a measured part of every first look (docs/performance.md); a wasmtime-py or
+    # opapywasm change that silently sent the calls back through Func.__call__ would fail here.
+    import wasmtime
+
+    doc = next(doc for name, doc in CORPUS if "sample" not in name)
+    engine = WasmEngine(load_policy_set([ROOT]))
+    try:
+        expected = summary(engine, doc)
+        for _ in range(engine.pool_size):  # builds every instance (data is loaded by checked calls)
+            assert summary(engine, doc) == expected
+
+        def refused(*args: object, **kwargs: object) -> object:
+            raise AssertionError("an evaluation called wasmtime.Func.__call__")
+
+        monkeypatch.setattr(wasmtime.Func, "__call__", refused)
+        assert summary(engine, doc) == expected
+    finally:
+        engine.close()
