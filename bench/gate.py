@@ -318,12 +318,12 @@ def main() -> None:
         # the attestation again, as for an image seen for the first time.
         forgetful = Gate(
             GateConfig(
-                key_files=(pub,), verified_memo_bytes=0, registry_cache_bytes=0, evaluation_memo_results=0
+                key_files=(pub,), verified_memo_bytes=0, registry_cache_bytes=0, evaluation_memo_bytes=0
             )
         )
         opened.append(forgetful)
         # The default gate evaluating the policy on every call, as for an image whose attestations changed.
-        evaluating = Gate(GateConfig(key_files=(pub,), evaluation_memo_results=0))
+        evaluating = Gate(GateConfig(key_files=(pub,), evaluation_memo_bytes=0))
         opened.append(evaluating)
 
         rows: list[Row] = []

@@ -159,7 +159,7 @@ def main() -> None:
                     data_paths=(work / "data.json",),
                     keyless=(entry,),
                     verified_memo_bytes=32 * 1024 * 1024 if memo else 0,
-                    evaluation_memo_results=64 * 1024 if memo else 0,
+                    evaluation_memo_bytes=16 * 1024 * 1024 if memo else 0,
                 )
 
             with Gate(gate_config(memo=True)) as warm, Gate(gate_config(memo=False)) as cold_each:

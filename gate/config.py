@@ -72,7 +72,7 @@ class GateConfig:
     # The registry client's HTTP library (attestation.oci.transport.TRANSPORTS): httpx for a command,
     # aiohttp for gate serve.
     registry_transport: str = "httpx"
-    # Policy results remembered by what the input was made from, up to this many results (violations and
-    # warnings, plus one per evaluation; 0: evaluate every time); only for an engine whose result cannot
-    # depend on anything else (see EvaluationMemo).
-    evaluation_memo_results: int = 64 * 1024
+    # Policy results remembered by what the input was made from, up to this many bytes (estimated:
+    # gate.memo.evaluation_cost; 0: evaluate every time); only for an engine whose result cannot depend
+    # on anything else (see EvaluationMemo).
+    evaluation_memo_bytes: int = 16 * 1024 * 1024

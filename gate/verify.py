@@ -114,8 +114,8 @@ class Gate:
         self._client: Any = None
         self._verified = VerifiedMemo(config.verified_memo_bytes)
         self._evaluations = (
-            EvaluationMemo(config.evaluation_memo_results)
-            if config.evaluation_memo_results > 0 and self.engine.pure
+            EvaluationMemo(config.evaluation_memo_bytes)
+            if config.evaluation_memo_bytes > 0 and self.engine.pure
             else None
         )
         self._closed = False

@@ -15,6 +15,7 @@ import pytest
 
 from attestation.oci.writer import push_attestation_legacy, push_image
 from gate.checklist import UNUSABLE_STATEMENT
+from gate.policy.model import Evaluation
 from gate.verify import Gate, GateConfig
 from tests.gate.conftest import envelope_json, slsa02_statement, to_bytes
 from tests.infra.opa import opa_server, opa_url  # noqa: F401
@@ -202,24 +203,66 @@ def test_the_policy_is_evaluated_again_only_for_other_input(
     assert [w.code for w in other.warnings] == ["provenance.several_tasks"]
 
 
-def test_remembered_results_are_bounded_by_the_results_they_hold() -> None:
-    from gate.memo import EvaluationMemo
-    from gate.policy.model import Evaluation, Result
+def _evaluation(violations: int, msg: str = "m") -> Evaluation:
+    """An evaluation with ``violations`` results, each with its own message (as rules format them)."""
+    from gate.policy.model import Result
 
-    def evaluation(violations: int) -> Evaluation:
-        found = [Result(code=f"x.r{i}", msg="m") for i in range(violations)]
-        return Evaluation(violations=found, warnings=[], rules_evaluated=3, elapsed_ms=1.0)
+    found = [
+        Result(code=f"x.r{n}", msg=f"{n}: {msg}", title="T", description="D", solution="S")
+        for n in range(violations)
+    ]
+    return Evaluation(violations=found, warnings=[], rules_evaluated=3, elapsed_ms=1.0)
 
-    memo = EvaluationMemo(max_results=10)
-    memo.put(("a",), evaluation(4))  # holds 5
-    memo.put(("b",), evaluation(3))  # 9
+
+def test_remembered_results_are_bounded_by_the_memory_they_hold() -> None:
+    from gate.memo import EvaluationMemo, evaluation_cost
+
+    def cost(name: str, violations: int) -> int:
+        return evaluation_cost((name,), _evaluation(violations))
+
+    assert cost("a", 4) > cost("a", 3) > cost("a", 0)
+    memo = EvaluationMemo(max_bytes=cost("a", 4) + cost("b", 3) + cost("c", 1) - 1)
+    memo.put(("a",), _evaluation(4))
+    memo.put(("b",), _evaluation(3))
     assert memo.get(("a",)) is not None  # a is now the most recently used
-    memo.put(("c",), evaluation(1))  # 11 > 10: b goes
+    memo.put(("c",), _evaluation(1))  # one byte over: b, the least recently used, goes
     assert memo.get(("b",)) is None and memo.get(("a",)) is not None and memo.get(("c",)) is not None
-    memo.put(("huge",), evaluation(10))  # 11 results: more than the whole memo, not kept, nothing dropped
-    assert memo.get(("huge",)) is None and len(memo) == 2
-    memo.put(("a",), evaluation(0))  # replacing an entry frees what it held: a 1 + c 2
-    memo.put(("d",), evaluation(6))  # 10 in all: nothing dropped
+    # A rule may echo the statement into its message: what it holds counts, and more than the whole
+    # memo is not kept (and drops nothing).
+    memo.put(("long",), _evaluation(1, msg="x" * 100_000))
+    assert memo.get(("long",)) is None and len(memo) == 2
+    memo.put(("a",), _evaluation(0))  # replacing an entry frees what it held
+    memo.put(("d",), _evaluation(4))
     assert len(memo) == 3
     hit = memo.get(("d",))
-    assert hit is not None and len(hit.violations) == 6 and hit.elapsed_ms == 0.0
+    assert hit is not None and len(hit.violations) == 4 and hit.elapsed_ms == 0.0
+
+
+@pytest.mark.parametrize(("violations", "msg_chars"), [(0, 0), (3, 80), (20, 80), (5, 4000)])
+def test_the_memory_a_remembered_result_counts_is_close_to_what_it_takes(
+    violations: int, msg_chars: int
+) -> None:
+    # The bound is only as good as the estimate: compare it with what the interpreter allocates.
+    import hashlib
+    import tracemalloc
+
+    from gate.memo import EvaluationMemo, evaluation_cost
+
+    def key(i: int) -> tuple[object, ...]:
+        digest = hashlib.sha256(str(i).encode()).hexdigest()
+        stored = (digest, "application/vnd.dsse.envelope.v1+json", digest[::-1], f"sha256:{digest}")
+        return (f"registry.example:5000/team/app@sha256:{digest}", stored)
+
+    memo = EvaluationMemo(max_bytes=2**40)
+    entries = [(key(i), _evaluation(violations, msg=f"{i:06d}" + "m" * msg_chars)) for i in range(500)]
+    counted = sum(evaluation_cost(k, e) for k, e in entries)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        # Built inside the trace, as the gate builds them: keys, results and the memo's own entries.
+        for i in range(500):
+            memo.put(key(i), _evaluation(violations, msg=f"{i:06d}" + "m" * msg_chars))
+        taken = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert 0.75 * taken <= counted <= 1.5 * taken, (counted, taken)
