@@ -117,9 +117,9 @@ class VerifiedMemo:
         self._entries.put(key, _Remembered(checked.report, verified.signers, verified.encoded), size)
 
 
-# What one remembered evaluation takes beyond its text, in bytes (tracemalloc, CPython 3.11): the entry,
-# its key tuples and the Evaluation ~600, each result ~250. A result's title, description and solution
-# are its rule's own strings, shared; its code, message and term are its own.
+# What one remembered evaluation takes beyond its text, in bytes, as tracemalloc counts it on CPython
+# 3.11: the entry, its key tuples and the Evaluation; each result. A result's title, description and
+# solution are its rule's own strings, shared; its code, message and term are its own.
 _EVALUATION_OVERHEAD = 600
 _RESULT_OVERHEAD = 250
 
@@ -133,8 +133,8 @@ def _text_bytes(key: object) -> int:
 
 
 def evaluation_cost(key: tuple[object, ...], evaluation: Evaluation) -> int:
-    """The memory :class:`EvaluationMemo` counts for ``evaluation`` under ``key``: an estimate in bytes
-    (within ~5% of tracemalloc's count for 0-20 results with messages of 0-2,000 characters)."""
+    """The memory :class:`EvaluationMemo` counts for ``evaluation`` under ``key``: an estimate in bytes,
+    held to tracemalloc's count by ``tests/gate/test_verify_warm.py``."""
     results = (*evaluation.violations, *evaluation.warnings)
     return (
         _EVALUATION_OVERHEAD

@@ -116,10 +116,10 @@ def _direct_memory(abi: OpaAbi, runtime: WasmtimeRuntime) -> None:
 
 
 # The unchecked call takes the arguments and results as raw values, with no type look-up or conversion
-# per call: an evaluation's five export calls through wasmtime-py's checked ``Func.__call__`` cost a
-# fifth of the evaluation (docs/performance.md). It is safe only for a function whose parameters and
-# results are all i32, which _unchecked_i32 checks once per function; any other function, or a
-# wasmtime-py without these names, keeps the checked call.
+# per call, which wasmtime-py's checked ``Func.__call__`` does on each of an evaluation's five export
+# calls (its cost: docs/performance.md, the choices table). It is safe only for a function whose
+# parameters and results are all i32, which _unchecked_i32 checks once per function; any other
+# function, or a wasmtime-py without these names, keeps the checked call.
 try:
     from wasmtime._bindings import wasmtime_func_call_unchecked, wasmtime_val_raw_t
     from wasmtime._func import enter_wasm
