@@ -20,7 +20,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
@@ -180,23 +180,19 @@ def _direct_calls(abi: OpaAbi, runtime: WasmtimeRuntime) -> None:
         return checked_call(name, *args) if fast is None else cast(int, fast(*args))
 
     # opapywasm calls these two without _call: they return nothing.
-    def heap_ptr_set(addr: int) -> None:
-        fast = direct("opa_heap_ptr_set")
-        if fast is None:
-            checked_set(addr)
-        else:
-            fast(addr)
+    def no_result(name: str, checked: Callable[[int], None]) -> Callable[[int], None]:
+        def one(addr: int) -> None:
+            fast = direct(name)
+            if fast is None:
+                checked(addr)
+            else:
+                fast(addr)
 
-    def free(addr: int) -> None:
-        fast = direct("opa_free")
-        if fast is None:
-            checked_free(addr)
-        else:
-            fast(addr)
+        return one
 
     abi._call = call  # type: ignore[method-assign]
-    abi.opa_heap_ptr_set = heap_ptr_set  # type: ignore[method-assign]
-    abi.opa_free = free  # type: ignore[method-assign]
+    abi.opa_heap_ptr_set = no_result("opa_heap_ptr_set", checked_set)  # type: ignore[method-assign,assignment]
+    abi.opa_free = no_result("opa_free", checked_free)  # type: ignore[method-assign,assignment]
 
 
 class _Instance(OpaPolicyInstance):
