@@ -73,7 +73,7 @@ from attestation import dsse  # noqa: E402
 from attestation.keys import PrivateKeySigner  # noqa: E402
 from attestation.oci.registry import RegistryClient  # noqa: E402
 from attestation.oci.writer import push_attestation_legacy, push_image  # noqa: E402
-from bench.admission import cpu_probe, memory, provenance, review  # noqa: E402
+from bench.admission import cpu_probe, cpu_times, memory, provenance, review, steal_share  # noqa: E402
 from bench.gate import version_of  # noqa: E402
 from gate.serve.config import auto_workers  # noqa: E402
 from tests.infra import build_components, require_binary, stop  # noqa: E402
@@ -441,6 +441,8 @@ class Row:
     success: float
     answers: str
     extra: dict[str, Any] = field(default_factory=dict)
+    # The share of the CPUs' time the hypervisor gave to other machines during the row (None: not known).
+    steal: float | None = None
 
 
 def attack(
@@ -750,11 +752,15 @@ def main() -> None:
                 ("repeated, denied, 1 image", rate, [review([repeated_denied[0]], "r")] * n),
                 ("repeated, allowed, 5 images", rate, [review(repeated_allowed, "r")] * n),
             ]
+            notes.append(f"before the AdmissionReview rows: {cpu_probe()}")
             for what, at, bodies in cases:
                 for system in ("policy-controller", "provgate"):
                     log(f"{what} at {at}/s: {system}")
+                    before = cpu_times()
                     report, answers = attack(vegeta, direct[system], tls.ca_file, bodies, at, work)
-                    rows.append(row_from(f"{what}, {at} req/s", system, at, report, answers))
+                    got = row_from(f"{what}, {at} req/s", system, at, report, answers)
+                    got.steal = steal_share(before, cpu_times())
+                    rows.append(got)
                     time.sleep(1)
 
             # -- Pod creates through the API server --
@@ -765,7 +771,9 @@ def main() -> None:
             ]
             for what, images, expect in pod_rows:
                 log(what)
+                before = cpu_times()
                 times = pod_creates(kube, namespaces, images, expect)
+                steal = steal_share(before, cpu_times())  # the three namespaces' creates are interleaved
                 for system, values in times.items():
                     rows.append(
                         Row(
@@ -778,6 +786,7 @@ def main() -> None:
                             p99=pct(values, 0.99),
                             success=1.0,
                             answers="201 Created" if expect or system == "none" else "denied",
+                            steal=steal,
                         )
                     )
             kube_version = version_of(require_binary("kube-apiserver"), "--version")
@@ -856,8 +865,12 @@ def print_report(
         + (f" (one per usable CPU: {auto_workers()} here)" if args.workers == "auto" else "")
     )
     print()
-    print("| what | system | n | p50 ms | p95 ms | p99 ms | answers | policy-controller p50 / provgate p50 |")
-    print("|---|---|--:|--:|--:|--:|---|--:|")
+    # steal: the share of the CPUs' time the hypervisor gave to other machines during the row.
+    print(
+        "| what | system | n | p50 ms | p95 ms | p99 ms | answers | steal "
+        "| policy-controller p50 / provgate p50 |"
+    )
+    print("|---|---|--:|--:|--:|--:|---|--:|--:|")
     by = {(r.what, r.system): r for r in rows}
     baseline = {r.what: r for r in rows if r.system == "no webhook"}
     for r in rows:
@@ -870,9 +883,10 @@ def print_report(
                 ratio = f"{added_pc / added_pg:.1f}x (added)" if added_pg > 0 else "n/a"
             else:
                 ratio = f"{peer.p50 / r.p50:.1f}x"
+        steal = "" if r.steal is None else f"{100 * r.steal:.1f}%"
         print(
             f"| {r.what} | {r.system} | {r.n} | {r.p50:.2f} | {r.p95:.2f} | {r.p99:.2f} | {r.answers} "
-            f"| {ratio} |"
+            f"| {steal} | {ratio} |"
         )
     print()
     print("Added by the webhooks (Pod create p50 / p99 minus the no-webhook namespace's):")
