@@ -71,8 +71,17 @@ class Board:
         self._beats = mmap.mmap(-1, 8 * count)
         self._busy = mmap.mmap(-1, 4 * count)  # verifications each is computing (gate.serve.peers)
 
+    def starting(self, index: int) -> None:
+        """Worker ``index`` is being (re)started: its slot as new. A worker killed mid-verification
+        (stalled, out of memory) left its count behind, and a replacement that inherited it would look
+        busy to the others for as long as it lives, so they would never share a first look with it."""
+        self.set(index, STARTING)
+        self.beat(index)
+        struct.pack_into("i", self._busy, 4 * index, 0)
+
     def add_busy(self, index: int, delta: int) -> None:
-        """Only the worker ``index`` writes its count, from its event loop."""
+        """Only the worker ``index`` writes its count, from its event loop (and the supervisor, while no
+        worker ``index`` runs: :meth:`starting`)."""
         count: int = struct.unpack_from("i", self._busy, 4 * index)[0]
         struct.pack_into("i", self._busy, 4 * index, max(0, count + delta))
 
@@ -236,8 +245,7 @@ class Supervisor:
             self.peers_dir = None
 
     def _spawn(self, index: int) -> None:
-        self.board.set(index, STARTING)
-        self.board.beat(index)
+        self.board.starting(index)
         slot = WorkerSlot(index=index, board=self.board, parent=os.getpid(), peers=self.peers_dir)
         # No signal may reach the child before it has dropped the parent's handlers (which would pass
         # it on to the other workers): blocked across the fork, unblocked by each side after.

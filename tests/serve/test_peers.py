@@ -13,7 +13,7 @@ import pytest
 
 from gate.decision import AttestationReport, Decision, Finding, Timings, undecided
 from gate.serve.peers import Peers
-from gate.serve.workers import READY, Board
+from gate.serve.workers import READY, STARTING, Board
 from tests.infra.registry import RegistryServer
 from tests.serve.conftest import Signing, deployment, push_signed, review
 
@@ -171,3 +171,15 @@ def test_the_answer_and_how_long_to_keep_it(tmp_path: Path) -> None:
     got = asyncio.run(scenario())
     assert got == (_decision(), 12.5)
     assert seen == [(IMAGE, ("policy", "trust"))]
+
+
+def test_a_replaced_worker_starts_with_nothing_counted_against_it(tmp_path: Path) -> None:
+    asker, other = _peers(tmp_path)
+    for _ in range(3):
+        other.start()  # three verifications in flight when the worker was killed (never finished)
+    assert asker.pick() is None  # the other looks busier: this one decides, and counts it
+    asker.board.starting(1)  # the supervisor spawns the replacement
+    assert asker.board.states()[1] == STARTING
+    asker.board.set(1, READY)  # the replacement has loaded
+    assert asker.board.busy() == [1, 0]
+    assert asker.pick() == 1  # the replacement gets the next first look, as any idle worker would
