@@ -9,9 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
+import sys
 import time
+from http.server import ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,3 +101,16 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+class LoopbackHTTPServer(ThreadingHTTPServer):
+    """A loopback HTTP(S) server for a test's stand-in peer. A client that hangs up mid-request (a test's
+    timeout, the API server dropping a connection, a TLS handshake cut short) is expected here, not a
+    failure of the server: it is not printed into the test run's output. Anything else is, as usual."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError | ssl.SSLError):
+            return
+        super().handle_error(request, client_address)

@@ -9,7 +9,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from signer import samples
+from tests.infra import LoopbackHTTPServer
 from tests.infra.kube import (
     USER,
     KubeCluster,
@@ -261,8 +262,7 @@ def admission_server(tmp_path: Path) -> Iterator[AdmissionServer]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     state = AdmissionServer(url="", ca_pem=ca_file.read_bytes())
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
+    httpd = LoopbackHTTPServer(("127.0.0.1", 0), _handler(state))
     httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
     state.url = f"https://127.0.0.1:{httpd.server_address[1]}/validate"
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
